@@ -1,0 +1,31 @@
+# polyculture: culturally aligned language models and cultural-alignment measurement.
+# Entry point; the stages live in rules/*.smk, the logic in src/polyculture/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/consensus.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/wvs.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        models_targets(),
+        consensus_targets(),
+        train_targets(),
+        evaluate_targets(),
+        wvs_targets(),
+        report_targets(),
+    default_target: True

@@ -1,0 +1,65 @@
+# Config validation and helpers shared by every rule file.
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from polyculture.config_check import check_config
+from polyculture.models import is_builtin, builtin_name, resolve_model_spec
+
+
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+check_config(config, workdir=Path.cwd())
+
+RESULTS = config["results"]
+MODELS_DIR = f"{RESULTS}/models"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+SEED = config["seed"]
+
+
+def table_schema(name):
+    """Path of the row schema of table `name` (schemas/tables/<name>.schema.yaml)."""
+    return workflow.source_path(f"../schemas/tables/{name}.schema.yaml")
+
+
+def model_path(spec):
+    """Loadable path or hub id of a model spec (built-in models live under MODELS_DIR)."""
+    return resolve_model_spec(spec, MODELS_DIR)
+
+
+def model_input(spec):
+    """Files a rule needs for a model spec: the built model directory for built-ins, else none."""
+    return [f"{MODELS_DIR}/{builtin_name(spec)}"] if is_builtin(spec) else []
+
+
+def adapter_dir(variant):
+    """PEFT adapter directory that train_lora writes for a training variant."""
+    return f"{RESULTS}/train/{variant}/adapter"
+
+
+EVAL_MODELS = {m["name"]: m for m in config["eval_models"]}
+
+
+def eval_model_input(name):
+    """Files an evaluation of eval model `name` needs: its base model and its adapter, if any."""
+    m = EVAL_MODELS[name]
+    files = model_input(m["model"])
+    if m.get("adapter"):
+        files.append(adapter_dir(m["adapter"]))
+    return files
+
+
+def eval_model_params(name):
+    """Load settings of eval model `name`: base path, adapter path or None, merge flag."""
+    m = EVAL_MODELS[name]
+    return {
+        "model": model_path(m["model"]),
+        "adapter": adapter_dir(m["adapter"]) if m.get("adapter") else None,
+        "merge_adapter": m.get("merge_adapter", False),
+    }
+
+
+def generation_params():
+    """Backend settings shared by every generating rule."""
+    return dict(config["backend"])

@@ -1,0 +1,103 @@
+"""Checks of a validated config that JSON Schema cannot express: files exist, languages are
+ISO 639-1 codes, model specs resolve. Every error names the config key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from polyculture.errors import ConfigError, ModelSpecError
+from polyculture.languages import is_language_code
+from polyculture.models import classify_model_spec
+
+MODEL_KEYS = ("model", "embedder", "generator", "judge")
+
+
+def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+    """Yield (dotted key, last key, value) for every mapping entry, descending into lists."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            yield dotted, str(key), value
+            yield from _walk(value, dotted)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{prefix}[{i}]")
+
+
+def is_path_key(key: str) -> bool:
+    """Keys that name an input file or directory that must exist."""
+    return key == "path" or key.endswith("_path")
+
+
+def is_language_key(key: str) -> bool:
+    """Keys that hold one or more ISO 639-1 codes."""
+    return key in ("language", "languages") or key.endswith(("_language", "_languages"))
+
+
+def is_model_key(key: str) -> bool:
+    """Keys that hold a model spec."""
+    return key in MODEL_KEYS or key.endswith("_model")
+
+
+def check_paths(config: Mapping[str, Any], workdir: Path) -> None:
+    """Every `path` / `*_path` key names an existing file or directory."""
+    for dotted, key, value in _walk(config):
+        if is_path_key(key) and isinstance(value, str) and value:
+            p = Path(value).expanduser()
+            if not (p if p.is_absolute() else workdir / p).exists():
+                raise ConfigError(dotted, f"'{value}' does not exist (expected an existing file or directory)")
+
+
+def check_languages(config: Mapping[str, Any]) -> None:
+    """Every language key holds ISO 639-1 codes."""
+    for dotted, key, value in _walk(config):
+        if not is_language_key(key):
+            continue
+        codes = value if isinstance(value, list) else [value]
+        for code in codes:
+            if isinstance(code, str) and not is_language_code(code):
+                raise ConfigError(dotted, f"'{code}' is not an ISO 639-1 language code (e.g. 'en', 'da', 'zh')")
+
+
+def check_model_specs(config: Mapping[str, Any]) -> None:
+    """Every model key holds a Hugging Face id, an existing directory or a builtin: name."""
+    for dotted, key, value in _walk(config):
+        if is_model_key(key) and isinstance(value, str):
+            try:
+                classify_model_spec(value)
+            except ModelSpecError as exc:
+                raise ConfigError(dotted, str(exc)) from None
+
+
+def check_eval_models(config: Mapping[str, Any]) -> None:
+    """Eval model names are unique and every adapter names a configured training variant."""
+    names = [m["name"] for m in config.get("eval_models", [])]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError("eval_models", f"names must be unique; repeated: {', '.join(dupes)}")
+    variants = set(config.get("train", {}).get("variants", []))
+    for i, m in enumerate(config.get("eval_models", [])):
+        adapter = m.get("adapter")
+        if adapter and adapter not in variants:
+            raise ConfigError(
+                f"eval_models[{i}].adapter",
+                f"'{adapter}' is not a training variant; configured variants: {', '.join(sorted(variants)) or 'none'}",
+            )
+
+
+def check_translator(config: Mapping[str, Any]) -> None:
+    """A translator that needs a model has one."""
+    tr = config.get("translator", {})
+    if tr.get("kind") in ("llm", "nllb") and not tr.get("model"):
+        raise ConfigError("translator.model", f"translator kind '{tr['kind']}' needs a model spec")
+
+
+def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None:
+    """Run every cross-key check on a schema-validated config."""
+    check_paths(config, workdir or Path.cwd())
+    check_languages(config)
+    check_model_specs(config)
+    check_eval_models(config)
+    check_translator(config)

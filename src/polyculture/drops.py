@@ -1,0 +1,65 @@
+"""Counting model output that cannot be used, and failing when too much is dropped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from polyculture.errors import DropRateError
+
+DROP_COLUMNS = ("stage", "group", "reason", "dropped", "total")
+
+
+@dataclass
+class DropCounter:
+    """Dropped items by reason for one stage and group (e.g. a model × language)."""
+
+    stage: str
+    group: str = "all"
+    total: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def seen(self, n: int = 1) -> None:
+        """Count `n` items that entered the stage."""
+        self.total += n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count `n` items dropped for `reason`."""
+        self.reasons[reason] += n
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.reasons.values())
+
+    @property
+    def rate(self) -> float:
+        return self.dropped / self.total if self.total else 0.0
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per reason (a row with reason 'none' when nothing was dropped)."""
+        rows = [
+            {"stage": self.stage, "group": self.group, "reason": r, "dropped": n, "total": self.total}
+            for r, n in sorted(self.reasons.items())
+        ] or [{"stage": self.stage, "group": self.group, "reason": "none", "dropped": 0, "total": self.total}]
+        return pl.DataFrame(
+            rows,
+            schema={"stage": pl.String, "group": pl.String, "reason": pl.String, "dropped": pl.Int64, "total": pl.Int64},
+        )
+
+    def check(self, max_rate: float) -> None:
+        """Raise when the share of dropped items exceeds `max_rate`."""
+        if self.total and self.rate > max_rate:
+            detail = ", ".join(f"{r}: {n}" for r, n in sorted(self.reasons.items()))
+            raise DropRateError(
+                f"stage '{self.stage}' ({self.group}) dropped {self.dropped} of {self.total} items "
+                f"({self.rate:.1%}), above the configured maximum of {max_rate:.1%} ({detail})"
+            )
+
+
+def concat_drops(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Stack drop tables of several stages or groups."""
+    if not frames:
+        return DropCounter(stage="none").to_frame().clear()
+    return pl.concat(frames, how="vertical")
