@@ -1,0 +1,80 @@
+"""Shared fixtures: paths, the reference data beside the project, and one session-wide run of
+the demo workflow in a temporary copy of the workflow (tests read its outputs, never rerun it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "resources", "report", "profiles", "configs")
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (reference data read in place); tests using it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not found at {SHARED_DATA} (../shared/data beside the project)")
+    return SHARED_DATA
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow's own files (not results, venvs or git) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "results*"))
+        elif src.is_file():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 1800, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run Snakemake in `workdir`; on failure show the tail of its output."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the workflow that the session's demo run works in."""
+    return copy_workflow(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="session")
+def builtin_models(demo_workdir: Path) -> dict[str, Path]:
+    """The built-in tiny models, built by the workflow's own rules in the demo copy."""
+    models = demo_workdir / "results" / "models"
+    run_snakemake(demo_workdir, str(models / "tiny-chat"), str(models / "tiny-embed"))
+    return {"tiny-chat": models / "tiny-chat", "tiny-embed": models / "tiny-embed"}
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_workdir: Path, builtin_models: dict[str, Path]) -> Path:
+    """One full run of the demo config; returns the working directory (outputs under results/)."""
+    run_snakemake(demo_workdir, timeout=3600)
+    return demo_workdir
