@@ -17,6 +17,7 @@ include: "rules/consensus.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/wvs.smk"
+include: "rules/alignment.smk"
 include: "rules/report.smk"
 
 
@@ -27,5 +28,6 @@ rule all:
         train_targets(),
         evaluate_targets(),
         wvs_targets(),
+        alignment_targets(),
         report_targets(),
     default_target: True
