@@ -24,10 +24,10 @@ include: "rules/report.smk"
 rule all:
     input:
         models_targets(),
-        consensus_targets(),
-        train_targets(),
-        evaluate_targets(),
-        wvs_targets(),
-        alignment_targets(),
+        enabled("consensus", consensus_targets),
+        enabled("train", train_targets),
+        enabled("evaluate", evaluate_targets),
+        enabled("wvs", wvs_targets),
+        enabled("alignment", alignment_targets),
         report_targets(),
     default_target: True

@@ -63,3 +63,8 @@ def eval_model_params(name):
 def generation_params():
     """Backend settings shared by every generating rule."""
     return dict(config["backend"])
+
+
+def enabled(group, targets):
+    """Targets of a stage group, or none where `pipelines.<group>` switches it off."""
+    return targets() if config["pipelines"][group] else []
