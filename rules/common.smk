@@ -29,7 +29,7 @@ def model_path(spec):
 
 
 def model_input(spec):
-    """Files a rule needs for a model spec: the built model directory for built-ins, else none."""
+    """Input files of a model spec: the built model directory for built-ins, else none."""
     return [f"{MODELS_DIR}/{builtin_name(spec)}"] if is_builtin(spec) else []
 
 
