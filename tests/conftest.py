@@ -13,7 +13,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "resources", "report", "profiles", "configs")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "resources",
+    "report",
+    "profiles",
+    "configs",
+)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -26,7 +36,9 @@ def repo_root() -> Path:
 def shared_data() -> Path:
     """../shared/data (reference data read in place); tests using it skip where it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA} (../shared/data beside the project)")
+        pytest.skip(
+            f"reference data not found at {SHARED_DATA} (../shared/data beside the project)"
+        )
     return SHARED_DATA
 
 
@@ -36,15 +48,24 @@ def copy_workflow(dest: Path) -> Path:
     for name in WORKFLOW_FILES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "results*"))
+            shutil.copytree(
+                src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "results*")
+            )
         elif src.is_file():
             shutil.copy2(src, dest / name)
     return dest
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 1800, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, timeout: int = 1800, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run Snakemake in `workdir`; on failure show the tail of its output."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    full_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     full_env.update(env or {})
     proc = subprocess.run(
         [SNAKEMAKE, "--cores", "2", *args],
@@ -55,7 +76,9 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 1800, check: bool = 
         env=full_env,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-12000:]}"
+        )
     return proc
 
 

@@ -47,7 +47,9 @@ def check_paths(config: Mapping[str, Any], workdir: Path) -> None:
         if is_path_key(key) and isinstance(value, str) and value:
             p = Path(value).expanduser()
             if not (p if p.is_absolute() else workdir / p).exists():
-                raise ConfigError(dotted, f"'{value}' does not exist (expected an existing file or directory)")
+                raise ConfigError(
+                    dotted, f"'{value}' does not exist (expected an existing file or directory)"
+                )
 
 
 def check_languages(config: Mapping[str, Any]) -> None:
@@ -58,7 +60,9 @@ def check_languages(config: Mapping[str, Any]) -> None:
         codes = value if isinstance(value, list) else [value]
         for code in codes:
             if isinstance(code, str) and not is_language_code(code):
-                raise ConfigError(dotted, f"'{code}' is not an ISO 639-1 language code (e.g. 'en', 'da', 'zh')")
+                raise ConfigError(
+                    dotted, f"'{code}' is not an ISO 639-1 language code (e.g. 'en', 'da', 'zh')"
+                )
 
 
 def check_model_specs(config: Mapping[str, Any]) -> None:

@@ -40,12 +40,32 @@ class DropCounter:
     def to_frame(self) -> pl.DataFrame:
         """One row per reason (a row with reason 'none' when nothing was dropped)."""
         rows = [
-            {"stage": self.stage, "group": self.group, "reason": r, "dropped": n, "total": self.total}
+            {
+                "stage": self.stage,
+                "group": self.group,
+                "reason": r,
+                "dropped": n,
+                "total": self.total,
+            }
             for r, n in sorted(self.reasons.items())
-        ] or [{"stage": self.stage, "group": self.group, "reason": "none", "dropped": 0, "total": self.total}]
+        ] or [
+            {
+                "stage": self.stage,
+                "group": self.group,
+                "reason": "none",
+                "dropped": 0,
+                "total": self.total,
+            }
+        ]
         return pl.DataFrame(
             rows,
-            schema={"stage": pl.String, "group": pl.String, "reason": pl.String, "dropped": pl.Int64, "total": pl.Int64},
+            schema={
+                "stage": pl.String,
+                "group": pl.String,
+                "reason": pl.String,
+                "dropped": pl.Int64,
+                "total": pl.Int64,
+            },
         )
 
     def check(self, max_rate: float) -> None:

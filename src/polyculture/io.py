@@ -70,7 +70,9 @@ def write_jsonl(records: Iterable[Mapping[str, Any]], path: str | os.PathLike[st
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write one JSON document atomically, keys sorted, UTF-8."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", "utf-8")
+        tmp.write_text(
+            json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", "utf-8"
+        )
 
 
 def write_text(text: str, path: str | os.PathLike[str]) -> None:
@@ -87,7 +89,9 @@ def read_text_utf8(path: str | os.PathLike[str]) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(p, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from exc
+        raise InputError(
+            p, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8"
+        ) from exc
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -102,7 +106,9 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise InputError(path, f"line {lineno} is not valid JSON ({exc.msg})") from exc
         if not isinstance(value, dict):
-            raise InputError(path, f"line {lineno} is a JSON {type(value).__name__}, expected an object")
+            raise InputError(
+                path, f"line {lineno} is a JSON {type(value).__name__}, expected an object"
+            )
         records.append(value)
     return records
 
@@ -130,7 +136,9 @@ def _read_any(p: Path) -> pl.DataFrame:
         return pl.read_parquet(p)
     if suffix in (".csv", ".tsv"):
         read_text_utf8(p)
-        return pl.read_csv(p, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10000)
+        return pl.read_csv(
+            p, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10000
+        )
     if suffix in (".jsonl", ".ndjson"):
         records = read_jsonl(p)
         return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
@@ -139,7 +147,9 @@ def _read_any(p: Path) -> pl.DataFrame:
         if not isinstance(data, list):
             raise InputError(p, "a .json table must be a list of row objects")
         return pl.DataFrame(data, infer_schema_length=None) if data else pl.DataFrame()
-    raise InputError(p, f"unsupported table format '{p.suffix}' (expected .parquet, .csv, .tsv, .jsonl or .json)")
+    raise InputError(
+        p, f"unsupported table format '{p.suffix}' (expected .parquet, .csv, .tsv, .jsonl or .json)"
+    )
 
 
 def read_table(
@@ -164,14 +174,22 @@ def read_table(
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise InputError(p, f"could not be read as a table: {exc}") from exc
-    if schema is not None:
-        check_columns(df, schema, p)
     if df.height == 0 and not allow_empty:
+        if schema is not None:
+            check_columns(df, schema, p, check_types=False)
         raise InputError(p, "table has no rows")
+    if schema is not None:
+        check_columns(df, schema, p, check_types=df.height > 0)
     return df
 
 
-def check_columns(df: pl.DataFrame, schema: Mapping[str, Any] | str | os.PathLike[str], source: object) -> None:
+def check_columns(
+    df: pl.DataFrame,
+    schema: Mapping[str, Any] | str | os.PathLike[str],
+    source: object,
+    *,
+    check_types: bool = True,
+) -> None:
     """Check that `df` has the schema's required columns, each of the declared kind."""
     if not isinstance(schema, Mapping):
         schema = load_table_schema(schema)
@@ -184,6 +202,8 @@ def check_columns(df: pl.DataFrame, schema: Mapping[str, Any] | str | os.PathLik
             f"missing column(s) {', '.join(repr(c) for c in missing)}; "
             f"expected columns: {', '.join(props)}",
         )
+    if not check_types:
+        return
     for col, spec in props.items():
         if col not in df.columns or df[col].dtype == pl.Null:
             continue
@@ -193,7 +213,9 @@ def check_columns(df: pl.DataFrame, schema: Mapping[str, Any] | str | os.PathLik
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         allowed = tuple(t for k in kinds if k != "null" for t in _POLARS_KINDS.get(k, ()))
         if allowed and not isinstance(df[col].dtype, allowed):
-            raise InputError(source, f"column '{col}' has type {df[col].dtype}, expected {'/'.join(kinds)}")
+            raise InputError(
+                source, f"column '{col}' has type {df[col].dtype}, expected {'/'.join(kinds)}"
+            )
 
 
 def shard_bounds(n_items: int, shard: int, n_shards: int) -> tuple[int, int]:

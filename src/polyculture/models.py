@@ -31,13 +31,17 @@ def builtin_name(spec: str) -> str:
 
 def looks_like_path(spec: str) -> bool:
     """Whether a spec is written as a filesystem path rather than a hub id."""
-    return spec.startswith(("/", "./", "../", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec
+    return (
+        spec.startswith(("/", "./", "../", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec
+    )
 
 
 def classify_model_spec(spec: str) -> str:
     """'builtin', 'path' or 'hub'; fails with the spec named when it is none of them."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError(f"model spec {spec!r}: expected a Hugging Face id, a directory or a builtin: name")
+        raise ModelSpecError(
+            f"model spec {spec!r}: expected a Hugging Face id, a directory or a builtin: name"
+        )
     if is_builtin(spec):
         builtin_name(spec)
         return "builtin"

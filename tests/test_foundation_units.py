@@ -1,0 +1,160 @@
+"""Units of the foundation library: io, drops, model specs, languages, config checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from polyculture import config_check, io
+from polyculture.drops import DropCounter
+from polyculture.errors import ConfigError, DropRateError, InputError, ModelSpecError
+from polyculture.languages import BLEND_REGIONS, is_language_code, language_name, normalize_region
+from polyculture.models import classify_model_spec, resolve_model_spec
+
+ROW_SCHEMA = {
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "score": {"type": "number"}, "n": {"type": "integer"}},
+    "required": ["id", "score"],
+}
+
+
+def test_read_table_checks_columns_and_types(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("id,score,n\na,0.5,1\nb,1.0,2\n", encoding="utf-8")
+    assert io.read_table(good, ROW_SCHEMA).height == 2
+
+    missing = tmp_path / "missing.csv"
+    missing.write_text("id,n\na,1\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"missing\.csv: missing column\(s\) 'score'"):
+        io.read_table(missing, ROW_SCHEMA)
+
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("id,score\na,high\n", encoding="utf-8")
+    with pytest.raises(InputError, match="column 'score' has type String, expected number"):
+        io.read_table(wrong, ROW_SCHEMA)
+
+
+def test_read_table_rejects_empty_and_non_utf8(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty.csv: file is empty"):
+        io.read_table(empty)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("id,score\n", encoding="utf-8")
+    with pytest.raises(InputError, match="table has no rows"):
+        io.read_table(header_only, ROW_SCHEMA)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("id,score\nSão,1\n".encode("latin-1"))
+    with pytest.raises(InputError, match="latin1.csv: not valid UTF-8"):
+        io.read_table(latin1)
+    with pytest.raises(InputError, match="does not exist"):
+        io.read_table(tmp_path / "absent.parquet")
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path: Path) -> None:
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"a": 1}\n\n{"a": 2\n', encoding="utf-8")
+    with pytest.raises(InputError, match="x.jsonl: line 3 is not valid JSON"):
+        io.read_jsonl(p)
+    p.write_text('{"a": 1}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(InputError, match="line 2 is a JSON list, expected an object"):
+        io.read_jsonl(p)
+
+
+def test_atomic_writers_leave_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+
+    def records():
+        yield {"a": 1}
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        io.write_jsonl(records(), target)
+    assert target.read_text(encoding="utf-8") == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+    df = pl.DataFrame({"a": [1, 2]})
+    io.write_parquet(df, tmp_path / "t.parquet")
+    first = (tmp_path / "t.parquet").read_bytes()
+    io.write_parquet(df, tmp_path / "t.parquet")
+    assert (tmp_path / "t.parquet").read_bytes() == first
+    io.write_json({"b": 1, "a": "é"}, tmp_path / "x.json")
+    assert json.loads((tmp_path / "x.json").read_text(encoding="utf-8")) == {"a": "é", "b": 1}
+
+
+@pytest.mark.parametrize("n_items,n_shards", [(0, 3), (10, 3), (7, 7), (5, 8)])
+def test_shard_bounds_partition_the_rows(n_items: int, n_shards: int) -> None:
+    covered = []
+    for s in range(n_shards):
+        start, stop = io.shard_bounds(n_items, s, n_shards)
+        covered.extend(range(start, stop))
+    assert covered == list(range(n_items))
+    with pytest.raises(ValueError):
+        io.shard_bounds(n_items, n_shards, n_shards)
+
+
+def test_drop_counter_rate_and_limit() -> None:
+    c = DropCounter(stage="parse", group="m/da")
+    c.seen(10)
+    c.drop("no_list")
+    c.drop("wrong_language", 2)
+    frame = c.to_frame()
+    assert frame["dropped"].to_list() == [1, 2]
+    assert frame["total"].to_list() == [10, 10]
+    c.check(0.3)
+    with pytest.raises(
+        DropRateError, match=r"dropped 3 of 10 items \(30.0%\).*no_list: 1, wrong_language: 2"
+    ):
+        c.check(0.25)
+    assert DropCounter(stage="x").to_frame()["reason"].to_list() == ["none"]
+
+
+def test_model_specs(tmp_path: Path) -> None:
+    assert classify_model_spec("builtin:tiny-chat") == "builtin"
+    assert resolve_model_spec("builtin:tiny-embed", "results/models") == "results/models/tiny-embed"
+    assert classify_model_spec("meta-llama/Llama-3.1-8B-Instruct") == "hub"
+    assert classify_model_spec(str(tmp_path)) == "path"
+    with pytest.raises(ModelSpecError, match="unknown built-in model 'huge'"):
+        classify_model_spec("builtin:huge")
+    with pytest.raises(ModelSpecError, match="the directory does not exist"):
+        classify_model_spec(str(tmp_path / "nope" / "model"))
+    with pytest.raises(ModelSpecError, match="neither a Hugging Face id"):
+        classify_model_spec("not a model")
+
+
+def test_languages() -> None:
+    assert is_language_code("da") and not is_language_code("xx")
+    assert language_name("el") == "Modern Greek (1453-)"
+    assert len(BLEND_REGIONS) == 16 and normalize_region("South Korea") == "South_Korea"
+    assert all(is_language_code(code) for code in BLEND_REGIONS.values())
+
+
+def test_config_checks_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config key 'wvs\.languages': 'xx' is not an ISO 639-1"):
+        config_check.check_languages({"wvs": {"languages": ["en", "xx"]}})
+    with pytest.raises(
+        ConfigError, match=r"config key 'wvs\.microdata_path': '.*absent.csv' does not exist"
+    ):
+        config_check.check_paths(
+            {"wvs": {"microdata_path": str(tmp_path / "absent.csv")}}, tmp_path
+        )
+    with pytest.raises(
+        ConfigError, match=r"config key 'consensus\.generator': model spec 'builtin:big'"
+    ):
+        config_check.check_model_specs({"consensus": {"generator": "builtin:big"}})
+    with pytest.raises(ConfigError, match=r"eval_models\[1\]\.adapter"):
+        config_check.check_eval_models(
+            {
+                "train": {"variants": ["full"]},
+                "eval_models": [
+                    {"name": "a", "model": "x/y"},
+                    {"name": "b", "model": "x/y", "adapter": "other"},
+                ],
+            }
+        )
+    with pytest.raises(ConfigError, match="translator.model"):
+        config_check.check_translator({"translator": {"kind": "nllb"}})
