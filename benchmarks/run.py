@@ -1,0 +1,61 @@
+"""`make bench`: run every benchmark in this directory, print a table of ratios and write
+benchmarks/results.json. Each benchmark module has `run() -> dict` returning named figures, each
+figure a dict with `value`, `unit` and `compares` (what the figure compares)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    import os
+
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def main(argv: list[str]) -> int:
+    names = argv or sorted(p.stem for p in HERE.glob("bench_*.py"))
+    results: dict[str, dict] = {"machine": machine(), "benchmarks": {}}
+    failed = []
+    for name in names:
+        module = importlib.import_module(name)
+        start = time.perf_counter()
+        try:
+            figures = module.run()
+        except Exception as exc:  # a failing benchmark is reported, the others still run
+            failed.append(name)
+            figures = {
+                "error": {"value": None, "unit": "", "compares": f"{type(exc).__name__}: {exc}"}
+            }
+        results["benchmarks"][name] = {
+            "figures": figures,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        for key, fig in figures.items():
+            value = fig["value"]
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            print(f"{name:<24} {key:<34} {shown:>12} {fig['unit']:<10} {fig['compares']}")
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {HERE / 'results.json'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
