@@ -1,0 +1,209 @@
+"""Intra-language consistency of sampled answers (paper eq. 3) and per-sample centrality (eq. 4).
+
+For one question and one side (English or local) with n usable samples e_1..e_n (embeddings):
+
+    C = 2 / (n (n-1)) * sum_{i<j} cos(e_i, e_j)          (mean over the n(n-1)/2 distinct pairs)
+    s_i = 1 / (n-1) * sum_{j != i} cos(e_i, e_j)           (mean cosine to the other n-1 samples)
+
+Both come from one Gram matrix per question: a block of questions with the same n is stacked
+into an array [Q, n, D] and multiplied in one batched product (einsum 'qid,qjd->qij'); the
+diagonal (self-similarity) is removed from the row sums. No Python loop runs over pairs.
+
+Defined edge cases:
+- empty samples (blank text) are removed before embedding and counted (stage embed_responses);
+  the remaining samples keep their original sample index;
+- a side with fewer than 2 usable samples has no pair: the question is dropped and counted
+  with reason 'too_few_samples_<side>' (`min_samples` is at least 2);
+- duplicate samples are kept: identical answers are real agreement and count as cosine 1;
+- embeddings are L2-normalised here, so cosine = dot product; an all-zero embedding is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from polyculture.drops import DropCounter
+from polyculture.errors import InputError
+
+SIDES = ("en", "local")
+
+
+@dataclass(frozen=True)
+class BlockScores:
+    """Consistency C per question [Q] and mean similarity per sample [Q, n] of one block."""
+
+    consistency: np.ndarray
+    sample_mean: np.ndarray
+
+
+def normalize_rows(x: np.ndarray, *, source: object = "embeddings") -> np.ndarray:
+    """Rows of `x` (..., D) scaled to unit length, in float64; zero rows are an error."""
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    if np.any(norms == 0) or not np.all(np.isfinite(norms)):
+        raise InputError(source, "an embedding is all zeros or not finite; cosine is undefined")
+    return x / norms
+
+
+def block_scores(emb: np.ndarray) -> BlockScores:
+    """Consistency and per-sample mean similarity for a block [Q, n, D] of n >= 2 samples each.
+
+    One batched matrix product: G = E E^T per question; row sums minus the diagonal give the
+    per-sample sums over the other n-1 samples; their total counts every distinct pair twice.
+    """
+    if emb.ndim != 3:
+        raise ValueError(f"expected an array [questions, samples, dim], got shape {emb.shape}")
+    q, n, _ = emb.shape
+    if n < 2:
+        raise ValueError(f"consistency needs at least 2 samples per side, got {n}")
+    if q == 0:
+        return BlockScores(np.zeros(0), np.zeros((0, n)))
+    e = normalize_rows(emb)
+    gram = np.einsum("qid,qjd->qij", e, e, optimize=True)
+    diag = np.einsum("qii->qi", gram)
+    row_sums = gram.sum(axis=2) - diag
+    sample_mean = row_sums / (n - 1)
+    consistency = row_sums.sum(axis=1) / (n * (n - 1))
+    return BlockScores(consistency, sample_mean)
+
+
+def brute_force_scores(emb: np.ndarray) -> tuple[float, np.ndarray]:
+    """Reference implementation for one question [n, D]: an explicit double loop over pairs."""
+    n = emb.shape[0]
+    e = [v / np.linalg.norm(v) for v in np.asarray(emb, dtype=np.float64)]
+    pair_sum = 0.0
+    per = np.zeros(n)
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            c = float(np.dot(e[i], e[j]))
+            per[i] += c
+            if i < j:
+                pair_sum += c
+    return pair_sum / (n * (n - 1) / 2), per / (n - 1)
+
+
+def embedding_matrix(col: pl.Series) -> np.ndarray:
+    """An embedding column (fixed-size array or list of floats) as a float32 matrix [rows, D]."""
+    if col.len() == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    if isinstance(col.dtype, pl.Array):
+        return np.asarray(col.to_numpy(), dtype=np.float32)
+    if not isinstance(col.dtype, pl.List):
+        raise InputError(
+            "embeddings", f"column 'embedding' has type {col.dtype}, expected a list of floats"
+        )
+    lengths = col.list.len()
+    if lengths.null_count() or lengths.min() != lengths.max() or lengths.min() == 0:
+        raise InputError("embeddings", "embeddings have differing or zero lengths")
+    dim = int(lengths[0])
+    return col.explode().to_numpy().astype(np.float32, copy=False).reshape(-1, dim)
+
+
+def score_embeddings(
+    emb: pl.DataFrame,
+    *,
+    min_samples: int = 2,
+    block_size: int = 2048,
+) -> tuple[pl.DataFrame, pl.DataFrame, DropCounter]:
+    """Consistency per (question, side) and mean similarity per sample, from an embeddings table.
+
+    `emb` has columns question_id, side ('en'|'local'), sample (int), embedding (floats).
+    Returns (consistency table: question_id, side, n_samples, consistency; sample table:
+    question_id, side, sample, mean_similarity; drop counter). A question whose side has fewer
+    than `min_samples` usable samples is dropped entirely (both sides), counted with reason
+    'too_few_samples_<side>' (English checked first). Rows are sorted once; each (question,
+    side) is a contiguous run, and runs of equal length n are gathered into [Q, n, D] blocks of
+    at most `block_size` questions for `block_scores`.
+    """
+    if min_samples < 2:
+        raise ValueError("min_samples must be at least 2: consistency needs a pair")
+    drops = DropCounter(stage="score_consistency")
+    cons_schema = {
+        "question_id": pl.String,
+        "side": pl.String,
+        "n_samples": pl.Int64,
+        "consistency": pl.Float64,
+    }
+    samp_schema = {
+        "question_id": pl.String,
+        "side": pl.String,
+        "sample": pl.Int64,
+        "mean_similarity": pl.Float64,
+    }
+    if emb.height == 0:
+        return pl.DataFrame(schema=cons_schema), pl.DataFrame(schema=samp_schema), drops
+    bad_sides = set(emb["side"].unique().to_list()) - set(SIDES)
+    if bad_sides:
+        raise InputError("embeddings", f"unknown side(s) {sorted(bad_sides)}; expected {SIDES}")
+    dup = emb.select("question_id", "side", "sample").is_duplicated()
+    if dup.any():
+        raise InputError("embeddings", "a (question_id, side, sample) appears twice")
+    runs = emb.group_by("question_id", "side").len()
+    questions = emb["question_id"].unique().sort().to_list()
+    drops.seen(len(questions))
+    wide = runs.pivot(on="side", index="question_id", values="len")
+    for side in SIDES:
+        if side not in wide.columns:
+            wide = wide.with_columns(pl.lit(0, dtype=pl.UInt32).alias(side))
+    wide = wide.fill_null(0)
+    short_en = wide.filter(pl.col("en") < min_samples)
+    short_local = wide.filter((pl.col("en") >= min_samples) & (pl.col("local") < min_samples))
+    if short_en.height:
+        drops.drop("too_few_samples_en", short_en.height)
+    if short_local.height:
+        drops.drop("too_few_samples_local", short_local.height)
+    keep = wide.filter((pl.col("en") >= min_samples) & (pl.col("local") >= min_samples))
+    kept = emb.filter(pl.col("question_id").is_in(keep["question_id"].implode())).sort(
+        "question_id", "side", "sample"
+    )
+    if kept.height == 0:
+        return pl.DataFrame(schema=cons_schema), pl.DataFrame(schema=samp_schema), drops
+    matrix = embedding_matrix(kept["embedding"])
+    keys = kept.select("question_id", "side")
+    starts_mask = (
+        (keys["question_id"] != keys["question_id"].shift(1))
+        | (keys["side"] != keys["side"].shift(1))
+    ).fill_null(True)
+    starts = np.flatnonzero(starts_mask.to_numpy())
+    lengths = np.diff(np.append(starts, kept.height))
+    run_q = keys["question_id"].gather(starts).to_numpy()
+    run_s = keys["side"].gather(starts).to_numpy()
+    sample_idx = kept["sample"].to_numpy()
+    cons_parts: list[pl.DataFrame] = []
+    samp_parts: list[pl.DataFrame] = []
+    for n in np.unique(lengths):
+        runs_n = np.flatnonzero(lengths == n)
+        for b in range(0, runs_n.size, block_size):
+            sel = runs_n[b : b + block_size]
+            rows = starts[sel, None] + np.arange(n)[None, :]
+            scores = block_scores(matrix[rows])
+            cons_parts.append(
+                pl.DataFrame(
+                    {
+                        "question_id": run_q[sel],
+                        "side": run_s[sel],
+                        "n_samples": np.full(sel.size, n, dtype=np.int64),
+                        "consistency": scores.consistency,
+                    },
+                    schema=cons_schema,
+                )
+            )
+            samp_parts.append(
+                pl.DataFrame(
+                    {
+                        "question_id": np.repeat(run_q[sel], n),
+                        "side": np.repeat(run_s[sel], n),
+                        "sample": sample_idx[rows].reshape(-1).astype(np.int64),
+                        "mean_similarity": scores.sample_mean.reshape(-1),
+                    },
+                    schema=samp_schema,
+                )
+            )
+    cons = pl.concat(cons_parts).sort("question_id", "side")
+    samp = pl.concat(samp_parts).sort("question_id", "side", "sample")
+    return cons, samp, drops

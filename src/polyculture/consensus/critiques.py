@@ -1,0 +1,176 @@
+"""Ground truth into the weaker language, and M's critique of its own weak-language answer.
+
+Following paper §3.2: g* is translated into the weaker language λ- (skipped where g* already is
+in λ-), one weak-side answer m_k is sampled (seeded per question), and M writes a critique c_k
+comparing m_k with the translated ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+
+import polars as pl
+
+from polyculture.consensus.ground_truth import question_rng
+from polyculture.consensus.questions import fill_template
+from polyculture.drops import DropCounter
+from polyculture.errors import InputError
+from polyculture.languages import language_name
+
+WEAK_ANSWER_STREAM = 1
+
+
+@cache
+def _detector(codes: tuple[str, ...]):  # noqa: ANN202 (lingua type)
+    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+    langs = [Language.from_iso_code_639_1(IsoCode639_1.from_str(c)) for c in codes]
+    return LanguageDetectorBuilder.from_languages(*langs).build()
+
+
+def lingua_supports(code: str) -> bool:
+    """Whether the lingua language detector knows ISO 639-1 code `code`."""
+    from lingua import IsoCode639_1
+
+    try:
+        IsoCode639_1.from_str(code)
+    except ValueError:
+        return False
+    return True
+
+
+def already_in_language(text: str, target: str, other: str, min_confidence: float) -> bool:
+    """Whether `text` is in language `target` rather than `other`, by a detector restricted to
+    the two; False where the detector does not know either language or is not confident."""
+    if target == other:
+        return True
+    if not text.strip() or not (lingua_supports(target) and lingua_supports(other)):
+        return False
+    from lingua import IsoCode639_1, Language
+
+    detector = _detector(tuple(sorted((target, other))))
+    want = Language.from_iso_code_639_1(IsoCode639_1.from_str(target))
+    return detector.compute_language_confidence(text, want) >= min_confidence
+
+
+def translation_plan(ground_truth: pl.DataFrame, min_confidence: float) -> list[bool]:
+    """Per row: whether g* needs translating from the strong into the weak language."""
+    return [
+        not already_in_language(text, weak, strong, min_confidence)
+        for text, strong, weak in ground_truth.select(
+            "gt_text", "strong_language", "weak_language"
+        ).iter_rows()
+    ]
+
+
+def translate_ground_truth(
+    ground_truth: pl.DataFrame,
+    translate: Callable[[list[str], list[str], list[str]], list[str]],
+    *,
+    min_confidence: float,
+) -> tuple[pl.DataFrame, DropCounter]:
+    """Add gt_weak (g* in the weak language) and gt_translated; blank translations are dropped.
+
+    `translate(texts, sources, targets)` is called once with the rows that need translating."""
+    drops = DropCounter(stage="translate_ground_truth")
+    drops.seen(ground_truth.height)
+    plan = translation_plan(ground_truth, min_confidence)
+    idx = [i for i, need in enumerate(plan) if need]
+    texts = ground_truth["gt_text"].to_list()
+    gt_weak = list(texts)
+    if idx:
+        out = translate(
+            [texts[i] for i in idx],
+            [ground_truth["strong_language"][i] for i in idx],
+            [ground_truth["weak_language"][i] for i in idx],
+        )
+        if len(out) != len(idx):
+            raise InputError("translator", f"returned {len(out)} translations for {len(idx)} texts")
+        for i, t in zip(idx, out, strict=True):
+            gt_weak[i] = (t or "").strip()
+    keep = []
+    for value in gt_weak:
+        if value.strip():
+            keep.append(True)
+        else:
+            drops.drop("empty_translation")
+            keep.append(False)
+    table = ground_truth.with_columns(
+        pl.Series("gt_weak", gt_weak, dtype=pl.String),
+        pl.Series("gt_translated", plan, dtype=pl.Boolean),
+    )
+    return table.filter(pl.Series(keep, dtype=pl.Boolean)), drops
+
+
+def pick_weak_answers(
+    ground_truth: pl.DataFrame, samples: pl.DataFrame, responses: pl.DataFrame, seed: int
+) -> pl.DataFrame:
+    """Add weak_sample / weak_answer: m_k drawn uniformly (seeded per question) from the weak
+    side's usable samples (those that were embedded, i.e. non-empty)."""
+    usable = {
+        (q, s): sorted(v)
+        for q, s, v in samples.group_by("question_id", "side").agg(pl.col("sample")).iter_rows()
+    }
+    text = {
+        (q, s, i): t
+        for q, s, i, t in responses.select("question_id", "side", "sample", "text").iter_rows()
+    }
+    picks, answers = [], []
+    for q, weak in ground_truth.select("question_id", "weak_side").iter_rows():
+        choices = usable.get((q, weak), [])
+        if not choices:
+            raise InputError(
+                "sample similarity", f"question {q!r} has no usable sample on side {weak!r}"
+            )
+        rng = question_rng(seed, q, WEAK_ANSWER_STREAM)
+        k = int(choices[int(rng.integers(len(choices)))])
+        if (q, weak, k) not in text:
+            raise InputError("responses", f"question {q!r}: no response text for {weak} sample {k}")
+        picks.append(k)
+        answers.append(text[(q, weak, k)])
+    return ground_truth.with_columns(
+        pl.Series("weak_sample", picks, dtype=pl.Int64),
+        pl.Series("weak_answer", answers, dtype=pl.String),
+    )
+
+
+def critique_conversations(table: pl.DataFrame, template: str) -> list[list[dict[str, str]]]:
+    """One user turn per question asking M to critique m_k against the translated g*."""
+    return [
+        [
+            {
+                "role": "user",
+                "content": fill_template(
+                    template,
+                    "consensus.critique.prompt",
+                    question=question,
+                    answer=answer,
+                    reference=reference,
+                    language=language_name(lang),
+                ),
+            }
+        ]
+        for question, answer, reference, lang in table.select(
+            "question_weak", "weak_answer", "gt_weak", "weak_language"
+        ).iter_rows()
+    ]
+
+
+def collect_critiques(
+    table: pl.DataFrame, outputs: Sequence[Sequence[str]]
+) -> tuple[pl.DataFrame, DropCounter]:
+    """Add the critique column; blank critiques are dropped and counted."""
+    drops = DropCounter(stage="critique")
+    drops.seen(table.height)
+    critiques = [(o[0] if o else "").strip() for o in outputs]
+    if len(critiques) != table.height:
+        raise InputError(
+            "generator", f"returned {len(critiques)} critiques for {table.height} prompts"
+        )
+    keep = [bool(c) for c in critiques]
+    n_empty = keep.count(False)
+    if n_empty:
+        drops.drop("empty_critique", n_empty)
+    out = table.with_columns(pl.Series("critique", critiques, dtype=pl.String))
+    return out.filter(pl.Series(keep, dtype=pl.Boolean)), drops
