@@ -469,3 +469,19 @@ def counts_markdown(counts: pl.DataFrame, variant: str) -> str:
     n_c, n_g = int(cultural["count"].sum()), int(general["count"].sum())
     lines += ["", f"cultural: {n_c}, general: {n_g}, total: {n_c + n_g}", ""]
     return "\n".join(lines)
+
+
+def load_general(settings: Mapping[str, Any], schema: Any) -> tuple[pl.DataFrame, str]:
+    """The general (Aya-format) table from `path` if given, else from the hub id `hub`."""
+    from polyculture.io import check_columns, read_table
+
+    if settings.get("path"):
+        return read_table(settings["path"], schema), str(settings["path"])
+    hub = settings.get("hub")
+    if not hub:
+        raise ConfigError("consensus.general", "give a path or a hub id of the general data")
+    from polyculture.consensus.statements import load_hub
+
+    df = load_hub(hub, settings.get("split", "train"), None)
+    check_columns(df, schema, hub)
+    return df, hub

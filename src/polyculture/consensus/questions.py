@@ -245,3 +245,22 @@ def collect_pairs(
 def language_label(code: str) -> str:
     """English name of a language code for prompts ('el' → 'Greek')."""
     return language_name(code)
+
+
+def region_list(configured: Sequence[str], statement_countries: Sequence[str]) -> list[str]:
+    """Countries offered to M as a question's country of origin: the configured list
+    (canonicalised; an unknown name is a config error), or, when it is empty, the 16 BLEnD
+    regions plus every country of the statements. Sorted, without duplicates."""
+    from polyculture.consensus.countries import blend_regions, canonical_country
+
+    if configured:
+        out = []
+        for i, name in enumerate(configured):
+            canonical = canonical_country(name)
+            if canonical is None:
+                raise ConfigError(
+                    f"consensus.regions[{i}]", f"{name!r} is not a known country or BLEnD region"
+                )
+            out.append(canonical)
+        return sorted(set(out))
+    return sorted(set(blend_regions()) | set(statement_countries))

@@ -102,16 +102,18 @@ def load_hub(hub_id: str, split: str, subset: str | None) -> pl.DataFrame:
 
 
 def load_source_table(
-    source: Mapping[str, Any], cache_dir: str | os.PathLike[str]
+    source: Mapping[str, Any], cache_dir: str | os.PathLike[str], schema: Any = None
 ) -> tuple[pl.DataFrame, str]:
-    """Read one configured source into a table; return it and a name for error messages."""
+    """Read one configured source (path, url or hub) into a table, checked against the row
+    schema of its format if given; return it and its origin for error messages."""
     fmt = source["format"]
     if source.get("hub"):
-        return load_hub(source["hub"], source.get("split", "train"), source.get("subset")), source[
-            "hub"
-        ]
+        df = load_hub(source["hub"], source.get("split", "train"), source.get("subset"))
+        if schema is not None:
+            check_columns(df, schema, source["hub"])
+        return df, source["hub"]
     path = source.get("path") or fetch_url(source["url"], fmt, cache_dir)
-    return read_table(path), str(path)
+    return read_table(path, schema), str(path)
 
 
 def candle_statements(

@@ -1,0 +1,43 @@
+"""Rule build_training_set: six-turn dialogues, region filter, 3:1 mix with general data."""
+
+import logging
+
+from polyculture.consensus.dialogues import (
+    counts_markdown,
+    counts_table,
+    cultural_records,
+    general_pool,
+    load_general,
+    mix,
+    request_lookup,
+)
+from polyculture.consensus.tables import write_drops, write_table
+from polyculture.io import check_columns, read_table, write_jsonl, write_text
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+variant = snakemake.wildcards.variant
+lookup = request_lookup(read_table(snakemake.input.requests))
+cultural, drops = cultural_records(
+    read_table(snakemake.input.critiques, allow_empty=True),
+    lookup,
+    variant=variant,
+    region_filter=p.region_filter,
+)
+aya, origin = load_general(p.general, p.aya_schema)
+pool, general_drops = general_pool(aya, origin, p.general["languages"])
+general_drops.group = variant
+records = mix(
+    cultural,
+    pool,
+    cultural_per_general=p.general["cultural_per_general"],
+    variant=variant,
+    seed=p.seed,
+    origin=origin,
+)
+counts = counts_table(records)
+check_columns(counts, p.counts_schema, snakemake.output.counts)
+write_drops([drops, general_drops], snakemake.output.drops)
+write_table(counts, snakemake.output.counts, p.counts_schema)
+write_text(counts_markdown(counts, variant), snakemake.output.counts_md)
+write_jsonl(records, snakemake.output.train)

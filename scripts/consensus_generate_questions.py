@@ -1,0 +1,37 @@
+"""Rule generate_questions: K questions per paragraph with country and language (JSON)."""
+
+import logging
+
+from polyculture.consensus.questions import (
+    collect_questions,
+    question_conversations,
+    question_json_schema,
+    region_list,
+)
+from polyculture.consensus.tables import write_drops, write_table
+from polyculture.io import read_table
+from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+from polyculture.translate import TranslatorSettings, translator_supports
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+paragraphs = read_table(snakemake.input.paragraphs)
+statements = read_table(snakemake.input.statements)
+regions = region_list(p.regions, statements["country"].unique().to_list())
+schema = question_json_schema(p.k, regions, p.max_chars)
+generator = load_generator(p.generator, **generator_kwargs(p.backend))
+sampling = sampling_from_config(p.stage["sampling"], p.seed, key="consensus.questions.sampling")
+outputs = generator.generate_json(
+    question_conversations(paragraphs, p.prompt, p.k), schema, 1, sampling
+)
+settings = TranslatorSettings(**p.translator)
+questions, drops = collect_questions(
+    paragraphs,
+    outputs,
+    k=p.k,
+    regions=regions,
+    supports=lambda lang: translator_supports(settings, lang),
+)
+write_drops([drops], snakemake.output.drops)
+drops.check(p.stage["max_drop_rate"])
+write_table(questions, snakemake.output.questions, p.schema)

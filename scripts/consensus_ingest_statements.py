@@ -1,0 +1,28 @@
+"""Rule ingest_statements: CANDLE / CultureAtlas sources → filtered statements."""
+
+import logging
+
+from polyculture.consensus.statements import ingest, load_source_table
+from polyculture.consensus.tables import write_drops, write_table
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+schemas = {
+    "candle": snakemake.input.candle_schema,
+    "cultureatlas": snakemake.input.cultureatlas_schema,
+}
+tables = [(s, *load_source_table(s, p.download_dir, schemas[s["format"]])) for s in p.sources]
+statements, drops = ingest(
+    tables,
+    min_combined_score=p.candle["min_combined_score"],
+    subject_types=p.candle["subject_types"],
+    min_per_country=p.min_per_country,
+    max_per_country=p.max_per_country,
+    on_unknown_country=p.on_unknown_country,
+    seed=p.seed,
+)
+logging.info(
+    "%d statements about %d countries", statements.height, statements["country"].n_unique()
+)
+write_drops([drops], snakemake.output.drops)
+write_table(statements, snakemake.output.statements, p.schema)

@@ -1,0 +1,23 @@
+"""Rule sample_responses: N answers per question and side for one shard (one backend call)."""
+
+import logging
+
+from polyculture.consensus.responses import collect_responses, response_conversations
+from polyculture.consensus.tables import write_table
+from polyculture.io import read_table, shard_bounds
+from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+pairs = read_table(snakemake.input.pairs, allow_empty=True)
+start, stop = shard_bounds(pairs.height, int(snakemake.wildcards.shard), p.n_shards)
+shard = pairs.slice(start, stop - start)
+logging.info(
+    "shard %s: questions %d..%d of %d", snakemake.wildcards.shard, start, stop, pairs.height
+)
+outputs = []
+if shard.height:
+    generator = load_generator(p.generator, **generator_kwargs(p.backend))
+    sampling = sampling_from_config(p.sampling, p.seed, key="consensus.responses.sampling")
+    outputs = generator.generate(response_conversations(shard), p.n, sampling)
+write_table(collect_responses(shard, outputs, p.n), snakemake.output.responses, p.schema)

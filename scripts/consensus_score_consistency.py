@@ -1,0 +1,15 @@
+"""Rule score_consistency: C per question and side, mean similarity per sample."""
+
+import logging
+
+from polyculture.consensus.consistency import score_embeddings
+from polyculture.consensus.tables import read_tables, write_drops, write_table
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+embeddings = read_tables(snakemake.input.embeddings, None)
+consistency, samples, drops = score_embeddings(embeddings, min_samples=p.min_samples)
+write_drops([drops], snakemake.output.drops)
+drops.check(p.max_drop_rate)
+write_table(consistency, snakemake.output.consistency, p.consistency_schema)
+write_table(samples, snakemake.output.samples, p.samples_schema)

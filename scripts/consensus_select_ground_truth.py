@@ -1,0 +1,23 @@
+"""Rule select_ground_truth: stronger side and g* for one selection mode."""
+
+import logging
+
+from polyculture.consensus.ground_truth import attach_texts, select_ground_truth
+from polyculture.consensus.tables import read_tables, write_table
+from polyculture.io import read_table
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+selection = select_ground_truth(
+    read_table(snakemake.input.consistency, allow_empty=True),
+    read_table(snakemake.input.samples, allow_empty=True),
+    selection=snakemake.wildcards.selection,
+    seed=p.seed,
+)
+table = attach_texts(
+    selection,
+    read_table(snakemake.input.pairs, allow_empty=True),
+    read_tables(snakemake.input.responses, None),
+)
+logging.info("strong sides: %s", dict(table["strong_side"].value_counts().iter_rows()))
+write_table(table, snakemake.output.ground_truth, p.schema)

@@ -1,0 +1,30 @@
+"""Rule translate_ground_truth: g* into the weaker language (skipped where it already is)."""
+
+import logging
+
+from polyculture.consensus.critiques import translate_ground_truth
+from polyculture.consensus.tables import write_drops, write_table
+from polyculture.io import read_table
+from polyculture.translate import TranslatorSettings, load_translator
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+ground_truth = read_table(snakemake.input.ground_truth, allow_empty=True)
+translator = None
+
+
+def translate(texts, sources, targets):
+    global translator
+    translator = translator or load_translator(
+        TranslatorSettings(**p.translator),
+        backend=p.backend["generation"],
+        batch_size=p.backend["batch_size"],
+    )
+    return translator.translate(texts, sources, targets)
+
+
+table, drops = translate_ground_truth(ground_truth, translate, min_confidence=p.skip_confidence)
+drops.group = snakemake.wildcards.selection
+write_drops([drops], snakemake.output.drops)
+drops.check(p.max_drop_rate)
+write_table(table, snakemake.output.translated, p.schema)

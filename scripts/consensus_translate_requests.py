@@ -1,0 +1,26 @@
+"""Rule translate_requests: critique/refine request wordings for every weak language."""
+
+import logging
+
+from polyculture.consensus.dialogues import missing_request_languages, request_table
+from polyculture.consensus.tables import write_table
+from polyculture.io import read_table
+from polyculture.translate import TranslatorSettings, load_translator
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+pairs = read_table(snakemake.input.pairs, allow_empty=True)
+missing = missing_request_languages(p.requests, pairs["language"].unique().to_list())
+translated = {}
+if missing and p.translate_missing:
+    translator = load_translator(
+        TranslatorSettings(**p.translator),
+        backend=p.backend["generation"],
+        batch_size=p.backend["batch_size"],
+    )
+    texts = [p.requests[kind]["en"] for kind, _ in missing]
+    out = translator.translate(texts, "en", [lang for _, lang in missing])
+    translated = dict(zip(missing, out, strict=True))
+elif missing:
+    logging.info("no wording for %s: the English wording is used", missing)
+write_table(request_table(p.requests, translated), snakemake.output.requests, p.schema)
