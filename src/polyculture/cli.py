@@ -1,0 +1,135 @@
+"""The `polyculture` command line: one subcommand per task a researcher runs outside the workflow.
+
+Subcommands register themselves in :data:`SUBCOMMANDS` (name → (help, add_arguments, run)); other
+groups add theirs the same way.
+
+    polyculture blend-score --data DIR --responses FILE [--out FILE] [--per-question FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from polyculture.errors import PolycultureError
+
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {}
+
+
+def subcommand(name: str, help_text: str, add_arguments: AddArguments) -> Callable[[Run], Run]:
+    """Register a subcommand: `help_text` for --help, `add_arguments` fills its parser."""
+
+    def register(run: Run) -> Run:
+        SUBCOMMANDS[name] = (help_text, add_arguments, run)
+        return run
+
+    return register
+
+
+def write_table(df: pl.DataFrame, path: str | Path) -> None:
+    """Write a table as Parquet, CSV, TSV, JSON or JSONL, chosen by the file's suffix."""
+    from polyculture.io import atomic_path, write_parquet
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        write_parquet(df, p)
+        return
+    writers = {
+        ".csv": lambda t: df.write_csv(t),
+        ".tsv": lambda t: df.write_csv(t, separator="\t"),
+        ".json": lambda t: df.write_json(t),
+        ".jsonl": lambda t: df.write_ndjson(t),
+    }
+    if suffix not in writers:
+        raise PolycultureError(
+            f"{p}: unsupported output format '{p.suffix}' (expected .parquet, .csv, .tsv, .json, .jsonl)"
+        )
+    with atomic_path(p) as tmp:
+        writers[suffix](tmp)
+
+
+def _blend_score_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="BLEnD directory with annotations/{Country}_data.json "
+        "(questions/ and prompts/ are used to rebuild prompts when the responses name a prompt_id)",
+    )
+    parser.add_argument(
+        "--responses",
+        required=True,
+        type=Path,
+        help="CSV, TSV, Parquet, JSON or JSONL with columns ID, country, language, response "
+        "(optional: prompt_id, prompt); language as ISO code or English name",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write the scores table here (.parquet, .csv, .tsv, .json, .jsonl)"
+    )
+    parser.add_argument("--per-question", type=Path, help="write the per-question table here")
+
+
+@subcommand("blend-score", "score BLEnD short-answer responses (SEM-B / SEM-W)", _blend_score_args)
+def blend_score(args: argparse.Namespace) -> int:
+    """Score a response file against BLEnD annotations and print SEM-B / SEM-W / n valid."""
+    from polyculture.blend import format_scores, score_responses
+    from polyculture.io import read_table
+
+    responses = read_table(args.responses)
+    scores, per_question = score_responses(responses, args.data, source=args.responses)
+    print(format_scores(scores))
+    missing = scores.filter(pl.col("n_missing") > 0)
+    for r in missing.iter_rows(named=True):
+        print(
+            f"note: {r['country']}/{r['language']}"
+            f"{'/' + r['prompt_id'] if r['prompt_id'] else ''}: {r['n_missing']} of "
+            f"{r['n_valid']} valid questions have no response and count as wrong",
+            file=sys.stderr,
+        )
+    if args.out:
+        write_table(scores, args.out)
+    if args.per_question:
+        write_table(per_question, args.per_question)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="polyculture",
+        description="Culturally aligned language models and cultural-alignment measurement.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `polyculture` console script; bad input exits 2 with the message."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except PolycultureError as exc:
+        print(f"polyculture {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
