@@ -1,6 +1,88 @@
-# Rules of stage group 'train'.
+# Rules of stage group 'train': one LoRA adapter per training variant, trained on that
+# variant's consensus dialogues with the loss on assistant turns only (polyculture.train).
+# Settings, helpers and train_targets() are in train_common.smk.
 
 
-def train_targets():
-    """Final outputs of this stage group that rule all requests."""
-    return []
+include: "train_common.smk"
+
+
+wildcard_constraints:
+    train_variant=TRAIN_VARIANT_RE,
+
+
+# Trains in a run directory (train/<variant>/run) that keeps checkpoints across reruns: a rerun
+# after a kill resumes from the latest complete checkpoint of the same settings and data.
+# With resources.gpu > 1 the script starts ONE `accelerate launch` process group of that many
+# processes (one SLURM task); with 0 or 1 a single process (on the CPU where CUDA is absent).
+rule train_lora:
+    input:
+        data=f"{RESULTS}/consensus/{{train_variant}}/train.jsonl",
+        model=model_input(TRAIN["base_model"]),
+    output:
+        adapter=directory(adapter_dir("{train_variant}")),
+        loss=f"{RESULTS}/train/{{train_variant}}/loss.parquet",
+        drops=f"{RESULTS}/train/{{train_variant}}/drops.parquet",
+        summary=f"{RESULTS}/train/{{train_variant}}/summary.json",
+    params:
+        settings=TRAIN_SETTINGS,
+        base_model=train_base_model,
+        run_dir=train_run_dir,
+    log:
+        f"{LOGS}/train_lora/{{train_variant}}.log",
+    benchmark:
+        f"{BENCH}/train_lora/{{train_variant}}.tsv"
+    threads: 8
+    resources:
+        gpu=TRAIN["gpus"],
+        tasks=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/train_lora.py"
+
+
+rule plot_train_loss:
+    input:
+        loss=f"{RESULTS}/train/{{train_variant}}/loss.parquet",
+    output:
+        figure=report(
+            f"{RESULTS}/train/{{train_variant}}/loss.png",
+            caption="../report/train_loss.rst",
+            category="Training",
+            labels={"variant": "{train_variant}", "figure": "loss curve"},
+        ),
+    params:
+        title=train_loss_title,
+        schema=table_schema("train_loss"),
+    log:
+        f"{LOGS}/plot_train_loss/{{train_variant}}.log",
+    benchmark:
+        f"{BENCH}/plot_train_loss/{{train_variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/plot_train_loss.py"
+
+
+rule train_summary:
+    input:
+        summaries=expand(f"{RESULTS}/train/{{v}}/summary.json", v=TRAIN_VARIANTS),
+        drops=expand(f"{RESULTS}/train/{{v}}/drops.parquet", v=TRAIN_VARIANTS),
+    output:
+        table=report(
+            f"{RESULTS}/train/summary.tsv",
+            caption="../report/train_summary.rst",
+            category="Training",
+            labels={"table": "training summary"},
+        ),
+        drops=f"{RESULTS}/train/drops.parquet",
+    params:
+        drops_schema=table_schema("train_drops"),
+    log:
+        f"{LOGS}/train_summary/summary.log",
+    benchmark:
+        f"{BENCH}/train_summary/summary.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/train_summary.py"

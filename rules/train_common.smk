@@ -1,0 +1,45 @@
+# Settings and helpers of stage group 'train' (kept apart from its rules, as the linter asks).
+import re
+
+from polyculture.train import check_adapter_bases, settings_from_config
+
+# Defaults of a section schema reached through $ref are not filled in by the top-level
+# validation (jsonschema switches to the plain validator at a $ref'd file); fill them here.
+validate(config["train"], "../schemas/config-train.schema.yaml", set_default=True)
+TRAIN = config["train"]
+TRAIN_VARIANTS = TRAIN["variants"]
+TRAIN_VARIANT_RE = "|".join(re.escape(v) for v in TRAIN_VARIANTS)
+TRAIN_SETTINGS = settings_from_config(TRAIN, SEED).to_mapping()
+
+check_adapter_bases(config["eval_models"], TRAIN["base_model"])
+
+
+def train_dir(variant):
+    """Output directory of one training variant."""
+    return f"{RESULTS}/train/{variant}"
+
+
+def train_base_model(wildcards):
+    """Loadable path or hub id of the base model the adapters are trained on."""
+    return model_path(TRAIN["base_model"])
+
+
+def train_run_dir(wildcards):
+    """Run directory of a variant: checkpoints and the job file, kept across reruns."""
+    return f"{train_dir(wildcards.train_variant)}/run"
+
+
+def train_loss_title(wildcards):
+    """Title of a variant's loss figure."""
+    return f"LoRA training loss: {wildcards.train_variant}"
+
+
+def train_targets():
+    """Final outputs of this stage group that rule all requests."""
+    return [
+        *(adapter_dir(v) for v in TRAIN_VARIANTS),
+        *(f"{train_dir(v)}/loss.parquet" for v in TRAIN_VARIANTS),
+        *(f"{train_dir(v)}/loss.png" for v in TRAIN_VARIANTS),
+        f"{RESULTS}/train/summary.tsv",
+        f"{RESULTS}/train/drops.parquet",
+    ]

@@ -1,0 +1,25 @@
+"""Rule train_lora: train one variant's LoRA adapter (one process, or one accelerate group)."""
+
+import logging
+
+from polyculture.train import TrainJob, TrainSettings, launch, threads_per_process
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
+num_processes = int(snakemake.resources.gpu)
+job = TrainJob(
+    data=snakemake.input.data,
+    base_model=snakemake.params.base_model,
+    run_dir=snakemake.params.run_dir,
+    adapter_dir=snakemake.output.adapter,
+    loss_path=snakemake.output.loss,
+    drops_path=snakemake.output.drops,
+    summary_path=snakemake.output.summary,
+    group=snakemake.wildcards.train_variant,
+    settings=TrainSettings.from_mapping(snakemake.params.settings),
+    cpu_threads=threads_per_process(snakemake.threads, num_processes),
+)
+launch(job, num_processes, snakemake.log[0])
