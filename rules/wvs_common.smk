@@ -1,0 +1,91 @@
+# Settings and helpers of the 'wvs' rules (rules/wvs.smk), and wvs_targets().
+import re
+
+from polyculture.errors import ConfigError
+
+# validate() does not fill defaults inside $ref'd section schemas: validate the section itself
+validate(config["wvs"], "../schemas/config-wvs.schema.yaml", set_default=True)
+WVS = f"{RESULTS}/wvs"
+WVS_CFG = config["wvs"]
+WVS_LANGUAGES = WVS_CFG["languages"]
+WVS_SHARDS = [str(i) for i in range(WVS_CFG["shards"])]
+WVS_JUDGE_SHARDS = [str(i) for i in range(WVS_CFG["judge_shards"])]
+WVS_MODELS = list(EVAL_MODELS)
+WVS_SEED = {
+    "consistency": SEED + 5100,
+    "prompts": SEED + 5200,
+    "survey": SEED + 5300,
+    "judge": SEED + 5400,
+}
+WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
+WVS_LANGUAGE_RE = "|".join(WVS_LANGUAGES)
+
+
+def wvs_microdata(wildcards):
+    """The microdata file (checked when a rule needs it, so other pipelines run without it)."""
+    path = WVS_CFG.get("microdata_path")
+    if not path:
+        raise ConfigError(
+            "wvs.microdata_path",
+            "the WVS pipeline needs respondent-level microdata (e.g. the joint EVS/WVS file); "
+            "set it in the config or with --config, or switch the pipeline off (pipelines.wvs: false)",
+        )
+    return path
+
+
+def wvs_targets():
+    """Final outputs of this stage group that rule all requests."""
+    return [
+        f"{WVS}/polarity.parquet",
+        f"{WVS}/country_languages.parquet",
+        f"{WVS}/human_consistency.parquet",
+        f"{WVS}/human_consistency_summary.parquet",
+        *(f"{WVS}/scored/{m}.parquet" for m in WVS_MODELS),
+        f"{WVS}/report/polarity.tsv",
+        f"{WVS}/report/human_consistency.tsv",
+        f"{WVS}/report/responses.tsv",
+        f"{WVS}/report/drops.tsv",
+    ]
+
+
+def wvs_family(model):
+    """Family of an eval model (a fixed effect of the mixed model); default: its name."""
+    return EVAL_MODELS[model].get("family") or model
+
+
+def wvs_translator():
+    """Translator settings with the model spec resolved to a loadable path."""
+    tr = dict(config["translator"])
+    if tr.get("model"):
+        tr["model"] = model_path(tr["model"])
+    return tr
+
+
+def wvs_translator_input(wildcards):
+    """The translator's built-in model where the language needs translating."""
+    tr = config["translator"]
+    if wildcards.language == "en" or tr.get("kind") not in ("llm", "nllb") or not tr.get("model"):
+        return []
+    return model_input(tr["model"])
+
+
+def wvs_candidates():
+    """Candidate languages of language identification."""
+    return sorted(set(WVS_LANGUAGES) | set(WVS_CFG["parse"]["extra_languages"]))
+
+
+def wvs_columns():
+    """Microdata column names."""
+    return {
+        "country": WVS_CFG["country_column"],
+        "language": WVS_CFG["language_column"],
+        "weights": list(WVS_CFG["weight_columns"]),
+    }
+
+
+def wvs_judge_path(wildcards, input):
+    """Loadable path of the judge: its built directory (an input) for built-ins, else the spec."""
+    if not is_builtin(WVS_CFG["judge"]):
+        return model_path(WVS_CFG["judge"])
+    built = input.judge
+    return built if isinstance(built, str) else built[0]

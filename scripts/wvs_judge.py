@@ -1,0 +1,24 @@
+"""Rule wvs_judge: the judge labels one shard of a model's summaries pro / con / null."""
+
+import logging
+
+from polyculture.io import read_table
+from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+from polyculture.wvs.prompts import stage_seed
+from polyculture.wvs.stances import judge_items, shard_responses
+from polyculture.wvs.summary import write_checked
+from polyculture.wvs.topics import load_topics
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+w = snakemake.wildcards
+items = read_table(snakemake.input.parsed, p.schemas["in"], allow_empty=True)
+items = shard_responses(items, int(w.shard), p.n_shards)
+topics = load_topics(snakemake.input.topics)
+sampling = sampling_from_config(
+    p.sampling, stage_seed(p.seed, w.model, w.shard), key="wvs.judge_sampling"
+)
+generator = load_generator(p.judge, **generator_kwargs(p.backend)) if items.height else None
+labels = judge_items(generator, items, topics, sampling)
+logging.info("%d summaries judged, %d invalid", labels.height, labels["stance"].null_count())
+write_checked(labels, snakemake.output.judged, p.schemas["out"])

@@ -1,0 +1,26 @@
+"""Rule wvs_parse: split an eval model's responses into summaries; drop unusable responses."""
+
+import logging
+
+from polyculture.io import write_parquet
+from polyculture.wvs.summary import read_parts, write_checked
+from polyculture.wvs.surveys import LanguageIdentifier, drops_frame, parse_responses
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+responses = read_parts(snakemake.input.responses, p.schemas["in"])
+identifier = LanguageIdentifier(tuple(p.candidates)) if p.check_language else None
+parsed, counters = parse_responses(
+    responses, min_items=p.min_items, identifier=identifier, accept_bullets=p.accept_bullets
+)
+write_parquet(drops_frame(counters), snakemake.output.drops)
+for counter in counters.values():
+    logging.info(
+        "%s: %d of %d dropped %s",
+        counter.group,
+        counter.dropped,
+        counter.total,
+        dict(counter.reasons),
+    )
+    counter.check(p.max_drop_rate)
+write_checked(parsed, snakemake.output.parsed, p.schemas["out"])

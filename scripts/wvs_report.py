@@ -1,0 +1,23 @@
+"""Rule wvs_report: the WVS tables a person reads (polarity, human band, responses, drops)."""
+
+import logging
+
+import polars as pl
+
+from polyculture.io import read_table, write_text
+from polyculture.wvs.summary import drops_report, polarity_wide, read_parts, response_counts
+from polyculture.wvs.topics import load_topics
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+i, o = snakemake.input, snakemake.output
+topics = load_topics(i.topics)
+polarity = read_table(i.polarity)
+write_text(polarity_wide(polarity, topics).write_csv(separator="\t"), o.polarity)
+consistency = read_table(i.consistency).with_columns(pl.col(pl.Float64).round(4))
+write_text(consistency.write_csv(separator="\t"), o.consistency)
+responses = read_parts(i.responses, None)
+parsed = read_parts(i.parsed, None)
+scored = read_parts(i.scored, None)
+write_text(response_counts(responses, parsed, scored).write_csv(separator="\t"), o.responses)
+drops = [read_table(path, allow_empty=True) for path in i.drops]
+write_text(drops_report(drops).write_csv(separator="\t"), o.drops)

@@ -1,0 +1,36 @@
+"""Rule wvs_survey: one shard of an eval model's responses to one language's prompts."""
+
+import logging
+
+from polyculture.io import read_table, shard_bounds
+from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+from polyculture.wvs.prompts import language_prompts, stage_seed, survey
+from polyculture.wvs.summary import write_checked
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+w = snakemake.wildcards
+prompts = language_prompts(
+    read_table(snakemake.input.prompts, p.schemas["in"]), w.language, snakemake.input.prompts
+)
+start, stop = shard_bounds(prompts.height, int(w.shard), p.n_shards)
+shard = prompts.slice(start, stop - start)
+seed = stage_seed(p.seed, w.model, w.language, w.shard)
+sampling = sampling_from_config(p.sampling, seed, key="wvs.sampling")
+generator = load_generator(
+    p.load["model"],
+    adapter=p.load["adapter"],
+    merge_adapter=p.load["merge_adapter"],
+    **generator_kwargs(p.backend),
+)
+responses = survey(
+    generator,
+    shard,
+    model=w.model,
+    family=p.family,
+    language=w.language,
+    n_samples=p.samples_per_prompt,
+    sampling=sampling,
+)
+logging.info("%d responses to prompts %d..%d", responses.height, start, stop - 1)
+write_checked(responses, snakemake.output.responses, p.schemas["out"])

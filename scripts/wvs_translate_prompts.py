@@ -1,0 +1,28 @@
+"""Rule wvs_translate_prompts: the English prompt sample in one language."""
+
+import logging
+
+from polyculture.drops import concat_drops
+from polyculture.io import read_table, write_parquet
+from polyculture.wvs.prompts import translate_prompts
+from polyculture.wvs.summary import write_checked
+from polyculture.wvs.surveys import LanguageIdentifier
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+language = snakemake.wildcards.language
+prompts = read_table(snakemake.input.prompts, p.schemas["in"])
+translator = None
+if language != "en":
+    from polyculture.translate import TranslatorSettings, load_translator
+
+    translator = load_translator(
+        TranslatorSettings(**p.translator),
+        backend=p.backend["generation"],
+        batch_size=p.backend["batch_size"],
+    )
+identifier = LanguageIdentifier(tuple(p.candidates)) if p.check_language else None
+out, drops = translate_prompts(prompts, language, translator, identifier=identifier)
+write_parquet(concat_drops([drops.to_frame()]), snakemake.output.drops)
+drops.check(p.max_drop_rate)
+write_checked(out, snakemake.output.prompts, p.schemas["out"])

@@ -1,0 +1,181 @@
+"""Stance judging of survey summaries and the polarity of each response (stage 6).
+
+A judge model (any model spec, config ``wvs.judge``) reads one summary at a time together with
+its topic's pro and con statements and answers, under JSON-schema constrained decoding,
+``{"stance": "pro" | "con" | "null"}`` ("null": neither, mixed, unclear or off topic).
+:func:`parse_judgement` accepts exactly that object (the label case-insensitively); anything
+else, including the backend's None for unparsable output, is an invalid judgement: the summary
+is dropped and counted (reason ``judge_invalid``).
+
+:func:`score_responses` aggregates the labels of each response: n_pro, n_con, n_null,
+n_invalid and pro_score = n_pro / (n_pro + n_con). A response without any pro or con label is
+dropped and counted (reason ``no_stance``, or ``all_judgements_invalid`` when no summary got a
+valid label).
+
+Tables:
+
+- ``{RESULTS}/wvs/judged/{model}/shard{shard}.parquet`` (rule ``wvs_judge``): the parsed
+  summaries of the shard plus ``stance`` ('pro' | 'con' | 'null', null where invalid).
+  Shards split a model's responses (all summaries of a response stay in one shard).
+- ``{RESULTS}/wvs/scored/{model}.parquet`` (rule ``wvs_score``; read by the alignment stages):
+  one row per kept response: model, family, language, prompt_id, template_id,
+  topic_variant_id, question_key, response_id, sample, n_items, n_pro, n_con, n_null,
+  n_invalid, pro_score.
+- ``{RESULTS}/wvs/drops/judge/{model}.parquet``: stage 'judge' (unit: summaries, reason
+  judge_invalid) and stage 'score' (unit: responses, reasons no_stance /
+  all_judgements_invalid), with group "{model}/{language}", model and language columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from polyculture.drops import DropCounter
+from polyculture.errors import InputError
+from polyculture.wvs.topics import Topic
+
+STANCES = ("pro", "con", "null")
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"stance": {"type": "string", "enum": list(STANCES)}},
+    "required": ["stance"],
+    "additionalProperties": False,
+}
+JUDGE_SYSTEM = (
+    "You classify opinions. You receive a survey topic, a PRO statement, a CON statement and "
+    "the summary of one interview, which may be written in any language. Decide whose side the "
+    "interviewed person takes: 'pro' if they agree with the PRO statement, 'con' if they agree "
+    "with the CON statement, 'null' if they take neither side, are undecided or mixed, or the "
+    'summary is off topic. Reply with JSON only: {"stance": "pro"}, {"stance": "con"} or '
+    '{"stance": "null"}.'
+)
+ITEM_KEYS = (
+    "model",
+    "family",
+    "language",
+    "prompt_id",
+    "template_id",
+    "topic_variant_id",
+    "question_key",
+    "response_id",
+    "sample",
+    "n_items",
+)
+SCORED_SCHEMA = {
+    "model": pl.String,
+    "family": pl.String,
+    "language": pl.String,
+    "prompt_id": pl.String,
+    "template_id": pl.String,
+    "topic_variant_id": pl.String,
+    "question_key": pl.String,
+    "response_id": pl.String,
+    "sample": pl.Int64,
+    "n_items": pl.Int64,
+    "n_pro": pl.Int64,
+    "n_con": pl.Int64,
+    "n_null": pl.Int64,
+    "n_invalid": pl.Int64,
+    "pro_score": pl.Float64,
+}
+
+
+def judge_conversation(topic: Topic, summary: str) -> list[dict[str, str]]:
+    """The judge's chat for one summary of a response about `topic`."""
+    user = (
+        f"Topic: {topic.label}\n"
+        f"PRO statement: {topic.pro}\n"
+        f"CON statement: {topic.con}\n"
+        f"Interview summary: {summary}"
+    )
+    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_judgement(obj: object) -> str | None:
+    """The stance of a judge reply ('pro' | 'con' | 'null'), or None when the reply is invalid."""
+    if not isinstance(obj, Mapping) or set(obj) != {"stance"}:
+        return None
+    value = obj["stance"]
+    if not isinstance(value, str):
+        return None
+    value = value.strip().lower()
+    return value if value in STANCES else None
+
+
+def shard_responses(items: pl.DataFrame, shard: int, n_shards: int) -> pl.DataFrame:
+    """The summaries of shard `shard`: contiguous blocks of the sorted response ids."""
+    from polyculture.io import shard_bounds
+
+    ids = sorted(items["response_id"].unique().to_list())
+    start, stop = shard_bounds(len(ids), shard, n_shards)
+    chosen = set(ids[start:stop])
+    return items.filter(pl.col("response_id").is_in(list(chosen))).sort("response_id", "item_index")
+
+
+def judge_items(
+    generator: Any, items: pl.DataFrame, topics: Mapping[str, Topic], sampling: Any
+) -> pl.DataFrame:
+    """Label every summary with the judge; ``stance`` is null where the judgement is invalid."""
+    unknown = sorted(set(items["question_key"].unique().to_list()) - set(topics))
+    if unknown:
+        raise InputError(
+            "parsed summaries",
+            f"unknown topic code(s) {', '.join(unknown)}; not in the topic table",
+        )
+    conversations = [
+        judge_conversation(topics[key], text)
+        for key, text in zip(
+            items["question_key"].to_list(), items["item_text"].to_list(), strict=True
+        )
+    ]
+    replies = (
+        generator.generate_json(conversations, JUDGE_SCHEMA, 1, sampling) if conversations else []
+    )
+    stances = [parse_judgement(r[0] if r else None) for r in replies]
+    return items.with_columns(pl.Series("stance", stances, dtype=pl.String))
+
+
+def score_responses(
+    labels: pl.DataFrame,
+) -> tuple[pl.DataFrame, dict[tuple[str, str], DropCounter], dict[tuple[str, str], DropCounter]]:
+    """Per-response counts and pro_score; (scored, summary drop counters, response drop counters)."""
+    needed = {*ITEM_KEYS, "item_index", "stance"}
+    missing = sorted(needed - set(labels.columns))
+    if missing:
+        raise InputError("judged summaries", f"missing column(s) {', '.join(missing)}")
+    judge_drops: dict[tuple[str, str], DropCounter] = {}
+    score_drops: dict[tuple[str, str], DropCounter] = {}
+    counts = (
+        labels.group_by(list(ITEM_KEYS), maintain_order=True)
+        .agg(
+            (pl.col("stance") == "pro").sum().alias("n_pro"),
+            (pl.col("stance") == "con").sum().alias("n_con"),
+            (pl.col("stance") == "null").sum().alias("n_null"),
+            pl.col("stance").null_count().alias("n_invalid"),
+        )
+        .with_columns(pl.col(c).cast(pl.Int64) for c in ("n_pro", "n_con", "n_null", "n_invalid"))
+        .sort("model", "language", "response_id")
+    )
+    keep: list[bool] = []
+    for row in counts.iter_rows(named=True):
+        group = (row["model"], row["language"])
+        name = f"{group[0]}/{group[1]}"
+        jd = judge_drops.setdefault(group, DropCounter("judge", name))
+        sd = score_drops.setdefault(group, DropCounter("score", name))
+        judged = row["n_pro"] + row["n_con"] + row["n_null"]
+        jd.seen(judged + row["n_invalid"])
+        if row["n_invalid"]:
+            jd.drop("judge_invalid", row["n_invalid"])
+        sd.seen()
+        if row["n_pro"] + row["n_con"] > 0:
+            keep.append(True)
+        else:
+            keep.append(False)
+            sd.drop("all_judgements_invalid" if judged == 0 else "no_stance")
+    scored = counts.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(
+        (pl.col("n_pro") / (pl.col("n_pro") + pl.col("n_con"))).alias("pro_score")
+    )
+    return scored.select(list(SCORED_SCHEMA)).cast(SCORED_SCHEMA), judge_drops, score_drops

@@ -1,0 +1,117 @@
+"""Reading stage tables and writing the WVS report tables (what a person reads).
+
+- :func:`read_parts` stacks the shards of a stage (empty shards allowed).
+- :func:`write_checked` checks a table against its row schema and writes it atomically.
+- :func:`polarity_wide` lays polarity out as topic × group (one column per country, language
+  and 'global').
+- :func:`response_counts` follows each model × language from sampled responses through parsing
+  to scored responses (with the share kept and the mean response polarity).
+- :func:`drops_report` stacks every drops table with its drop rate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from polyculture.io import check_columns, read_table, write_parquet
+from polyculture.wvs.topics import Topic
+
+
+def write_checked(df: pl.DataFrame, path: str | os.PathLike[str], schema: Any) -> None:
+    """Check `df` against a row schema (file or mapping), then write Parquet atomically."""
+    check_columns(df, schema, path)
+    write_parquet(df, path)
+
+
+def read_parts(paths: Sequence[str | os.PathLike[str]], schema: Any) -> pl.DataFrame:
+    """Several Parquet parts with the same schema, stacked in the given order; empty parts allowed."""
+    if not paths:
+        raise ValueError("read_parts needs at least one path")
+    parts = [read_table(p, schema, allow_empty=True) for p in paths]
+    nonempty = [p for p in parts if p.height]
+    if not nonempty:
+        return parts[0].clear()
+    return pl.concat(nonempty, how="vertical_relaxed")
+
+
+def polarity_wide(polarity: pl.DataFrame, topics: Mapping[str, Topic]) -> pl.DataFrame:
+    """Topic × group polarity table (columns 'country:DK', 'language:da', 'global', ...)."""
+    df = polarity.with_columns(
+        pl.when(pl.col("level") == "global")
+        .then(pl.lit("global"))
+        .otherwise(pl.col("level") + ":" + pl.col("group"))
+        .alias("column")
+    )
+    order = (
+        df.select("level", "group", "column")
+        .unique()
+        .with_columns(
+            pl.col("level").replace_strict({"country": 0, "language": 1, "global": 2}).alias("rank")
+        )
+        .sort("rank", "group")["column"]
+        .to_list()
+    )
+    wide = df.pivot(on="column", index="question_key", values="polarity")
+    labels = pl.DataFrame(
+        {
+            "question_key": list(topics),
+            "label": [t.label for t in topics.values()],
+        }
+    )
+    wide = labels.join(wide, on="question_key", how="inner", maintain_order="left")
+    return wide.select("question_key", "label", *order).with_columns(pl.col(pl.Float64).round(4))
+
+
+def response_counts(
+    responses: pl.DataFrame, parsed: pl.DataFrame, scored: pl.DataFrame
+) -> pl.DataFrame:
+    """Per model × language: responses sampled, kept by the parser, scored, and mean pro_score."""
+    sampled = responses.group_by("model", "language").agg(pl.len().alias("sampled"))
+    kept = parsed.group_by("model", "language").agg(
+        pl.col("response_id").n_unique().alias("parsed"),
+        pl.len().alias("summaries"),
+    )
+    judged = scored.group_by("model", "language").agg(
+        pl.len().alias("scored"),
+        pl.col("pro_score").mean().alias("mean_pro_score"),
+        pl.col("question_key").n_unique().alias("topics"),
+    )
+    out = (
+        sampled.join(kept, on=["model", "language"], how="left")
+        .join(judged, on=["model", "language"], how="left")
+        .with_columns(pl.col("parsed", "summaries", "scored", "topics").fill_null(0))
+        .with_columns(
+            (pl.col("parsed") / pl.col("sampled")).alias("share_parsed"),
+            (pl.col("scored") / pl.col("sampled")).alias("share_scored"),
+        )
+        .sort("model", "language")
+    )
+    return out.with_columns(pl.col(pl.Float64).round(4))
+
+
+def drops_report(drops: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Every drops table stacked, with the drop rate of each row."""
+    frames = [d.select("stage", "group", "reason", "dropped", "total") for d in drops if d.height]
+    if not frames:
+        return pl.DataFrame(
+            schema={
+                "stage": pl.String,
+                "group": pl.String,
+                "reason": pl.String,
+                "dropped": pl.Int64,
+                "total": pl.Int64,
+                "rate": pl.Float64,
+            }
+        )
+    df = pl.concat(frames, how="vertical_relaxed")
+    return df.with_columns(
+        pl.when(pl.col("total") > 0)
+        .then(pl.col("dropped") / pl.col("total"))
+        .otherwise(None)
+        .round(4)
+        .alias("rate")
+    )
