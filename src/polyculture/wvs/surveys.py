@@ -51,7 +51,8 @@ _ITEM = re.compile(
     r"(?P<num>[0-9０-９]{1,3})[ \t]*(?:[*_]{1,3})?[ \t]*[.)．）:：](?!\d)[ \t]*(?P<rest>.*)$"
 )
 _BULLET = re.compile(r"^[ \t]*(?:[-*•·‣▪–])[ \t]+(?P<rest>\S.*)$")
-_DECORATION = " \t*_#>\"'“”„«»`"
+_DECORATION = " \t#>`"
+_QUOTES = "\"'“”„«»"
 
 PARSED_COLUMNS = (
     "model",
@@ -82,13 +83,18 @@ RESPONSE_COLUMNS = (
 )
 
 
+def _unquote(line: str) -> str:
+    """A line without one pair of quotes that wraps all of it."""
+    if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
+        return line[1:-1].strip()
+    return line
+
+
 def clean_item(text: str) -> str:
-    """An item's text without Markdown emphasis, surrounding quotes or extra whitespace."""
-    text = text.replace("**", "").replace("__", "")
-    lines = [line.strip() for line in text.splitlines()]
-    text = "\n".join(line for line in lines if line)
-    text = text.strip(_DECORATION + "\n")
-    return re.sub(r"[ \t]+", " ", text)
+    """An item's text without Markdown emphasis, wrapping quotes or extra whitespace."""
+    text = text.replace("*", "").replace("__", "")
+    lines = [_unquote(line.strip(_DECORATION)) for line in text.splitlines()]
+    return re.sub(r"[ \t]+", " ", "\n".join(line for line in lines if line))
 
 
 def _paragraphs(lines: Sequence[str]) -> list[list[str]]:
