@@ -1,0 +1,503 @@
+"""SLURM execution: the profile in profiles/slurm, checked on its own (every GPU rule routed, site
+values only in the site block, the test overlay changing only site values) and against a real
+single-node SLURM controller (tests/slurm_cluster.py): a small workflow of rules named like the
+profile's GPU and training rules checks the job geometry and the retry of a failed job, and the
+demo workflow runs through `--profile profiles/slurm --profile profiles/slurm-test` with every
+rule as a SLURM job, GPU rules in the gpu partition with a GPU request, CPU rules without, and
+results equal to the local run's.
+
+The cluster tests skip (with the reason) where SLURM cannot run: not root, programs missing and
+no apt-get. Where it can (CI: root with apt), a failure to install or start it fails them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+import slurm_cluster
+import yte
+from conftest import copy_workflow
+from polars.testing import assert_frame_equal
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+OVERLAY = REPO / "profiles" / "slurm-test" / "config.yaml"
+SITE_NAMES = ("ACCOUNT", "CPU_PARTITION", "GPU_PARTITION", "GPU_MODEL")
+#: Resources that carry site values (they may differ between the profile and the overlay).
+SITE_RESOURCES = {"slurm_account", "slurm_partition", "gpu_model"}
+#: Keys the overlay may add on top of the site values: what a test cluster needs.
+OVERLAY_KEYS = {
+    "default-resources",
+    "set-resources",
+    "slurm-status-command",
+    "slurm-init-seconds-before-status-checks",
+    "slurm-keep-successful-logs",
+    "jobs",
+}
+#: Rules that aggregate targets and run no code: Snakemake never submits them.
+TARGET_RULES = {"all"}
+SLURM_ARGS = (
+    "--profile",
+    "profiles/slurm",
+    "--profile",
+    "profiles/slurm-test",
+    "--workflow-profile",
+    "none",
+    "--verbose",
+)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def render(profile: Path | str, cwd: Path = REPO) -> dict:
+    """A profile as Snakemake reads it (YTE rendered); relative paths resolve from `cwd`."""
+    text = profile.read_text() if isinstance(profile, Path) else profile
+    with contextlib.chdir(cwd):
+        return yte.process_yaml(text, require_use_yte=True)
+
+
+def with_site(text: str, **values: str) -> str:
+    """The profile text with site-block assignments replaced (NAME = "value")."""
+    for name, value in values.items():
+        text, n = re.subn(rf'^(\s*- {name} = )"[^"]*"', rf'\g<1>"{value}"', text, flags=re.M)
+        assert n == 1, f"site value {name} is not assigned exactly once in {PROFILE}"
+    return text
+
+
+def gpu_entries(profile: dict) -> dict[str, dict]:
+    """set-resources entries that request GPUs (they name a GPU model or a count)."""
+    return {
+        rule: res
+        for rule, res in profile["set-resources"].items()
+        if "gpu_model" in res or "gpu" in res
+    }
+
+
+def declared_resources(workdir: Path) -> dict[str, list[str]]:
+    """Rule name → names of the resources the rule declares, from the parsed workflow."""
+    probe = workdir / "probe_resources.smk"
+    probe.write_text(
+        'include: "Snakefile"\n'
+        "import json as _json\n"
+        'print("RULE_RESOURCES " + _json.dumps({r.name: sorted(r.resources.keys())'
+        " for r in workflow.rules}))\n"
+    )
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(probe), "--list-rules", "--workflow-profile", "none"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RULE_RESOURCES "))
+    return json.loads(line.removeprefix("RULE_RESOURCES "))
+
+
+@dataclass
+class SlurmRun:
+    """One Snakemake run through the SLURM executor and what SLURM recorded of it."""
+
+    workdir: Path
+    returncode: int
+    wall_s: float
+    log: str
+    jobs: list[dict[str, str]]
+
+    def jobs_of(self, rule: str) -> list[dict[str, str]]:
+        return [j for j in self.jobs if j["rule"] == rule]
+
+    def sbatch_calls(self, rule: str) -> list[str]:
+        """The plugin's sbatch command lines for `rule` (from --verbose), without the payload."""
+        calls = re.findall(r"^sbatch call: (sbatch .*?) --wrap=", self.log, flags=re.M)
+        return [c for c in calls if re.search(rf"--comment rule_{rule}(?:_wildcards_\S*)?\s", c)]
+
+    def job_stats(self) -> Counter:
+        """Rule → number of jobs, from the job stats Snakemake prints before it starts."""
+        m = re.search(r"Job stats:\njob\s+count\n[-\s]+\n((?:\S+\s+\d+\n)+)", self.log)
+        assert m, "no job stats in the Snakemake log"
+        rows = (line.split() for line in m.group(1).splitlines())
+        return Counter({name: int(n) for name, n in rows if name != "total"})
+
+
+def scontrol_jobs(workdir: Path) -> list[dict[str, str]]:
+    """Every job SLURM still knows (MinJobAge keeps finished ones) whose work dir is `workdir`."""
+    proc = subprocess.run(
+        ["scontrol", "show", "job", "-o"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    jobs = []
+    for line in proc.stdout.splitlines():
+        fields = dict(re.findall(r"([\w:/]+)=(\S*)", line))
+        if fields.get("WorkDir") != str(workdir):
+            continue
+        m = re.fullmatch(r"rule_(.+?)(?:_wildcards_.*)?", fields.get("Comment", ""))
+        fields["rule"] = m.group(1) if m else ""
+        jobs.append(fields)
+    return sorted(jobs, key=lambda j: int(j["JobId"]))
+
+
+def run_through_slurm(workdir: Path, *args: str, timeout: int) -> SlurmRun:
+    """Run Snakemake in `workdir` with the SLURM profile and the test overlay, under timeout -k."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    env.pop("SLURM_CONF", None)
+    log_path = workdir / "slurm-run.log"
+    t0 = time.monotonic()
+    with log_path.open("w") as log:
+        proc = subprocess.run(
+            ["timeout", "-k", "20", str(timeout), SNAKEMAKE, *SLURM_ARGS, *args],
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    wall = time.monotonic() - t0
+    text = log_path.read_text(errors="replace")
+    return SlurmRun(workdir, proc.returncode, wall, text, scontrol_jobs(workdir))
+
+
+def gpu_request(job: dict[str, str]) -> str:
+    """The GPU part of a job's TRES request ('' when it asked for none)."""
+    return ",".join(t for t in job.get("TresPerJob", "").split(",") if "gpu" in t)
+
+
+# ---------------------------------------------------------------- the profile on its own
+
+
+@pytest.fixture(scope="module")
+def profile() -> dict:
+    return render(PROFILE)
+
+
+@pytest.fixture(scope="module")
+def overlay() -> dict:
+    return render(OVERLAY)
+
+
+@pytest.fixture(scope="module")
+def rule_resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    return declared_resources(copy_workflow(tmp_path_factory.mktemp("slurm-rules")))
+
+
+def test_site_block_holds_every_site_value(profile: dict) -> None:
+    text = PROFILE.read_text()
+    begin, end = text.index("SITE BLOCK"), text.index("end of the site block")
+    block = text[begin:end]
+    for name in SITE_NAMES:
+        assert re.search(rf"^\s*- {name} = ", block, flags=re.M), f"{name} not in the site block"
+    other = with_site(
+        text, ACCOUNT="acct9", CPU_PARTITION="small", GPU_PARTITION="h200q", GPU_MODEL="b200"
+    )
+    changed = render(other)
+    assert changed["default-resources"]["slurm_account"] == "acct9"
+    assert changed["default-resources"]["slurm_partition"] == "small"
+    for rule, res in gpu_entries(changed).items():
+        assert res["slurm_partition"] == "h200q", rule
+        assert res["gpu_model"] == "b200", rule
+    # Nothing but the site resources changed: no partition or GPU name outside the block.
+    strip = lambda d: {k: v for k, v in d.items() if k not in SITE_RESOURCES}  # noqa: E731
+    assert strip(changed["default-resources"]) == strip(profile["default-resources"])
+    assert {r: strip(v) for r, v in changed["set-resources"].items()} == {
+        r: strip(v) for r, v in profile["set-resources"].items()
+    }
+    rest = lambda d: {k: v for k, v in d.items() if k not in ("default-resources", "set-resources")}  # noqa: E731
+    assert rest(changed) == rest(profile)
+    no_account = render(with_site(text, ACCOUNT=""))
+    assert "slurm_account" not in no_account["default-resources"]
+
+
+def test_profile_settings(profile: dict) -> None:
+    assert profile["executor"] == "slurm"
+    assert profile["retries"] >= 1
+    assert profile["slurm-requeue"] is True
+    defaults = profile["default-resources"]
+    for key in ("slurm_partition", "mem_mb", "runtime"):
+        assert key in defaults, key
+    # A GPU model among the defaults would make the plugin ask a GPU for every CPU job.
+    assert not {"gpu", "gpu_model", "gres"} & defaults.keys()
+
+
+def test_gpu_jobs_are_one_task(profile: dict) -> None:
+    """The plugin turns `tasks` into --ntasks-per-gpu for GPU jobs unless tasks_per_gpu is 0:
+    a training job would then be one task per GPU instead of one accelerate process group."""
+    entries = gpu_entries(profile)
+    assert entries
+    for rule, res in entries.items():
+        assert res.get("tasks_per_gpu") == 0, rule
+    multi = {r for r, res in entries.items() if "gpu" not in res}
+    assert "train_lora" in multi, "training takes its GPU count from the rule (config train.gpus)"
+    for rule in multi:
+        assert entries[rule]["nodes"] == 1, rule
+
+
+def test_every_gpu_rule_is_routed(profile: dict, rule_resources: dict[str, list[str]]) -> None:
+    """Every rule that declares `gpu` is a GPU entry of the profile, and every entry is a rule."""
+    declared = {rule for rule, keys in rule_resources.items() if "gpu" in keys}
+    routed = set(gpu_entries(profile))
+    assert declared - routed == set(), f"GPU rules missing from {PROFILE}: {declared - routed}"
+    assert routed - declared == set(), (
+        f"profile GPU entries that are no GPU rule: {routed - declared}"
+    )
+    unknown = set(profile["set-resources"]) - set(rule_resources)
+    assert not unknown, f"set-resources for rules that do not exist: {unknown}"
+    assert set(profile.get("set-threads", {})) <= set(rule_resources)
+
+
+def test_overlay_changes_only_site_values(profile: dict, overlay: dict) -> None:
+    assert set(overlay) <= OVERLAY_KEYS, set(overlay) - OVERLAY_KEYS
+    assert overlay["slurm-status-command"] == "squeue"
+    strip = lambda d: {k: v for k, v in d.items() if k not in SITE_RESOURCES}  # noqa: E731
+    assert strip(overlay["default-resources"]) == strip(profile["default-resources"])
+    assert overlay["default-resources"]["slurm_partition"] == "cpu"
+    assert "slurm_account" not in overlay["default-resources"]
+    assert overlay["set-resources"].keys() == profile["set-resources"].keys()
+    for rule, res in overlay["set-resources"].items():
+        assert strip(res) == strip(profile["set-resources"][rule]), rule
+        asks_gpu = rule in gpu_entries(profile)
+        assert res["slurm_partition"] == ("gpu" if asks_gpu else "cpu"), rule
+        if asks_gpu:
+            assert res["gpu_model"] == slurm_cluster.NodeSpec().gpu_type
+
+
+# ---------------------------------------------------------------- a real SLURM cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A running single-node cluster for the session; its daemons are stopped afterwards."""
+    try:
+        install_s = slurm_cluster.install()
+        c = slurm_cluster.start(tmp_path_factory.mktemp("slurm-state"))
+    except slurm_cluster.SlurmUnavailable as e:
+        pytest.skip(f"no SLURM test cluster here: {e}")
+    c.install_s = install_s
+    print(f"\nSLURM test cluster: install {install_s:.1f} s, start {c.start_s:.1f} s")
+    try:
+        yield c
+    finally:
+        slurm_cluster.stop(c.state_dir)
+
+
+MECHANICS_SNAKEFILE = """\
+# Rules named like the profile's GPU rule {gpu_rule} and training rule {train_rule}, declaring
+# what the real ones declare (gpu=1; gpu=<count>, tasks=1), so the profile treats them alike.
+rule all:
+    input: "cpu.txt", "gpu.txt", "train.txt", "flaky.txt"
+
+rule cpu_step:
+    output: "cpu.txt"
+    shell: "echo $SLURM_JOB_ID $SLURM_JOB_PARTITION > {{output}}"
+
+rule {gpu_rule}:
+    input: "cpu.txt"
+    output: "gpu.txt"
+    resources: gpu=1
+    shell: "echo $CUDA_VISIBLE_DEVICES > {{output}}"
+
+rule {train_rule}:
+    input: "cpu.txt"
+    output: "train.txt"
+    resources: gpu={train_gpus}, tasks=1
+    shell:
+        "echo started >> train-starts.txt; "
+        "echo $SLURM_NTASKS $SLURM_STEP_NUM_TASKS $CUDA_VISIBLE_DEVICES > {{output}}"
+
+# Fails on its first attempt (no marker yet), succeeds on the retry.
+rule flaky:
+    output: "flaky.txt"
+    shell:
+        "if [ ! -e first-attempt-failed ]; then touch first-attempt-failed; exit 3; fi; "
+        "echo ok > {{output}}"
+"""
+
+
+@pytest.fixture(scope="module")
+def mechanics(cluster, profile: dict, tmp_path_factory: pytest.TempPathFactory):
+    """A small workflow through the profile: a CPU, a GPU, a 4-GPU training and a flaky rule."""
+    work = tmp_path_factory.mktemp("slurm-mechanics")
+    shutil.copytree(REPO / "profiles", work / "profiles")
+    entries = gpu_entries(profile)
+    gpu_rule = next(r for r, res in entries.items() if res.get("gpu") == 1)
+    train_rule = "train_lora"
+    (work / "Snakefile").write_text(
+        MECHANICS_SNAKEFILE.format(gpu_rule=gpu_rule, train_rule=train_rule, train_gpus=4)
+    )
+    run = run_through_slurm(work, timeout=600)
+    assert run.returncode == 0, run.log[-6000:]
+    return run, gpu_rule, train_rule
+
+
+@pytest.mark.slurm
+def test_small_workflow_routing(mechanics) -> None:
+    run, gpu_rule, _ = mechanics
+    (cpu_job,) = run.jobs_of("cpu_step")
+    assert cpu_job["Partition"] == "cpu" and gpu_request(cpu_job) == ""
+    (gpu_job,) = run.jobs_of(gpu_rule)
+    assert gpu_job["Partition"] == "gpu"
+    assert gpu_request(gpu_job) == "gres:gpu:h200:1"
+    assert len((run.workdir / "gpu.txt").read_text().split(",")) == 1
+
+
+@pytest.mark.slurm
+def test_multi_gpu_job_runs_one_process_group(mechanics) -> None:
+    run, _, train_rule = mechanics
+    (job,) = run.jobs_of(train_rule)
+    assert job["Partition"] == "gpu"
+    assert gpu_request(job) == "gres:gpu:h200:4"
+    assert job["NumNodes"] == "1" and job["NumTasks"] == "1", job
+    (call,) = run.sbatch_calls(train_rule)
+    assert "--ntasks-per-gpu" not in call and "--gpus=h200:4" in call, call
+    # The rule's command ran once, as one task that sees all four GPUs.
+    assert (run.workdir / "train-starts.txt").read_text().splitlines() == ["started"]
+    ntasks, step_tasks, devices = (run.workdir / "train.txt").read_text().split()
+    assert (ntasks, step_tasks) == ("1", "1")
+    assert len(set(devices.split(","))) == 4, devices
+
+
+@pytest.mark.slurm
+def test_failed_job_is_retried(mechanics) -> None:
+    run, _, _ = mechanics
+    jobs = run.jobs_of("flaky")
+    assert [j["JobState"] for j in jobs] == ["FAILED", "COMPLETED"], jobs
+    assert jobs[0]["ExitCode"] == "1:0", jobs[0]  # srun's exit status for the failed step
+    # The retry asked for more memory and time (attempt 2 in the profile's expressions).
+    first, second = run.sbatch_calls("flaky")
+    mem = [int(re.search(r"--mem (\d+)", c).group(1)) for c in (first, second)]
+    assert mem[1] == 2 * mem[0], (first, second)
+    assert (run.workdir / "flaky.txt").read_text().strip() == "ok"
+    for job in jobs:
+        log = run.workdir / ".snakemake" / "slurm_logs" / "rule_flaky" / f"{job['JobId']}.log"
+        assert log.is_file(), log
+
+
+# ---------------------------------------------------------------- the demo through SLURM
+
+
+@pytest.fixture(scope="session")
+def slurm_demo(cluster, builtin_models: dict[str, Path], tmp_path_factory) -> SlurmRun:
+    """The demo workflow through SLURM in a fresh copy, reusing the already built tiny models."""
+    work = copy_workflow(tmp_path_factory.mktemp("slurm-demo"))
+    models = next(iter(builtin_models.values())).parent
+    shutil.copytree(models, work / "results" / "models")
+    run = run_through_slurm(work, timeout=3000)
+    assert run.returncode == 0, run.log[-8000:]
+    print(f"\ndemo through SLURM: {run.wall_s:.0f} s wall, {len(run.jobs)} SLURM jobs")
+    return run
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_demo_every_rule_ran_as_slurm_job(slurm_demo: SlurmRun) -> None:
+    local = set(re.findall(r"^localrule (\S+):$", slurm_demo.log, flags=re.M))
+    assert local <= TARGET_RULES, f"rules that ran outside SLURM: {local - TARGET_RULES}"
+    expected = Counter({r: n for r, n in slurm_demo.job_stats().items() if r not in TARGET_RULES})
+    completed = Counter(j["rule"] for j in slurm_demo.jobs if j["JobState"] == "COMPLETED")
+    assert completed == expected
+    submitted = dict(
+        re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", slurm_demo.log)
+    )
+    for job in slurm_demo.jobs:
+        log = Path(submitted[job["JobId"]])
+        assert log.is_file() and log.parent.name.startswith("rule_"), log
+        assert job["JobId"] == log.stem
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_demo_gpu_rules_went_to_gpu_partition(
+    slurm_demo: SlurmRun, rule_resources: dict[str, list[str]]
+) -> None:
+    gpu_rules = {r for r, keys in rule_resources.items() if "gpu" in keys}
+    ran = {j["rule"] for j in slurm_demo.jobs}
+    assert ran & gpu_rules, "the demo ran no GPU rule"
+    assert ran - gpu_rules, "the demo ran no CPU rule"
+    for job in slurm_demo.jobs:
+        if job["rule"] in gpu_rules:
+            assert job["Partition"] == "gpu", job
+            assert re.fullmatch(r"gres:gpu:h200:\d+", gpu_request(job)), job
+            assert job["NumTasks"] == "1", job
+        else:
+            assert job["Partition"] == "cpu", job
+            assert gpu_request(job) == "", job
+
+
+# What "equal results" means: every table (Parquet), JSON and JSONL file and every text table
+# (TSV/CSV) that both runs wrote under results/ has the same content. Not compared: logs and
+# benchmarks (times, hosts), figures and the HTML report (metadata, timestamps), and binary model
+# or adapter directories (models are copied; what adapters do shows in the tables downstream).
+SKIP_DIRS = {"logs", "benchmarks", "models"}
+COMPARED = (".parquet", ".json", ".jsonl", ".tsv", ".csv")
+
+
+def compared_files(results: Path) -> set[Path]:
+    out = set()
+    for path in results.rglob("*"):
+        rel = path.relative_to(results)
+        if not path.is_file() or rel.parts[0] in SKIP_DIRS or path.suffix not in COMPARED:
+            continue
+        if any(p in ("adapter", "run") or p.startswith("checkpoint") for p in rel.parts[:-1]):
+            continue
+        out.add(rel)
+    return out
+
+
+def assert_same_json(a: object, b: object, where: str) -> None:
+    if isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (
+            math.isnan(a) and math.isnan(b)
+        ), where
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_json(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_json(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_demo_results_equal_local_run(slurm_demo: SlurmRun, demo_run: Path) -> None:
+    local, remote = demo_run / "results", slurm_demo.workdir / "results"
+    files = compared_files(local)
+    assert files, "the local demo run wrote no tables"
+    assert compared_files(remote) == files
+    for rel in sorted(files):
+        a, b = local / rel, remote / rel
+        if rel.suffix == ".parquet":
+            assert_frame_equal(
+                pl.read_parquet(a), pl.read_parquet(b), check_exact=False, rel_tol=1e-9
+            )
+        elif rel.suffix == ".json":
+            assert_same_json(json.loads(a.read_text()), json.loads(b.read_text()), str(rel))
+        elif rel.suffix == ".jsonl":
+            la, lb = a.read_text().splitlines(), b.read_text().splitlines()
+            assert len(la) == len(lb), rel
+            for i, (x, y) in enumerate(zip(la, lb, strict=True)):
+                assert_same_json(json.loads(x), json.loads(y), f"{rel}:{i + 1}")
+        else:
+            assert a.read_text() == b.read_text(), rel
