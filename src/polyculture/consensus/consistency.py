@@ -15,7 +15,8 @@ Defined edge cases:
 - a side with fewer than 2 usable samples has no pair: the question is dropped and counted
   with reason 'too_few_samples_<side>' (`min_samples` is at least 2);
 - duplicate samples are kept: identical answers are real agreement and count as cosine 1;
-- embeddings are L2-normalised here, so cosine = dot product; an all-zero embedding is an error.
+- cosine divides by the norms (embedders that already normalise are unaffected); an all-zero
+  embedding is an error.
 """
 
 from __future__ import annotations
@@ -39,20 +40,13 @@ class BlockScores:
     sample_mean: np.ndarray
 
 
-def normalize_rows(x: np.ndarray, *, source: object = "embeddings") -> np.ndarray:
-    """Rows of `x` (..., D) scaled to unit length, in float64; zero rows are an error."""
-    x = np.asarray(x, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    if np.any(norms == 0) or not np.all(np.isfinite(norms)):
-        raise InputError(source, "an embedding is all zeros or not finite; cosine is undefined")
-    return x / norms
-
-
 def block_scores(emb: np.ndarray) -> BlockScores:
     """Consistency and per-sample mean similarity for a block [Q, n, D] of n >= 2 samples each.
 
-    One batched matrix product: G = E E^T per question; row sums minus the diagonal give the
-    per-sample sums over the other n-1 samples; their total counts every distinct pair twice.
+    One batched matrix product G = E E^T per question (float32 products, float64 from there):
+    the diagonal of G holds the squared norms, so cos = G_ij / (|e_i| |e_j|) needs no second
+    pass over the vectors; row sums minus the diagonal give each sample's sum over the other
+    n-1 samples, and their total counts every distinct pair twice.
     """
     if emb.ndim != 3:
         raise ValueError(f"expected an array [questions, samples, dim], got shape {emb.shape}")
@@ -61,10 +55,16 @@ def block_scores(emb: np.ndarray) -> BlockScores:
         raise ValueError(f"consistency needs at least 2 samples per side, got {n}")
     if q == 0:
         return BlockScores(np.zeros(0), np.zeros((0, n)))
-    e = normalize_rows(emb)
-    gram = np.einsum("qid,qjd->qij", e, e, optimize=True)
-    diag = np.einsum("qii->qi", gram)
-    row_sums = gram.sum(axis=2) - diag
+    e = emb if emb.dtype in (np.float32, np.float64) else emb.astype(np.float32)
+    gram = np.matmul(e, np.swapaxes(e, 1, 2)).astype(np.float64, copy=False)
+    sq = np.diagonal(gram, axis1=1, axis2=2)
+    if np.any(sq <= 0) or not np.all(np.isfinite(sq)):
+        raise InputError(
+            "embeddings", "an embedding is all zeros or not finite; cosine is undefined"
+        )
+    norms = np.sqrt(sq)
+    cos = gram / (norms[:, :, None] * norms[:, None, :])
+    row_sums = cos.sum(axis=2) - np.diagonal(cos, axis1=1, axis2=2)
     sample_mean = row_sums / (n - 1)
     consistency = row_sums.sum(axis=1) / (n * (n - 1))
     return BlockScores(consistency, sample_mean)
@@ -158,30 +158,41 @@ def score_embeddings(
     if short_local.height:
         drops.drop("too_few_samples_local", short_local.height)
     keep = wide.filter((pl.col("en") >= min_samples) & (pl.col("local") >= min_samples))
-    kept = emb.filter(pl.col("question_id").is_in(keep["question_id"].implode())).sort(
-        "question_id", "side", "sample"
+    keys = (
+        emb.select("question_id", "side", "sample")
+        .with_row_index("_row")
+        .filter(pl.col("question_id").is_in(keep["question_id"].implode()))
+        .sort("question_id", "side", "sample")
     )
-    if kept.height == 0:
+    if keys.height == 0:
         return pl.DataFrame(schema=cons_schema), pl.DataFrame(schema=samp_schema), drops
-    matrix = embedding_matrix(kept["embedding"])
-    keys = kept.select("question_id", "side")
+    full = embedding_matrix(emb["embedding"])
+    order = keys["_row"].to_numpy()
+    # one gather into (question, side, sample) order, skipped where rows already are in it
+    matrix = full if np.array_equal(order, np.arange(full.shape[0])) else full[order]
     starts_mask = (
         (keys["question_id"] != keys["question_id"].shift(1))
         | (keys["side"] != keys["side"].shift(1))
     ).fill_null(True)
     starts = np.flatnonzero(starts_mask.to_numpy())
-    lengths = np.diff(np.append(starts, kept.height))
+    lengths = np.diff(np.append(starts, keys.height))
     run_q = keys["question_id"].gather(starts).to_numpy()
     run_s = keys["side"].gather(starts).to_numpy()
-    sample_idx = kept["sample"].to_numpy()
+    sample_idx = keys["sample"].to_numpy()
     cons_parts: list[pl.DataFrame] = []
     samp_parts: list[pl.DataFrame] = []
+    uniform = bool(np.all(lengths == lengths[0]))
     for n in np.unique(lengths):
         runs_n = np.flatnonzero(lengths == n)
         for b in range(0, runs_n.size, block_size):
             sel = runs_n[b : b + block_size]
-            rows = starts[sel, None] + np.arange(n)[None, :]
-            scores = block_scores(matrix[rows])
+            if uniform:  # every run has n rows: a block is a contiguous view, no copy
+                rows = (starts[sel[0]] + np.arange(sel.size * n)).reshape(sel.size, n)
+                block = matrix[rows[0, 0] : rows[-1, -1] + 1].reshape(sel.size, n, -1)
+            else:
+                rows = starts[sel, None] + np.arange(n)[None, :]
+                block = matrix[rows]
+            scores = block_scores(block)
             cons_parts.append(
                 pl.DataFrame(
                     {

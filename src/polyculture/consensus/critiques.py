@@ -13,10 +13,9 @@ from functools import cache
 import polars as pl
 
 from polyculture.consensus.ground_truth import question_rng
-from polyculture.consensus.questions import fill_template
+from polyculture.consensus.questions import fill_template, language_label
 from polyculture.drops import DropCounter
 from polyculture.errors import InputError
-from polyculture.languages import language_name
 
 WEAK_ANSWER_STREAM = 1
 
@@ -147,7 +146,7 @@ def critique_conversations(table: pl.DataFrame, template: str) -> list[list[dict
                     question=question,
                     answer=answer,
                     reference=reference,
-                    language=language_name(lang),
+                    language=language_label(lang),
                 ),
             }
         ]

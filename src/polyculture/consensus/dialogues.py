@@ -305,7 +305,9 @@ def cultural_records(
     country is one of the 16 BLEnD regions are kept (others counted as 'not_blend_region')."""
     drops = DropCounter(stage="build_training_set", group=variant)
     drops.seen(critiques.height)
-    records = []
+    records: list[dict[str, Any]] = []
+    if critiques.height == 0:
+        return records, drops
     cols = (
         "question_id",
         "country",

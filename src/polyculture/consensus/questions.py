@@ -9,6 +9,7 @@ other question is dropped and counted by reason.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -243,8 +244,11 @@ def collect_pairs(
 
 
 def language_label(code: str) -> str:
-    """English name of a language code for prompts ('el' → 'Greek')."""
-    return language_name(code)
+    """Short English name of a language code for prompts: the ISO table's first name without
+    qualifiers ('el' → 'Greek' rather than 'Modern Greek (1453-)', 'es' → 'Spanish')."""
+    name = language_name(code).split(";")[0]
+    name = re.sub(r"\s*\(.*?\)", "", name).strip()
+    return name.removeprefix("Modern ").strip()
 
 
 def region_list(configured: Sequence[str], statement_countries: Sequence[str]) -> list[str]:

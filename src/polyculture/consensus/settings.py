@@ -66,7 +66,9 @@ def _fill(instance: Any, schema: Mapping[str, Any], base: Path, resolve: Resolve
             _fill(item, schema["items"], base, resolve)
 
 
-def with_defaults(section: Mapping[str, Any], schema_path: str | os.PathLike[str]) -> dict[str, Any]:
+def with_defaults(
+    section: Mapping[str, Any], schema_path: str | os.PathLike[str]
+) -> dict[str, Any]:
     """A deep copy of a config section with every schema default filled in."""
     path = Path(schema_path).resolve()
     out = copy.deepcopy(dict(section))

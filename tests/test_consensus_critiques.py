@@ -1,0 +1,105 @@
+"""Ground truth into the weak language (skip rule), the seeded weak answer m_k, critiques."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from polyculture.consensus.critiques import (
+    already_in_language,
+    collect_critiques,
+    critique_conversations,
+    pick_weak_answers,
+    translation_plan,
+)
+from polyculture.errors import InputError
+
+
+def test_already_in_language_needs_a_confident_detector():
+    greek = "Το Πάσχα οι οικογένειες ψήνουν αρνί στη σούβλα και τρώνε μαζί στην αυλή."
+    english = "At Easter, families roast lamb on a spit and eat together in the yard."
+    assert already_in_language(greek, "el", "en", 0.9)
+    assert not already_in_language(english, "el", "en", 0.9)
+    assert already_in_language(english, "en", "el", 0.9)
+    # Sundanese is unknown to the detector: no evidence, so the text is translated
+    assert not already_in_language(english, "su", "en", 0.9)
+    assert not already_in_language("   ", "el", "en", 0.9)
+    assert already_in_language("anything", "el", "el", 0.9)
+
+
+def test_translation_plan_skips_ground_truths_already_in_the_weak_language():
+    table = pl.DataFrame(
+        {
+            "gt_text": [
+                "Families roast lamb on a spit at Easter and eat it together.",
+                "Οι οικογένειες ψήνουν αρνί στη σούβλα το Πάσχα και το τρώνε μαζί.",
+                "Οι οικογένειες ψήνουν αρνί στη σούβλα το Πάσχα και το τρώνε μαζί.",
+            ],
+            "strong_language": ["en", "en", "el"],
+            "weak_language": ["el", "el", "en"],
+        }
+    )
+    # row 2: the English side's g* was written in Greek, the weak language: no translation
+    assert translation_plan(table, 0.9) == [True, False, True]
+
+
+def _responses() -> pl.DataFrame:
+    rows = []
+    for q in ("a", "b"):
+        for side, lang in (("en", "en"), ("local", "el")):
+            for s in range(4):
+                rows.append(
+                    {
+                        "question_id": q,
+                        "side": side,
+                        "language": lang,
+                        "sample": s,
+                        "text": f"{q}-{side}-{s}",
+                    }
+                )
+    return pl.DataFrame(rows)
+
+
+def _samples(exclude: set[tuple[str, str, int]]) -> pl.DataFrame:
+    rows = [
+        {"question_id": q, "side": side, "sample": s, "mean_similarity": 0.5}
+        for q in ("a", "b")
+        for side in ("en", "local")
+        for s in range(4)
+        if (q, side, s) not in exclude
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_weak_answer_is_a_seeded_draw_among_usable_samples():
+    gt = pl.DataFrame({"question_id": ["a", "b"], "weak_side": ["local", "en"]})
+    usable = _samples({("a", "local", 0), ("a", "local", 1), ("a", "local", 3)})
+    picked = pick_weak_answers(gt, usable, _responses(), seed=3)
+    assert picked.row(0, named=True)["weak_sample"] == 2  # the only usable local sample of 'a'
+    assert picked.row(0, named=True)["weak_answer"] == "a-local-2"
+    assert picked.row(1, named=True)["weak_answer"].startswith("b-en-")
+    assert picked.equals(pick_weak_answers(gt, usable, _responses(), seed=3))
+    draws = {
+        pick_weak_answers(gt, usable, _responses(), seed=s)["weak_sample"][1] for s in range(30)
+    }
+    assert draws == {0, 1, 2, 3}
+    with pytest.raises(InputError, match="no usable sample"):
+        pick_weak_answers(gt, usable.filter(pl.col("side") == "en"), _responses(), seed=3)
+
+
+def test_critique_prompt_names_the_weak_language_and_blank_critiques_are_dropped():
+    table = pl.DataFrame(
+        {
+            "question_id": ["a", "b"],
+            "question_weak": ["Τι τρώνε;", "What is eaten?"],
+            "weak_answer": ["ψωμί", "bread"],
+            "gt_weak": ["αρνί", "lamb"],
+            "weak_language": ["el", "en"],
+        }
+    )
+    convs = critique_conversations(table, "Q: {question} A: {answer} R: {reference} in {language}")
+    assert convs[0][0]["content"] == "Q: Τι τρώνε; A: ψωμί R: αρνί in Greek"
+    out, drops = collect_critiques(table, [["Η απάντηση είναι λάθος."], ["  "]])
+    assert out["question_id"].to_list() == ["a"] and drops.reasons == {"empty_critique": 1}
+    with pytest.raises(InputError, match="returned 1 critiques for 2"):
+        collect_critiques(table, [["x"]])
