@@ -1,6 +1,45 @@
-# Rules of stage group 'models'.
+# Rules of stage group 'models': the built-in tiny models (builtin:tiny-chat, builtin:tiny-embed),
+# built offline and deterministically on CPU from the hand-written corpus in
+# resources/demo/tiny_chat (the corpus directory is the directory of the declared input files).
+# Settings, helpers and models_targets() are in models_common.smk.
 
 
-def models_targets():
-    """Final outputs of this stage group that rule all requests."""
-    return []
+include: "models_common.smk"
+
+
+rule build_tiny_chat:
+    input:
+        TINY_CORPUS,
+    output:
+        directory(f"{MODELS_DIR}/tiny-chat"),
+    log:
+        f"{LOGS}/build_tiny_chat/tiny-chat.log",
+    benchmark:
+        f"{BENCH}/build_tiny_chat/tiny-chat.tsv"
+    params:
+        settings=tiny_settings("tiny_chat"),
+        seed=MODELS_SEED["tiny-chat"],
+    threads: BUILTIN_CFG["threads"]
+    conda:
+        "../envs/models.yaml"
+    script:
+        "../scripts/build_tiny_chat.py"
+
+
+rule build_tiny_embed:
+    input:
+        TINY_CORPUS,
+    output:
+        directory(f"{MODELS_DIR}/tiny-embed"),
+    log:
+        f"{LOGS}/build_tiny_embed/tiny-embed.log",
+    benchmark:
+        f"{BENCH}/build_tiny_embed/tiny-embed.tsv"
+    params:
+        settings=tiny_settings("tiny_embed"),
+        seed=MODELS_SEED["tiny-embed"],
+    threads: BUILTIN_CFG["threads"]
+    conda:
+        "../envs/models.yaml"
+    script:
+        "../scripts/build_tiny_embed.py"

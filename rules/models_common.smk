@@ -1,0 +1,23 @@
+# Settings and helpers of the 'models' rules (rules/models.smk), and models_targets().
+from polyculture.tiny_corpus import CORPUS_FILES
+
+# validate() does not fill defaults inside $ref'd section schemas: validate the section itself
+validate(config["builtin_models"], "../schemas/config-builtin-models.schema.yaml", set_default=True)
+BUILTIN_CFG = config["builtin_models"]
+# exactly the corpus files (other demo files under resources/demo do not rebuild the models)
+TINY_CORPUS = [f"{BUILTIN_CFG['corpus_path']}/{name}" for name in CORPUS_FILES]
+MODELS_SEED = {"tiny-chat": SEED + 100, "tiny-embed": SEED + 200}
+
+
+def models_targets():
+    """Final outputs of this stage group that rule all requests: both built-in models."""
+    return [f"{MODELS_DIR}/tiny-chat", f"{MODELS_DIR}/tiny-embed"]
+
+
+def tiny_settings(section):
+    """Settings of one built-in model: its section plus the shared vocabulary and threads."""
+    return {
+        **BUILTIN_CFG[section],
+        "vocab_size": BUILTIN_CFG["vocab_size"],
+        "threads": BUILTIN_CFG["threads"],
+    }
