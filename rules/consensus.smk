@@ -71,6 +71,16 @@ def consensus_translator_input():
     return model_input(tr["model"]) if tr.get("kind") in ("llm", "nllb") and tr.get("model") else []
 
 
+def consensus_generator(wildcards):
+    """Loadable path or hub id of model M."""
+    return model_path(CONS_CFG["generator"])
+
+
+def consensus_embedder(wildcards):
+    """Loadable path or hub id of the answer embedder."""
+    return model_path(CONS_CFG["embedder"])
+
+
 def consensus_stage_params(stage):
     """Sampling settings and drop limit of a generating stage."""
     return {"sampling": CONS_CFG[stage]["sampling"], "max_drop_rate": CONS_CFG[stage]["max_drop_rate"]}
@@ -97,6 +107,8 @@ rule ingest_statements:
         f"{LOGS}/ingest_statements/ingest_statements.log",
     benchmark:
         f"{BENCH}/ingest_statements/ingest_statements.tsv"
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_ingest_statements.py"
 
@@ -109,9 +121,9 @@ rule write_paragraphs:
         paragraphs=f"{CONS}/paragraphs.parquet",
         drops=f"{CONS}/drops/write_paragraphs.parquet",
     params:
-        generator=model_path(CONS_CFG["generator"]),
+        generator=consensus_generator,
         backend=CONS_BACKEND,
-        prompt=CONS_CFG["paragraph_prompt"],
+        prompt=lambda wildcards: CONS_CFG["paragraph_prompt"],
         stage=consensus_stage_params("paragraphs"),
         seed=CONS_SEED["paragraphs"],
         schema=table_schema("consensus_paragraphs"),
@@ -122,6 +134,8 @@ rule write_paragraphs:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_write_paragraphs.py"
 
@@ -131,14 +145,15 @@ rule generate_questions:
         paragraphs=f"{CONS}/paragraphs.parquet",
         statements=f"{CONS}/statements.parquet",
         model=model_input(CONS_CFG["generator"]),
+        translator_model=consensus_translator_input(),
     output:
         questions=f"{CONS}/questions.parquet",
         drops=f"{CONS}/drops/generate_questions.parquet",
     params:
-        generator=model_path(CONS_CFG["generator"]),
+        generator=consensus_generator,
         backend=CONS_BACKEND,
         translator=consensus_translator(),
-        prompt=CONS_CFG["question_prompt"],
+        prompt=lambda wildcards: CONS_CFG["question_prompt"],
         k=CONS_CFG["questions"]["k"],
         max_chars=CONS_CFG["questions"]["max_chars"],
         regions=CONS_CFG["regions"],
@@ -152,6 +167,8 @@ rule generate_questions:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_generate_questions.py"
 
@@ -175,6 +192,8 @@ rule translate_questions:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_translate_questions.py"
 
@@ -198,6 +217,8 @@ rule translate_requests:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_translate_requests.py"
 
@@ -209,7 +230,7 @@ rule sample_responses:
     output:
         responses=f"{CONS}/responses/shard-{{shard}}.parquet",
     params:
-        generator=model_path(CONS_CFG["generator"]),
+        generator=consensus_generator,
         backend=CONS_BACKEND,
         n=CONS_CFG["samples"],
         n_shards=CONS_CFG["shards"],
@@ -225,6 +246,8 @@ rule sample_responses:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_sample_responses.py"
 
@@ -237,7 +260,7 @@ rule embed_responses:
         embeddings=f"{CONS}/embeddings/shard-{{shard}}.parquet",
         drops=f"{CONS}/drops/embed_responses/shard-{{shard}}.parquet",
     params:
-        embedder=model_path(CONS_CFG["embedder"]),
+        embedder=consensus_embedder,
         batch_size=CONS_BACKEND["embed_batch_size"],
         prompt_name=CONS_CFG["embed_prompt_name"],
         max_drop_rate=CONS_CFG["responses"]["max_drop_rate"],
@@ -251,6 +274,8 @@ rule embed_responses:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_embed_responses.py"
 
@@ -271,6 +296,8 @@ rule score_consistency:
         f"{LOGS}/score_consistency/score_consistency.log",
     benchmark:
         f"{BENCH}/score_consistency/score_consistency.tsv"
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_score_consistency.py"
 
@@ -292,6 +319,8 @@ rule select_ground_truth:
         f"{LOGS}/select_ground_truth/{{selection}}.log",
     benchmark:
         f"{BENCH}/select_ground_truth/{{selection}}.tsv"
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_select_ground_truth.py"
 
@@ -318,6 +347,8 @@ rule translate_ground_truth:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_translate_ground_truth.py"
 
@@ -332,9 +363,9 @@ rule critique:
         critiques=f"{CONS}/selection/{{selection}}/critiques.parquet",
         drops=f"{CONS}/drops/critique/{{selection}}.parquet",
     params:
-        generator=model_path(CONS_CFG["generator"]),
+        generator=consensus_generator,
         backend=CONS_BACKEND,
-        prompt=CONS_CFG["critique_prompt"],
+        prompt=lambda wildcards: CONS_CFG["critique_prompt"],
         stage=consensus_stage_params("critique"),
         seed=CONS_SEED["critique"],
         schema=table_schema("consensus_critiques"),
@@ -347,6 +378,8 @@ rule critique:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_critique.py"
 
@@ -379,6 +412,8 @@ rule build_training_set:
         f"{LOGS}/build_training_set/{{variant}}.log",
     benchmark:
         f"{BENCH}/build_training_set/{{variant}}.tsv"
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_build_training_set.py"
 
@@ -410,5 +445,7 @@ rule consensus_drops:
         f"{LOGS}/consensus_drops/consensus_drops.log",
     benchmark:
         f"{BENCH}/consensus_drops/consensus_drops.tsv"
+    conda:
+        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_drops.py"

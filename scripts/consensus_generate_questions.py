@@ -11,7 +11,7 @@ from polyculture.consensus.questions import (
 from polyculture.consensus.tables import write_drops, write_table
 from polyculture.io import read_table
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
-from polyculture.translate import TranslatorSettings, translator_supports
+from polyculture.translate import TranslatorSettings, load_translator
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
@@ -24,13 +24,14 @@ sampling = sampling_from_config(p.stage["sampling"], p.seed, key="consensus.ques
 outputs = generator.generate_json(
     question_conversations(paragraphs, p.prompt, p.k), schema, 1, sampling
 )
-settings = TranslatorSettings(**p.translator)
+generator.close()
+translator = load_translator(
+    TranslatorSettings(**p.translator),
+    backend=p.backend["generation"],
+    batch_size=p.backend["batch_size"],
+)
 questions, drops = collect_questions(
-    paragraphs,
-    outputs,
-    k=p.k,
-    regions=regions,
-    supports=lambda lang: translator_supports(settings, lang),
+    paragraphs, outputs, k=p.k, regions=regions, supports=translator.supports
 )
 write_drops([drops], snakemake.output.drops)
 drops.check(p.stage["max_drop_rate"])
