@@ -1,6 +1,179 @@
-# Rules of stage group 'evaluate'.
+# Rules of stage group 'evaluate': every eval model on BLEnD short-answer questions (SEM-B /
+# SEM-W, English and local language) and general benchmarks (lm-evaluation-harness), then
+# adapters against their base model with paired bootstrap tests (DESIGN.md §1, issue 4).
+#
+# [hub download] → blend_generate (model × country × language × template) → blend_score (model)
+# lm_eval (model) → compare_models (all models: tables, Markdown, figures for the report).
+# Settings, helpers and evaluate_targets() are in evaluate_common.smk.
 
 
-def evaluate_targets():
-    """Final outputs of this stage group that rule all requests."""
-    return []
+include: "evaluate_common.smk"
+
+
+rule blend_fetch:
+    output:
+        data=directory(f"{BLEND_DIR}/data"),
+    params:
+        dataset=BLEND["hub_dataset"],
+        revision=BLEND["hub_revision"],
+        countries=BLEND_COUNTRIES,
+    log:
+        f"{LOGS}/blend_fetch/blend_fetch.log",
+    benchmark:
+        f"{BENCH}/blend_fetch/blend_fetch.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/blend_fetch.py"
+
+
+rule blend_generate:
+    input:
+        data=blend_country_input,
+        model=blend_model_input,
+    output:
+        answers=f"{BLEND_DIR}/{{blend_model}}/answers/{{blend_country}}/{{blend_language}}/{{blend_prompt}}.parquet",
+        drops=f"{BLEND_DIR}/{{blend_model}}/drops/{{blend_country}}/{{blend_language}}/{{blend_prompt}}.parquet",
+    wildcard_constraints:
+        blend_model=EVAL_MODEL_RE,
+        blend_country=BLEND_COUNTRY_RE,
+        blend_language=BLEND_LANGUAGE_RE,
+        blend_prompt=BLEND_PROMPT_RE,
+    params:
+        data_dir=BLEND_DATA,
+        model=blend_model_params,
+        backend=generation_params(),
+        sampling=BLEND["sampling"],
+        seed=EVAL_SEED["blend"],
+        max_questions=BLEND["max_questions"],
+        max_drop_rate=BLEND["max_drop_rate"],
+        schema=table_schema("evaluate_blend_responses"),
+    log:
+        f"{LOGS}/blend_generate/{{blend_model}}/{{blend_country}}.{{blend_language}}.{{blend_prompt}}.log",
+    benchmark:
+        f"{BENCH}/blend_generate/{{blend_model}}/{{blend_country}}.{{blend_language}}.{{blend_prompt}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/blend_generate.py"
+
+
+rule blend_score:
+    input:
+        data=blend_all_input,
+        answers=blend_model_answers,
+    output:
+        scores=f"{BLEND_DIR}/{{blend_model}}/scores.parquet",
+        per_question=f"{BLEND_DIR}/{{blend_model}}/per_question.parquet",
+    wildcard_constraints:
+        blend_model=EVAL_MODEL_RE,
+    params:
+        data_dir=BLEND_DATA,
+        max_questions=BLEND["max_questions"],
+        schemas={
+            "answers": table_schema("evaluate_blend_responses"),
+            "scores": table_schema("evaluate_blend_scores"),
+            "per_question": table_schema("evaluate_blend_per_question"),
+        },
+    log:
+        f"{LOGS}/blend_score/{{blend_model}}.log",
+    benchmark:
+        f"{BENCH}/blend_score/{{blend_model}}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/blend_score.py"
+
+
+rule lm_eval:
+    input:
+        tasks=general_tasks_input,
+        model=general_model_input,
+    output:
+        metrics=f"{GENERAL_DIR}/{{general_model}}/metrics.parquet",
+        item_scores=f"{GENERAL_DIR}/{{general_model}}/items.parquet",
+        samples=f"{GENERAL_DIR}/{{general_model}}/samples.jsonl",
+        results=f"{GENERAL_DIR}/{{general_model}}/results.json",
+    wildcard_constraints:
+        general_model=EVAL_MODEL_RE,
+    params:
+        model=general_model_params,
+        backend=generation_params(),
+        tasks=GENERAL["tasks"],
+        tasks_path=GENERAL.get("tasks_path"),
+        num_fewshot=GENERAL["num_fewshot"],
+        limit=GENERAL["limit"],
+        batch_size=GENERAL["batch_size"],
+        seed=EVAL_SEED["general"],
+        schemas={
+            "items": table_schema("evaluate_general_items"),
+            "metrics": table_schema("evaluate_general_metrics"),
+        },
+    log:
+        f"{LOGS}/lm_eval/{{general_model}}.log",
+    benchmark:
+        f"{BENCH}/lm_eval/{{general_model}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/lm_eval.py"
+
+
+rule compare_models:
+    input:
+        per_question=expand(f"{BLEND_DIR}/{{m}}/per_question.parquet", m=list(EVAL_MODELS)),
+        item_scores=expand(f"{GENERAL_DIR}/{{m}}/items.parquet", m=list(EVAL_MODELS)),
+    output:
+        blend_scores=f"{COMPARE_DIR}/blend_scores.parquet",
+        blend_comparison=f"{COMPARE_DIR}/blend_comparison.parquet",
+        general_scores=f"{COMPARE_DIR}/general_scores.parquet",
+        general_comparison=f"{COMPARE_DIR}/general_comparison.parquet",
+        ablation=f"{COMPARE_DIR}/ablation.parquet",
+        markdown=report(
+            f"{COMPARE_DIR}/comparison.md",
+            caption="../report/evaluate_comparison.rst",
+            category="Evaluation",
+            labels={"table": "model comparison"},
+        ),
+        blend_figure=report(
+            f"{COMPARE_DIR}/blend_sem_b.png",
+            caption="../report/evaluate_blend.rst",
+            category="Evaluation",
+            labels={"figure": "BLEnD SEM-B per country"},
+        ),
+        general_figure=report(
+            f"{COMPARE_DIR}/general.png",
+            caption="../report/evaluate_general.rst",
+            category="Evaluation",
+            labels={"figure": "general benchmarks"},
+        ),
+    params:
+        pairs=compare_pairs(),
+        notes=EVAL_PAIR_NOTES,
+        tasks=GENERAL["tasks"],
+        ablation=COMPARE["ablation"],
+        n_boot=COMPARE["n_boot"],
+        alpha=COMPARE["alpha"],
+        seed=EVAL_SEED["compare"],
+        schemas={
+            "per_question": table_schema("evaluate_blend_per_question"),
+            "items": table_schema("evaluate_general_items"),
+            "blend_scores": table_schema("evaluate_blend_all_scores"),
+            "blend_comparison": table_schema("evaluate_blend_comparison"),
+            "general_scores": table_schema("evaluate_general_scores"),
+            "general_comparison": table_schema("evaluate_general_comparison"),
+        },
+    log:
+        f"{LOGS}/compare_models/compare_models.log",
+    benchmark:
+        f"{BENCH}/compare_models/compare_models.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/compare_models.py"

@@ -63,7 +63,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -71,6 +71,7 @@ from typing import Any
 
 import polars as pl
 
+from polyculture.drops import DropCounter
 from polyculture.errors import InputError
 from polyculture.languages import BLEND_REGIONS, iso639_1, normalize_region
 
@@ -788,11 +789,99 @@ def format_scores(scores: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def responses_from_generations(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
-    """A response table from generation records (ID, country, language, prompt_id, prompt, response)."""
-    return pl.DataFrame(
-        list(rows),
-        schema={
-            k: pl.String for k in ("ID", "country", "language", "prompt_id", "prompt", "response")
-        },
-    )
+# --------------------------------------------------------------------------- workflow steps
+
+RESPONSE_SCHEMA = {
+    k: pl.String
+    for k in ("ID", "country", "language", "prompt_id", "question", "prompt", "response")
+}
+
+
+def select_questions(questions: pl.DataFrame, max_questions: int | None) -> pl.DataFrame:
+    """The first `max_questions` questions in file order (all when None)."""
+    return questions if max_questions is None else questions.head(max_questions)
+
+
+def answer_prompts(
+    generator: Any, prompts: pl.DataFrame, sampling: Any, *, group: str = "all"
+) -> tuple[pl.DataFrame, DropCounter]:
+    """Ask the model every prompt (one user turn each, one answer per prompt).
+
+    Returns the prompt table with a `response` column and the drop counts: empty answers are
+    counted as 'empty_response' but kept, since the benchmark scores them as wrong."""
+    conversations = [[{"role": "user", "content": p}] for p in prompts["prompt"].to_list()]
+    outputs = generator.generate(conversations, n=1, sampling=sampling) if conversations else []
+    if len(outputs) != prompts.height:
+        raise RuntimeError(
+            f"generator returned {len(outputs)} outputs for {prompts.height} prompts"
+        )
+    answers = [out[0] if out else "" for out in outputs]
+    drops = DropCounter(stage="blend_generate", group=group)
+    drops.seen(len(answers))
+    empty = sum(1 for a in answers if not clean_response(a, ""))
+    if empty:
+        drops.drop("empty_response", empty)
+    table = prompts.with_columns(response=pl.Series(answers, dtype=pl.String))
+    return table.select(list(RESPONSE_SCHEMA)).cast(RESPONSE_SCHEMA), drops
+
+
+def score_generations(
+    responses: pl.DataFrame, data_dir: str | Path, *, max_questions: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score the workflow's generated answers (all runs of one model) against the annotations
+    of the questions that were asked (the first `max_questions` of each country, or all)."""
+    annotations: dict[str, Mapping[str, Question]] = {}
+    for country in sorted(set(responses["country"].to_list())):
+        ann = load_annotations(annotations_path(data_dir, country))
+        if max_questions is not None:
+            asked = select_questions(
+                load_questions(questions_path(data_dir, country)), max_questions
+            )
+            ids = set(asked["ID"].to_list())
+            ann = {qid: q for qid, q in ann.items() if qid in ids}
+        annotations[country] = ann
+    return score_responses(responses, data_dir, source="generated answers", annotations=annotations)
+
+
+BLEND_SUBDIRS = ("questions", "annotations", "prompts")
+
+
+def fetch_blend(
+    dataset: str, dest: str | Path, *, revision: str = "main", countries: Sequence[str] = ()
+) -> Path:
+    """Download the BLEnD release's data/{questions,annotations,prompts} files from a Hugging Face
+    dataset repository into `dest` (the local layout) and check the countries' files are there."""
+    import shutil
+    import tempfile
+
+    from huggingface_hub import snapshot_download
+
+    dest = Path(dest)
+    patterns = [f"data/{sub}/*" for sub in BLEND_SUBDIRS]
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot_download(
+            repo_id=dataset,
+            repo_type="dataset",
+            revision=revision,
+            allow_patterns=patterns,
+            local_dir=tmp,
+        )
+        for sub in BLEND_SUBDIRS:
+            src = Path(tmp) / "data" / sub
+            if not src.is_dir():
+                raise InputError(
+                    f"{dataset}@{revision}",
+                    f"no data/{sub}/ folder (expected the BLEnD release layout)",
+                )
+            shutil.copytree(src, dest / sub, dirs_exist_ok=True)
+    for country in countries:
+        for path in (
+            questions_path(dest, country),
+            annotations_path(dest, country),
+            prompts_path(dest, country),
+        ):
+            if not path.is_file():
+                raise InputError(
+                    f"{dataset}@{revision}", f"{country}: {path.relative_to(dest)} is missing"
+                )
+    return dest

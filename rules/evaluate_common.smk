@@ -1,0 +1,150 @@
+# Settings and helpers of stage group 'evaluate' (rules/evaluate.smk), and evaluate_targets().
+import re
+
+from polyculture.blend import (
+    annotations_path,
+    load_prompt_templates,
+    prompts_path,
+    questions_path,
+    run_languages,
+)
+from polyculture.compare import pair_models
+from polyculture.errors import ConfigError
+
+# validate() does not fill defaults inside $ref'd section schemas: validate the section itself
+validate(config["evaluate"], "../schemas/config-evaluate.schema.yaml", set_default=True)
+EVAL = config["evaluate"]
+BLEND = EVAL["blend"]
+GENERAL = EVAL["general"]
+COMPARE = EVAL["compare"]
+EVAL_DIR = f"{RESULTS}/evaluate"
+BLEND_DIR = f"{EVAL_DIR}/blend"
+GENERAL_DIR = f"{EVAL_DIR}/general"
+COMPARE_DIR = f"{EVAL_DIR}/compare"
+BLEND_FROM_HUB = not BLEND.get("data_path")
+BLEND_DATA = f"{BLEND_DIR}/data" if BLEND_FROM_HUB else BLEND["data_path"]
+BLEND_COUNTRIES = BLEND["countries"]
+BLEND_PROMPTS = BLEND["prompts"]
+BLEND_RUNS = [
+    (country, language, prompt)
+    for country in BLEND_COUNTRIES
+    for language in run_languages(country)
+    for prompt in BLEND_PROMPTS
+]
+EVAL_SEED = {
+    "blend": SEED + BLEND["seed_offset"],
+    "general": SEED + GENERAL["seed_offset"],
+    "compare": SEED + COMPARE["seed_offset"],
+}
+EVAL_PAIRS, EVAL_PAIR_NOTES = pair_models(config["eval_models"])
+EVAL_MODEL_RE = "|".join(re.escape(m) for m in EVAL_MODELS) or "(?!)"
+BLEND_COUNTRY_RE = "|".join(BLEND_COUNTRIES)
+BLEND_LANGUAGE_RE = "|".join(sorted({lang for _, lang, _ in BLEND_RUNS}))
+BLEND_PROMPT_RE = "|".join(re.escape(p) for p in BLEND_PROMPTS)
+
+
+def check_blend_data():
+    """Every configured country has its three files and the configured prompt templates."""
+    for country in BLEND_COUNTRIES:
+        for path in (
+            questions_path(BLEND_DATA, country),
+            annotations_path(BLEND_DATA, country),
+            prompts_path(BLEND_DATA, country),
+        ):
+            if not path.is_file():
+                raise ConfigError(
+                    "evaluate.blend.countries",
+                    f"{country}: {path} does not exist (expected the BLEnD layout under "
+                    f"evaluate.blend.data_path = {BLEND_DATA})",
+                )
+        missing = set(BLEND_PROMPTS) - set(load_prompt_templates(prompts_path(BLEND_DATA, country)))
+        if missing:
+            raise ConfigError(
+                "evaluate.blend.prompts",
+                f"template(s) {', '.join(sorted(missing))} not in {prompts_path(BLEND_DATA, country)}",
+            )
+
+
+if config["pipelines"]["evaluate"] and not BLEND_FROM_HUB:
+    check_blend_data()
+
+
+def blend_country_input(wildcards):
+    """Data files one country's rules read (the downloaded folder when the data comes from the hub)."""
+    if BLEND_FROM_HUB:
+        return [BLEND_DATA]
+    country = wildcards.blend_country
+    return [
+        str(questions_path(BLEND_DATA, country)),
+        str(annotations_path(BLEND_DATA, country)),
+        str(prompts_path(BLEND_DATA, country)),
+    ]
+
+
+def blend_all_input(wildcards):
+    """Data files of every configured country."""
+    if BLEND_FROM_HUB:
+        return [BLEND_DATA]
+    return [
+        str(f(BLEND_DATA, c))
+        for c in BLEND_COUNTRIES
+        for f in (questions_path, annotations_path, prompts_path)
+    ]
+
+
+def blend_answers(model):
+    """Answer tables of every country × language × prompt template of one eval model."""
+    return [f"{BLEND_DIR}/{model}/answers/{c}/{lang}/{p}.parquet" for c, lang, p in BLEND_RUNS]
+
+
+def blend_model_input(wildcards):
+    """Base model (built-in) and adapter directory of the model a BLEnD rule runs."""
+    return eval_model_input(wildcards.blend_model)
+
+
+def blend_model_params(wildcards):
+    """Load settings of the model a BLEnD rule runs."""
+    return eval_model_params(wildcards.blend_model)
+
+
+def blend_model_answers(wildcards):
+    """Every answer table of the model being scored."""
+    return blend_answers(wildcards.blend_model)
+
+
+def general_model_input(wildcards):
+    """Base model (built-in) and adapter directory of the model lm_eval runs."""
+    return eval_model_input(wildcards.general_model)
+
+
+def general_model_params(wildcards):
+    """Load settings of the model lm_eval runs."""
+    return eval_model_params(wildcards.general_model)
+
+
+def general_tasks_input(wildcards):
+    """The custom task folder, when one is configured."""
+    return [GENERAL["tasks_path"]] if GENERAL.get("tasks_path") else []
+
+
+def compare_pairs():
+    """Adapter/base pairs as plain dicts (rule params)."""
+    return [{"model": p.model, "base": p.base, "variant": p.variant} for p in EVAL_PAIRS]
+
+
+def evaluate_targets():
+    """Final outputs of this stage group that rule all requests."""
+    if not EVAL_MODELS:
+        return []
+    return [
+        *(f"{BLEND_DIR}/{m}/scores.parquet" for m in EVAL_MODELS),
+        *(f"{GENERAL_DIR}/{m}/metrics.parquet" for m in EVAL_MODELS),
+        f"{COMPARE_DIR}/blend_scores.parquet",
+        f"{COMPARE_DIR}/blend_comparison.parquet",
+        f"{COMPARE_DIR}/general_scores.parquet",
+        f"{COMPARE_DIR}/general_comparison.parquet",
+        f"{COMPARE_DIR}/ablation.parquet",
+        f"{COMPARE_DIR}/comparison.md",
+        f"{COMPARE_DIR}/blend_sem_b.png",
+        f"{COMPARE_DIR}/general.png",
+    ]

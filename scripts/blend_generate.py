@@ -1,0 +1,50 @@
+"""Rule blend_generate: one model answers one country's BLEnD questions in one language with
+one prompt template."""
+
+import logging
+
+import torch
+
+from polyculture.blend import (
+    answer_prompts,
+    build_prompts,
+    load_prompt_templates,
+    load_questions,
+    prompts_path,
+    questions_path,
+    select_questions,
+)
+from polyculture.io import check_columns, write_parquet
+from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
+torch.set_num_threads(snakemake.threads)
+p, w = snakemake.params, snakemake.wildcards
+questions = select_questions(
+    load_questions(questions_path(p.data_dir, w.blend_country)), p.max_questions
+)
+templates = load_prompt_templates(prompts_path(p.data_dir, w.blend_country))
+prompts = build_prompts(questions, templates, w.blend_country, w.blend_language, w.blend_prompt)
+generator = load_generator(
+    p.model["model"],
+    adapter=p.model["adapter"],
+    merge_adapter=p.model["merge_adapter"],
+    **generator_kwargs(p.backend),
+)
+group = f"{w.blend_model}/{w.blend_country}/{w.blend_language}/{w.blend_prompt}"
+answers, drops = answer_prompts(
+    generator,
+    prompts,
+    sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling"),
+    group=group,
+)
+generator.close()
+check_columns(answers, p.schema, snakemake.output.answers)
+logging.info("%d answers, %d empty", answers.height, drops.dropped)
+write_parquet(drops.to_frame(), snakemake.output.drops)
+drops.check(p.max_drop_rate)
+write_parquet(answers, snakemake.output.answers)

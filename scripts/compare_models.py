@@ -1,0 +1,50 @@
+"""Rule compare_models: adapters vs base models on BLEnD and general benchmarks (tables, figures)."""
+
+import logging
+
+import polars as pl
+
+from polyculture import compare as cmp
+from polyculture.general_eval import task_specs
+from polyculture.io import check_columns, read_table, write_parquet, write_text
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
+p, out = snakemake.params, snakemake.output
+pairs = [cmp.Pair(**d) for d in p.pairs]
+boot = {"n_boot": p.n_boot, "seed": p.seed, "alpha": p.alpha}
+per_q = pl.concat([read_table(f, p.schemas["per_question"]) for f in snakemake.input.per_question])
+questions = cmp.blend_question_scores(per_q)
+blend_scores = cmp.blend_scores(questions)
+blend_cmp = cmp.compare_blend(questions, pairs, **boot)
+metrics = {s.task: s.metric for s in task_specs(p.tasks)}
+items = cmp.compared_items(
+    pl.concat([read_table(f, p.schemas["items"]) for f in snakemake.input.item_scores]), metrics
+)
+general_scores = cmp.general_scores(items)
+general_cmp = cmp.compare_general(items, pairs, **boot)
+ablation = cmp.ablation_table(
+    blend_cmp, general_cmp, blend_scores, general_scores, pairs, p.ablation
+)
+tables = {
+    "blend_scores": blend_scores,
+    "blend_comparison": blend_cmp,
+    "general_scores": general_scores,
+    "general_comparison": general_cmp,
+}
+for key, table in tables.items():
+    check_columns(table, p.schemas[key], out[key])
+    write_parquet(table, out[key])
+write_parquet(ablation, out.ablation)
+write_text(
+    cmp.markdown_report(
+        blend_scores, blend_cmp, general_scores, general_cmp, ablation,
+        alpha=p.alpha, n_boot=p.n_boot, notes=p.notes,
+    ),
+    out.markdown,
+)  # fmt: skip
+cmp.plot_blend(blend_scores, blend_cmp, out.blend_figure, alpha=p.alpha)
+cmp.plot_general(general_scores, general_cmp, out.general_figure, alpha=p.alpha)

@@ -1,0 +1,40 @@
+"""Rule lm_eval: general benchmarks of one model through lm-evaluation-harness, per-item logs kept."""
+
+import logging
+import tempfile
+
+import torch
+
+from polyculture import general_eval as ge
+from polyculture.io import check_columns, write_json, write_jsonl, write_parquet
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
+torch.set_num_threads(snakemake.threads)
+p, name = snakemake.params, snakemake.wildcards.general_model
+specs = ge.task_specs(p.tasks)
+backend = ge.resolve_eval_backend(p.backend.get("generation", "auto"))
+with tempfile.TemporaryDirectory() as tmp:
+    model, adapter = ge.prepare_model(
+        p.model["model"], p.model["adapter"], p.model["merge_adapter"], tmp
+    )
+    model_type, model_args = ge.lm_eval_model(
+        model, adapter=adapter, backend=backend, dtype=p.backend.get("dtype", "auto"),
+        vllm_options={k: v for k, v in p.backend.items() if k.startswith("vllm_")},
+    )  # fmt: skip
+    results = ge.run_lm_eval(
+        model_type, model_args, specs, task_dir=p.tasks_path, num_fewshot=p.num_fewshot,
+        limit=p.limit, batch_size=p.batch_size, seed=p.seed,
+    )  # fmt: skip
+items = ge.item_table(results, specs, name)
+ge.check_items(items, specs)
+metrics = ge.metric_table(items)
+check_columns(items, p.schemas["items"], snakemake.output.item_scores)
+check_columns(metrics, p.schemas["metrics"], snakemake.output.metrics)
+write_jsonl(ge.sample_records(results, name), snakemake.output.samples)
+write_json(ge.results_summary(results), snakemake.output.results)
+write_parquet(items, snakemake.output.item_scores)
+write_parquet(metrics, snakemake.output.metrics)
