@@ -24,11 +24,13 @@ sampling = sampling_from_config(p.stage["sampling"], p.seed, key="consensus.ques
 outputs = generator.generate_json(
     question_conversations(paragraphs, p.prompt, p.k), schema, 1, sampling
 )
-generator.close()
+# an llm translator of the same model reuses the loaded generator
+same_model = p.translator["kind"] == "llm" and p.translator.get("model") == p.generator
 translator = load_translator(
     TranslatorSettings(**p.translator),
     backend=p.backend["generation"],
     batch_size=p.backend["batch_size"],
+    generator=generator if same_model else None,
 )
 questions, drops = collect_questions(
     paragraphs, outputs, k=p.k, regions=regions, supports=translator.supports

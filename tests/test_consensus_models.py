@@ -21,7 +21,10 @@ from polyculture.consensus.responses import (
     usable_responses,
 )
 
-REQUESTS = {"critique": {"en": "Please check your answer above."}, "refine": {"en": "Now correct it."}}
+REQUESTS = {
+    "critique": {"en": "Please check your answer above."},
+    "refine": {"en": "Now correct it."},
+}
 
 
 def _training_example() -> dict:
@@ -65,7 +68,9 @@ def test_assistant_mask_covers_exactly_the_three_assistant_turns(builtin_models)
         assert tok.decode(ids[a:b], skip_special_tokens=True).strip() == content
         assert ids[b - 1] == tok.eos_token_id  # the end-of-turn token is learned too
     # every user turn and the role markers are outside the mask
-    outside = tok.decode([t for t, m in zip(ids, mask, strict=True) if not m], skip_special_tokens=True)
+    outside = tok.decode(
+        [t for t, m in zip(ids, mask, strict=True) if not m], skip_special_tokens=True
+    )
     for m in messages:
         if m["role"] == "user":
             assert m["content"] in outside
@@ -119,12 +124,17 @@ def test_tiny_model_answers_embed_and_score(builtin_models):
         {
             "question_id": ["a", "b"],
             "language": ["el", "es"],
-            "question_en": ["What is roasted at Easter in Greece?", "When do people in Spain eat dinner?"],
+            "question_en": [
+                "What is roasted at Easter in Greece?",
+                "When do people in Spain eat dinner?",
+            ],
             "question_local": ["Τι ψήνεται το Πάσχα στην Ελλάδα;", "¿Cuándo cenan en España?"],
         }
     )
     gen = load_generator(str(builtin_models["tiny-chat"]), backend="hf", batch_size=4)
-    outputs = gen.generate(response_conversations(pairs), 3, Sampling(temperature=0.8, max_new_tokens=24, seed=5))
+    outputs = gen.generate(
+        response_conversations(pairs), 3, Sampling(temperature=0.8, max_new_tokens=24, seed=5)
+    )
     responses = collect_responses(pairs, outputs, 3)
     assert responses.height == 12
     usable, drops = usable_responses(responses)
@@ -134,7 +144,9 @@ def test_tiny_model_answers_embed_and_score(builtin_models):
     assert cons.height + 2 * cdrops.dropped == 4
     assert cons["consistency"].is_between(-1.0 - 1e-6, 1.0 + 1e-6).all()
     # same seed → same answers (deterministic sampling)
-    again = gen.generate(response_conversations(pairs), 3, Sampling(temperature=0.8, max_new_tokens=24, seed=5))
+    again = gen.generate(
+        response_conversations(pairs), 3, Sampling(temperature=0.8, max_new_tokens=24, seed=5)
+    )
     assert again == outputs
     assert drops.total == 12
 

@@ -126,7 +126,14 @@ def select_ground_truth(
     consistency: pl.DataFrame, samples: pl.DataFrame, *, selection: str, seed: int
 ) -> pl.DataFrame:
     """Selection table (question_id, selection, c_en, c_local, strong_side, weak_side,
-    gt_sample) for selection mode 'consistency' or 'random'."""
+    gt_sample) for selection mode 'consistency' or 'random'; no questions give an empty table."""
+    if selection not in SELECTIONS:
+        raise ConfigError(
+            "consensus.variants.*.selection",
+            f"unknown selection {selection!r}; expected {SELECTIONS}",
+        )
+    if consistency.height == 0:
+        return pl.DataFrame(schema=SELECTION_SCHEMA)
     if selection == "consistency":
         return select_by_consistency(consistency, samples)
     if selection == "random":

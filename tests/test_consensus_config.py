@@ -1,0 +1,77 @@
+"""The consensus config section: schema defaults (the paper's values), the demo section, and the
+paper preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from polyculture.consensus.settings import with_defaults
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "schemas" / "config-consensus.schema.yaml"
+
+
+def test_defaults_are_filled_recursively_and_given_values_kept():
+    section = with_defaults({"paragraphs": {"sampling": {"temperature": 0.1}}}, SCHEMA)
+    assert section["paragraphs"]["sampling"] == {
+        "temperature": 0.1,
+        "top_p": 0.95,
+        "max_new_tokens": 256,
+        "min_new_tokens": 0,
+    }
+    assert section["paragraphs"]["max_drop_rate"] == 0.2
+    assert section["questions"]["sampling"]["temperature"] == 0.7
+    assert section["requests"]["critique"]["en"].startswith("Please check")
+    # paper values
+    assert section["samples"] == 10
+    assert section["embedder"] == "Qwen/Qwen3-Embedding-0.6B"
+    assert section["generator"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert section["candle"] == {"min_combined_score": 0.5, "subject_types": ["countries"]}
+    assert section["general"]["cultural_per_general"] == 3
+    assert section["variants"] == {
+        "full": {"selection": "consistency", "region_filter": True},
+        "random_selection": {"selection": "random", "region_filter": True},
+        "no_region_filter": {"selection": "consistency", "region_filter": False},
+    }
+
+
+def test_demo_section_is_tiny():
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    section = with_defaults(config["consensus"], SCHEMA)
+    assert (
+        section["generator"] == "builtin:tiny-chat" and section["embedder"] == "builtin:tiny-embed"
+    )
+    assert section["samples"] == 3 and section["questions"]["k"] == 2 and section["shards"] == 2
+    assert all((REPO / s["path"]).is_file() for s in section["sources"])
+
+
+def test_paper_preset_validates_with_paper_values():
+    config = yaml.safe_load((REPO / "configs" / "paper-consensus.yaml").read_text(encoding="utf-8"))
+    validate(config, str(REPO / "schemas" / "config.schema.yaml"), set_default=True)
+    section = with_defaults(config["consensus"], SCHEMA)
+    assert config["backend"]["generation"] == "vllm"
+    assert section["generator"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert section["embedder"] == "Qwen/Qwen3-Embedding-0.6B"
+    assert section["samples"] == 10
+    assert section["general"]["hub"] == "CohereForAI/aya_dataset"
+    assert max(section[s]["max_drop_rate"] for s in ("paragraphs", "responses", "critique")) <= 0.05
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"samples": 1}, "less than the minimum of 2"),
+        ({"shards": 0}, "less than the minimum of 1"),
+        ({"bogus": 1}, "'bogus' was unexpected"),
+        ({"on_unknown_country": "skip"}, "'skip' is not one of"),
+        ({"variants": {"v": {"selection": "best", "region_filter": True}}}, "'best' is not one of"),
+        ({"questions": {"max_drop_rate": 1.5}}, "greater than the maximum of 1"),
+    ],
+)
+def test_schema_rejects_bad_values(bad, message):
+    with pytest.raises(Exception, match=message):
+        validate({"seed": 1, "consensus": bad}, str(REPO / "schemas" / "config.schema.yaml"))
