@@ -14,6 +14,7 @@ wildcard_constraints:
 # after a kill resumes from the latest complete checkpoint of the same settings and data.
 # With resources.gpu > 1 the script starts ONE `accelerate launch` process group of that many
 # processes (one SLURM task); with 0 or 1 a single process (on the CPU where CUDA is absent).
+# One CPU thread per process: more only slows a tiny CPU run down on a shared machine.
 rule train_lora:
     input:
         data=f"{RESULTS}/consensus/{{train_variant}}/train.jsonl",
@@ -31,7 +32,7 @@ rule train_lora:
         f"{LOGS}/train_lora/{{train_variant}}.log",
     benchmark:
         f"{BENCH}/train_lora/{{train_variant}}.tsv"
-    threads: 8
+    threads: max(1, TRAIN["gpus"])
     resources:
         gpu=TRAIN["gpus"],
         tasks=1,

@@ -12,8 +12,9 @@ the same transformers mask: TRL 1.16 patches a fixed list of templates and raise
 Llama-3.1's included. For those templates the mask is derived from the template itself by
 rendering conversation prefixes (the "prefix diff"): the characters that the template adds
 between "prefix up to turn i with a generation prompt" and "prefix through turn i" are turn i's
-assistant output (content and end-of-turn token); the tokens of the full rendering that overlap
-those characters are trained. A template that rewrites earlier turns when later ones are added
+assistant output (content and end-of-turn token; trailing whitespace, a separator between turns,
+is left out as generation-marker templates leave it out); the tokens of the full rendering that
+overlap those characters are trained. A template that rewrites earlier turns when later ones are added
 (not prefix-preserving) is refused with an error rather than masked wrongly.
 
 Truncation keeps the first ``max_length`` tokens (``truncation_side: right``, TRL's default) or
@@ -335,7 +336,8 @@ def assistant_char_spans(
     tokenizer: Any, messages: Sequence[Mapping[str, str]]
 ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character span of each assistant turn, found by
-    rendering prefixes; fails when the template is not prefix-preserving."""
+    rendering prefixes (whitespace that the template puts after a turn is left out); fails when
+    the template is not prefix-preserving."""
     msgs = list(messages)
     full = tokenizer.apply_chat_template(msgs, tokenize=False)
     spans = []
@@ -353,7 +355,10 @@ def assistant_char_spans(
                 "conversation up to a turn does not give a prefix of the whole rendering), so "
                 "assistant tokens cannot be located; use a template with {% generation %} markers",
             )
-        spans.append((len(before), len(through)))
+        end = len(through)
+        while end > len(before) and through[end - 1].isspace():
+            end -= 1  # separator after the end-of-turn token, outside the assistant's output
+        spans.append((len(before), end))
     return full, spans
 
 
