@@ -361,7 +361,7 @@ def test_sigkill_then_rerun_resumes_from_the_last_complete_checkpoint(
     assert not (out / "adapter").exists()
     latest = T.latest_complete_checkpoint(out / "run")
     assert latest is not None
-    step = int(latest.name.split("-")[1])
+    step = T.checkpoint_step(latest)
     assert 8 <= step < 24
     summary = T.run_job(job)
     assert summary["resumed_from_step"] == step and summary["steps"] == 24
