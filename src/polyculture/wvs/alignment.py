@@ -21,8 +21,9 @@ model × language (a *cell*) × level × group, in one of two units:
 Bootstrap replicates come from one engine, :func:`replicates`, with two schemes:
 
 - ``cluster`` (sound): topics are drawn with replacement — one draw shared by every cell, so the
-  dependence between cells that answer the same topics is kept — and each drawn topic's
-  responses are resampled within the cell. A topic drawn twice forms two clusters.
+  dependence between cells that answer the same topics is kept — and each drawn topic brings
+  all of the cell's responses to it (resampling responses again within topics would count their
+  noise twice). A topic drawn twice forms two clusters.
 - ``responses`` (as released): each cell's responses are drawn with replacement (as many as it
   has, or a configured resample size); the topic set is whatever the draw contains.
 
@@ -34,6 +35,7 @@ never paired with itself, and in a bootstrap replicate never with its own duplic
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -180,11 +182,14 @@ def spearman_rows(x: npt.ArrayLike, y: npt.ArrayLike, min_points: int = 3) -> Fl
             f"spearman_rows takes two 2-D arrays of one shape, got {xa.shape} and {ya.shape}"
         )
     mask = np.isfinite(xa) & np.isfinite(ya)
-    xm = np.where(mask, xa, np.nan)
-    ym = np.where(mask, ya, np.nan)
-    rx = rankdata(xm, axis=1, nan_policy="omit")
-    ry = rankdata(ym, axis=1, nan_policy="omit")
-    return pearson_rows(rx, ry, min_points=min_points)
+    return pearson_rows(masked_ranks(xa, mask), masked_ranks(ya, mask), min_points=min_points)
+
+
+def masked_ranks(x: FloatArray, mask: npt.NDArray[np.bool_]) -> FloatArray:
+    """Average ranks (1-based) of each row of `x` among the positions where `mask` holds; NaN
+    elsewhere. (Masked entries are ranked last as +inf, which leaves the others' ranks alone.)"""
+    ranks = rankdata(np.where(mask, x, np.inf), axis=1)
+    return np.where(mask, ranks, np.nan)
 
 
 def pearson_rows(x: FloatArray, y: FloatArray, min_points: int = 3) -> FloatArray:
@@ -242,10 +247,9 @@ def pair_correlation(
     msum = float(((n_c - 1) * s_c).sum())
     msq = float(((n_c - 1) * q_c).sum())
     if exclude_same_item and item is not None:
-        it = np.asarray(item)
-        keys = np.stack([cidx, np.unique(it, return_inverse=True)[1]], axis=1)
-        _, gidx = np.unique(keys, axis=0, return_inverse=True)
-        gidx = gidx.ravel()
+        _, iidx = np.unique(np.asarray(item), return_inverse=True)
+        n_items = int(iidx.max()) + 1
+        _, gidx = np.unique(cidx.astype(np.int64) * n_items + iidx, return_inverse=True)
         m = np.bincount(gidx, weights=w)
         vg = np.bincount(gidx, weights=w * v) / m  # the same value on every row of one item
         same = m * (m - 1)
@@ -395,6 +399,22 @@ def build_analysis_data(
     return AnalysisData(topics, cells, gt, cl)
 
 
+def load_analysis_data(
+    responses_path: str | os.PathLike[str],
+    ground_truth_path: str | os.PathLike[str],
+    country_languages_path: str | os.PathLike[str] | None = None,
+) -> AnalysisData:
+    """:func:`build_analysis_data` of the canonical tables the alignment_inputs rule writes."""
+    responses = check_responses(pl.read_parquet(responses_path), responses_path)
+    gt = check_ground_truth(pl.read_parquet(ground_truth_path), ground_truth_path)
+    cl = None
+    if country_languages_path is not None:
+        cl = check_country_languages(
+            pl.read_parquet(country_languages_path), country_languages_path
+        )
+    return build_analysis_data(responses, gt, cl)
+
+
 # ----------------------------------------------------------------------------------------------
 # The bootstrap engine
 # ----------------------------------------------------------------------------------------------
@@ -418,18 +438,22 @@ def full_draw(cell: Cell) -> Draw:
     return Draw(np.arange(cell.n, dtype=np.int64), remap[cell.topic], present.astype(np.int64))
 
 
-def cluster_draw(cell: Cell, topic_draw: IntArray, rng: np.random.Generator) -> Draw:
-    """Responses of each drawn topic occurrence resampled within the cell (topics the cell never
-    answered drop out)."""
+def cluster_draw(cell: Cell, topic_draw: IntArray) -> Draw:
+    """All responses of each drawn topic occurrence (topics the cell never answered drop out).
+
+    Only topics are resampled: a topic's responses already carry the within-topic noise, and
+    resampling them again would count it twice."""
     counts = cell.counts[topic_draw]
     keep = counts > 0
     occ_topic = topic_draw[keep]
     occ_counts = counts[keep]
     starts = cell.starts[occ_topic]
     total = int(occ_counts.sum())
-    rep_counts = np.repeat(occ_counts, occ_counts)
-    offsets = np.floor(rng.random(total) * rep_counts).astype(np.int64)
-    rows = np.repeat(starts, occ_counts) + offsets
+    first = np.repeat(starts, occ_counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(
+        np.cumsum(occ_counts) - occ_counts, occ_counts
+    )
+    rows = first + within
     cluster = np.repeat(np.arange(occ_topic.size, dtype=np.int64), occ_counts)
     return Draw(rows, cluster, occ_topic.astype(np.int64))
 
@@ -481,6 +505,14 @@ def _pad(rows: list[FloatArray]) -> FloatArray:
     return out
 
 
+def _pad_int(rows: list[IntArray]) -> IntArray:
+    width = max((r.size for r in rows), default=0)
+    out = np.full((len(rows), max(width, 1)), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : r.size] = r
+    return out
+
+
 def replicates(
     data: AnalysisData,
     scheme: str,
@@ -492,6 +524,7 @@ def replicates(
     units: Sequence[str] = UNITS,
     released_level: str | None = "language",
     include_observed: bool = True,
+    consistency: bool = True,
 ) -> ReplicateResult:
     """Alignment (per cell × level × group × unit) and consistency (per cell) in `rounds`
     bootstrap replicates of `scheme` ('cluster' or 'responses'), plus the observed values as
@@ -501,7 +534,8 @@ def replicates(
     bootstrap duplicates ('consistency'); 'consistency_released' is the released analysis's
     pairing (duplicates pair with each other, each response repeated once per ground-truth group
     of `released_level`; topics without ground truth there left out), NaN when that level is None.
-    Seeded: the same data, scheme, rounds, size and seed give the same numbers.
+    Seeded: the same data, scheme, rounds, size and seed give the same numbers. With
+    ``consistency`` off the consistency columns are NaN (and nothing is paired).
     """
     if scheme not in SCHEMES:
         raise ValueError(
@@ -517,7 +551,8 @@ def replicates(
     topic_draws = rng.integers(0, k, size=(rounds, k)) if scheme == "cluster" and rounds else None
     copies = released_copies(data, released_level) if released_level else None
 
-    al_parts: list[pl.DataFrame] = []
+    al_keys: list[tuple[str, str, str, str, str, str]] = []
+    al_chunks: list[tuple[IntArray, FloatArray, IntArray]] = []
     co_rows: list[dict[str, object]] = []
     for cell in data.cells:
         cell_rng = np.random.default_rng([seed, *_stable_ints(cell.key)])
@@ -527,47 +562,50 @@ def replicates(
         for b in range(rounds):
             if scheme == "cluster":
                 assert topic_draws is not None
-                draws.append((b, cluster_draw(cell, topic_draws[b], cell_rng)))
+                draws.append((b, cluster_draw(cell, topic_draws[b])))
             else:
                 draws.append((b, response_draw(cell, resample_size or cell.n, cell_rng)))
-        reps = [b for b, _ in draws]
-        groups = data.groups(cell, levels)
-        means = [_topic_means(cell, d) for _, d in draws]
-        mtopic = [d.cluster_topic for _, d in draws]
-        rvals = [cell.value[d.rows] for _, d in draws]
-        rtopic = [cell.topic[d.rows] for _, d in draws]
-        m_mat = _pad(means) if "topic" in units else None
-        r_mat = _pad(rvals) if "response" in units else None
-        for level, group in groups:
-            gt = data.ground_truth[(level, group)]
-            for unit in units:
-                if unit == "topic":
-                    assert m_mat is not None
-                    g_mat = _pad([gt[t] for t in mtopic])
-                    x = m_mat
-                else:
-                    assert r_mat is not None
-                    g_mat = _pad([gt[t] for t in rtopic])
-                    x = r_mat
-                rho = spearman_rows(x, g_mat)
-                n_points = (np.isfinite(x) & np.isfinite(g_mat)).sum(axis=1)
-                al_parts.append(
-                    pl.DataFrame(
-                        {
-                            "replicate": np.asarray(reps, dtype=np.int64),
-                            "level": level,
-                            "group": group,
-                            "unit": unit,
-                            "alignment": rho,
-                            "n_points": n_points.astype(np.int64),
-                        }
-                    ).with_columns(
-                        pl.lit(cell.model).alias("model"),
-                        pl.lit(cell.family).alias("family"),
-                        pl.lit(cell.language).alias("language"),
-                    )
-                )
+        reps = np.asarray([b for b, _ in draws], dtype=np.int64)
+        # Per unit: the model's values per point (padded matrix) and each point's topic.
+        points: dict[str, tuple[FloatArray, IntArray]] = {}
+        if "topic" in units:
+            points["topic"] = (
+                _pad([_topic_means(cell, d) for _, d in draws]),
+                _pad_int([d.cluster_topic for _, d in draws]),
+            )
+        if "response" in units:
+            points["response"] = (
+                _pad([cell.value[d.rows] for _, d in draws]),
+                _pad_int([cell.topic[d.rows] for _, d in draws]),
+            )
+        for unit, (x, topic_idx) in points.items():
+            valid_x = np.isfinite(x) & (topic_idx >= 0)
+            safe_idx = np.where(topic_idx >= 0, topic_idx, 0)
+            x_ranks: dict[bytes, FloatArray] = {}  # groups that share topics share the x ranks
+            for level, group in data.groups(cell, levels):
+                gt = data.ground_truth[(level, group)]
+                g = np.where(valid_x, gt[safe_idx], np.nan)
+                mask = valid_x & np.isfinite(g)
+                pattern = np.isfinite(gt).tobytes()
+                if pattern not in x_ranks:
+                    x_ranks[pattern] = masked_ranks(x, mask)
+                rho = pearson_rows(x_ranks[pattern], masked_ranks(g, mask))
+                al_keys.append((cell.model, cell.family, cell.language, level, group, unit))
+                al_chunks.append((reps, rho, mask.sum(axis=1).astype(np.int64)))
         for b, d in draws:
+            if not consistency:
+                co_rows.append(
+                    {
+                        "replicate": b,
+                        "model": cell.model,
+                        "family": cell.family,
+                        "language": cell.language,
+                        "consistency": float("nan"),
+                        "consistency_released": float("nan"),
+                        "n_pairs": 0,
+                    }
+                )
+                continue
             vals = cell.value[d.rows]
             r, n_pairs = pair_correlation(d.cluster, vals, item=d.rows, exclude_same_item=True)
             r_rel = float("nan")
@@ -588,21 +626,27 @@ def replicates(
                     "n_pairs": n_pairs,
                 }
             )
-    al_cols = [
-        "replicate",
-        "model",
-        "family",
-        "language",
-        "level",
-        "group",
-        "unit",
-        "alignment",
-        "n_points",
-    ]
+    key_cols = ["model", "family", "language", "level", "group", "unit"]
+    keys = pl.DataFrame(
+        al_keys, schema=dict.fromkeys(key_cols, pl.String), orient="row"
+    ).with_row_index("_chunk")
+    lengths = [c[0].size for c in al_chunks]
+    values = pl.DataFrame(
+        {
+            "_chunk": np.repeat(np.arange(len(al_chunks), dtype=np.uint32), lengths),
+            "replicate": np.concatenate([c[0] for c in al_chunks])
+            if al_chunks
+            else np.zeros(0, np.int64),
+            "alignment": np.concatenate([c[1] for c in al_chunks]) if al_chunks else np.zeros(0),
+            "n_points": np.concatenate([c[2] for c in al_chunks])
+            if al_chunks
+            else np.zeros(0, np.int64),
+        }
+    )
     alignment = (
-        pl.concat(al_parts).select(al_cols)
-        if al_parts
-        else pl.DataFrame(schema=dict.fromkeys(al_cols, pl.String))
+        values.join(keys, on="_chunk", how="left")
+        .select("replicate", *key_cols, "alignment", "n_points")
+        .with_columns(pl.col("alignment").fill_nan(None))
     )
     consistency = pl.DataFrame(
         co_rows,

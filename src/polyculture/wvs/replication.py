@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -315,3 +316,168 @@ def read_capability_table(
 def describe_path(path: str | os.PathLike[str]) -> str:
     """File name for notes (no directories: notes must not depend on where data lives)."""
     return Path(path).name
+
+
+# ----------------------------------------------------------------------------------------------
+# The workflow's own tables (source: workflow)
+# ----------------------------------------------------------------------------------------------
+
+
+def responses_from_scored(
+    paths: Sequence[str | os.PathLike[str]],
+) -> tuple[pl.DataFrame, DropCounter]:
+    """Canonical responses from the WVS pipeline's scored tables (one per eval model); responses
+    without a polarity (no pro or con summary) are dropped and counted."""
+    if not paths:
+        raise InputError("alignment.responses", "no scored response tables (is eval_models empty?)")
+    drops = DropCounter(stage="alignment_inputs", group="workflow responses")
+    frames = []
+    for path in paths:
+        df = read_table(path, allow_empty=True)
+        require_columns(
+            df, ("model", "family", "language", "question_key", "response_id", "pro_score"), path
+        )
+        drops.seen(df.height)
+        score = pl.col("pro_score").cast(pl.Float64, strict=False)
+        bad = score.is_null() | score.is_nan()
+        drops.drop("no pro or con summary", int(df.filter(bad).height))
+        frames.append(
+            df.filter(~bad).select(
+                pl.col("model").cast(pl.String),
+                pl.col("family").cast(pl.String),
+                pl.col("language").cast(pl.String),
+                pl.col("question_key").cast(pl.String).str.to_lowercase(),
+                pl.col("response_id").cast(pl.String),
+                score.alias("pro_score"),
+            )
+        )
+    responses = pl.concat(frames)
+    if responses.height == 0:
+        raise InputError(", ".join(str(p) for p in paths), "no scored response has a polarity")
+    return check_responses(responses, ", ".join(Path(p).name for p in paths)), drops
+
+
+def ground_truth_from_polarity(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Canonical ground truth from the WVS pipeline's polarity table."""
+    df = read_table(path)
+    return check_ground_truth(df.select("level", "group", "question_key", "polarity"), path)
+
+
+def country_languages_from_workflow(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Canonical country → language table from the WVS pipeline."""
+    df = read_table(path)
+    return check_country_languages(df, path)
+
+
+def capability_from_general_eval(
+    paths: Sequence[str | os.PathLike[str]], *, benchmarks: Sequence[str] = (), scale: float = 1.0
+) -> pl.DataFrame:
+    """Capability per model × language from the evaluate pipeline's lm_eval metrics (model,
+    benchmark, language, value): mean over the benchmarks of each language (all, or those named)
+    divided by `scale`. Pooled rows (language 'local' / 'all') are left out."""
+    frames = []
+    for path in paths:
+        df = read_table(path)
+        require_columns(df, ("model", "benchmark", "language", "value"), path)
+        frames.append(df.select("model", "benchmark", "language", pl.col("value").alias("score")))
+    if not frames:
+        raise InputError("alignment.capability", "no lm_eval metrics (is eval_models empty?)")
+    table = pl.concat(frames).filter(
+        pl.col("language").map_elements(is_language_code, return_dtype=pl.Boolean)
+    )
+    if benchmarks:
+        table = table.filter(pl.col("benchmark").is_in(list(benchmarks)))
+    if table.height == 0:
+        raise InputError(
+            ", ".join(str(p) for p in paths),
+            f"no lm_eval metric per language{' for benchmarks ' + ', '.join(benchmarks) if benchmarks else ''}",
+        )
+    return capability_table(table, "lm_eval metrics", scale=scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage inputs, whatever the source
+# ----------------------------------------------------------------------------------------------
+
+EMPTY_HUMAN = {"group": pl.String, "consistency": pl.Float64}
+
+
+@dataclass
+class AlignmentInputs:
+    """The canonical tables every alignment rule reads."""
+
+    responses: pl.DataFrame
+    ground_truth: pl.DataFrame
+    country_languages: pl.DataFrame
+    human_consistency: pl.DataFrame
+    drops: pl.DataFrame
+
+
+def prepare_inputs(
+    *,
+    responses_source: str,
+    scored_paths: Sequence[str | os.PathLike[str]] = (),
+    responses_path: str | os.PathLike[str] | None = None,
+    template_type: str | None = "survey_hypothetical",
+    ground_truth_source: str,
+    polarity_path: str | os.PathLike[str] | None = None,
+    country_languages_path: str | os.PathLike[str] | None = None,
+    human_consistency_path: str | os.PathLike[str] | None = None,
+    country_path: str | os.PathLike[str] | None = None,
+    language_path: str | os.PathLike[str] | None = None,
+    global_path: str | os.PathLike[str] | None = None,
+    use_merged: bool = True,
+) -> AlignmentInputs:
+    """Read responses and ground truth from the workflow or from released files and check that
+    they meet: the responses' topics must have ground truth somewhere."""
+    if responses_source == "workflow":
+        responses, drops = responses_from_scored(scored_paths)
+        merged = pl.DataFrame(
+            schema={
+                "level": pl.String,
+                "group": pl.String,
+                "question_key": pl.String,
+                "polarity": pl.Float64,
+            }
+        )
+        r_source: object = ", ".join(Path(p).name for p in scored_paths)
+    elif responses_source == "file":
+        if responses_path is None:
+            raise InputError("alignment.responses.path", "source 'file' needs a response table")
+        responses, merged, drops = read_released_responses(responses_path, template_type)
+        r_source = responses_path
+    else:
+        raise InputError("alignment.responses.source", f"unknown source '{responses_source}'")
+    if ground_truth_source == "workflow":
+        if polarity_path is None or country_languages_path is None:
+            raise InputError(
+                "alignment.ground_truth",
+                "source 'workflow' needs polarity and country_languages tables",
+            )
+        gt = ground_truth_from_polarity(polarity_path)
+        cl = country_languages_from_workflow(country_languages_path)
+    elif ground_truth_source == "file":
+        gt = read_released_ground_truth(country_path, language_path, global_path)
+        cl = (
+            read_released_country_languages(country_languages_path)
+            if country_languages_path is not None
+            else pl.DataFrame(schema={"country": pl.String, "language": pl.String})
+        )
+    else:
+        raise InputError("alignment.ground_truth.source", f"unknown source '{ground_truth_source}'")
+    human = (
+        read_human_consistency(human_consistency_path)
+        if human_consistency_path
+        else pl.DataFrame(schema=EMPTY_HUMAN)
+    )
+    if use_merged and merged.height:
+        gt = check_ground_truth(pl.concat([gt, merged]), "ground truth with the merged values")
+    r_topics = set(responses["question_key"].unique().to_list())
+    g_topics = set(gt["question_key"].unique().to_list())
+    if not r_topics & g_topics:
+        raise InputError(
+            r_source,
+            f"no topic of the responses has ground truth (responses: {', '.join(sorted(r_topics)[:8])}…; "
+            f"ground truth: {', '.join(sorted(g_topics)[:8])}…)",
+        )
+    return AlignmentInputs(responses, gt, cl, human, drops.to_frame())

@@ -1,0 +1,19 @@
+"""Rule alignment_capability_figure: alignment against capability per language."""
+
+import logging
+
+import polars as pl
+
+from polyculture.wvs.alignment_figures import plot_alignment_vs_capability
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+alignment = pl.read_parquet(snakemake.input.alignment).filter(
+    (pl.col("unit") == p.unit)
+    & (pl.col("level") == p.level)
+    & ((pl.col("group") == pl.col("language")) | (pl.lit(p.level) == "global"))
+)
+points = alignment.join(pl.read_parquet(snakemake.input.capability), on=["model", "language"])
+plot_alignment_vs_capability(
+    points, pl.read_parquet(snakemake.input.coefficients), snakemake.output.figure
+)

@@ -1,0 +1,33 @@
+"""Rule alignment_inputs: responses and ground truth (workflow or released files) as the
+canonical tables every alignment rule reads."""
+
+import logging
+
+from polyculture.io import write_parquet
+from polyculture.wvs.alignment import build_analysis_data, summarise_cells
+from polyculture.wvs.replication import prepare_inputs
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+i, p = snakemake.input, snakemake.params
+inputs = prepare_inputs(
+    responses_source=p.responses_source,
+    scored_paths=list(i.get("scored", [])),
+    responses_path=i.get("responses"),
+    template_type=p.template_type,
+    ground_truth_source=p.ground_truth_source,
+    polarity_path=i.get("polarity"),
+    country_languages_path=i.get("country_languages"),
+    human_consistency_path=i.get("human_consistency"),
+    country_path=i.get("country"),
+    language_path=i.get("language"),
+    global_path=i.get("global_"),
+    use_merged=p.use_merged,
+)
+cells = summarise_cells(build_analysis_data(inputs.responses, inputs.ground_truth))
+logging.info("cells:\n%s\ndrops:\n%s", cells, inputs.drops)
+write_parquet(inputs.responses, snakemake.output.responses)
+write_parquet(inputs.ground_truth, snakemake.output.ground_truth)
+write_parquet(inputs.country_languages, snakemake.output.country_languages)
+write_parquet(inputs.human_consistency, snakemake.output.human_consistency)
+write_parquet(inputs.drops, snakemake.output.drops)
+write_parquet(cells, snakemake.output.cells)

@@ -1,0 +1,31 @@
+"""Rules mixed_model and us_bias: one regression in the replicate mode (as released) and the
+cluster-bootstrap mode (sound), side by side."""
+
+import logging
+
+import polars as pl
+
+from polyculture.io import write_json, write_parquet, write_text
+from polyculture.wvs.alignment import load_analysis_data
+from polyculture.wvs.alignment_figures import plot_forest
+from polyculture.wvs.regressions import RegressionSpec, regression_stage
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+i, p = snakemake.input, snakemake.params
+data = load_analysis_data(i.responses, i.ground_truth, i.country_languages)
+capability = pl.read_parquet(i.capability) if hasattr(i, "capability") else None
+spec = RegressionSpec(**p.spec)
+stage = regression_stage(spec, data, capability, **p.fit, seed=p.seed)
+logging.info("%s", stage.summary)
+write_parquet(stage.coefficients, snakemake.output.coefficients)
+write_parquet(stage.observations, snakemake.output.observations)
+write_text(stage.summary, snakemake.output.summary)
+write_json(stage.fit, snakemake.output.fit)
+plot_forest(
+    stage.coefficients,
+    snakemake.output.figure,
+    title=p.figure["title"],
+    term_pattern=p.figure["terms"],
+    panel_by=p.figure["panel_by"],
+    empty_message=stage.summary,
+)

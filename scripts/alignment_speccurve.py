@@ -1,0 +1,26 @@
+"""Rule speccurve: the regressions refitted over the configured grid of analysis choices."""
+
+import logging
+
+import polars as pl
+
+from polyculture.io import write_parquet, write_text
+from polyculture.wvs.alignment import load_analysis_data
+from polyculture.wvs.speccurve import speccurve_stage
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+i, p = snakemake.input, snakemake.params
+data = load_analysis_data(i.responses, i.ground_truth, i.country_languages)
+with open(snakemake.log[0], "a", encoding="utf-8") as log:
+    table, summary = speccurve_stage(
+        data,
+        pl.read_parquet(i.capability),
+        grid=p.grid,
+        defaults=p.defaults,
+        seed=p.seed,
+        figure_dir=snakemake.output.figures,
+        log=log,
+    )
+write_parquet(table, snakemake.output.table)
+write_parquet(summary, snakemake.output.summary)
+write_text(summary.write_csv(separator="\t"), snakemake.output.summary_tsv)
