@@ -66,14 +66,14 @@ class TinyChatSettings:
 
     vocab_size: int = 4096
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
-    intermediate_size: int = 384
+    intermediate_size: int = 256
     max_position_embeddings: int = 1024
-    steps: int = 300
-    learning_rate: float = 3e-3
-    warmup_steps: int = 20
+    steps: int = 200
+    learning_rate: float = 4e-3
+    warmup_steps: int = 15
     batch_size: int = 4
     seq_len: int = 384
     weight_decay: float = 0.01
@@ -90,9 +90,9 @@ class TinyEmbedSettings:
     num_heads: int = 4
     intermediate_size: int = 256
     max_seq_length: int = 128
-    steps: int = 150
+    steps: int = 60
     learning_rate: float = 1e-3
-    batch_size: int = 32
+    batch_size: int = 24
     temperature: float = 0.05
     threads: int = 2
 
@@ -405,15 +405,20 @@ def _contrastive_batches(
     tables: CorpusTables, batch_size: int, steps: int, seed: int
 ) -> Iterator[tuple[list[str], list[str]]]:
     """Per step, `batch_size` pairs (a, b) of texts in two different languages that say the same
-    thing; distinct groups within a batch, so other rows are negatives."""
+    thing; distinct groups within a batch, so other rows are negatives. Half a batch (at most)
+    are parallel sentences (few groups, many scripts), the rest survey summaries."""
     groups: dict[str, list[tuple[str, str]]] = {}
     for gid, code, text in translation_pairs(tables):
         groups.setdefault(gid, []).append((code, text))
     ids = sorted(g for g, v in groups.items() if len(v) >= 2)
+    parallel = [g for g in ids if g.startswith("p:")]
+    others = [g for g in ids if not g.startswith("p:")]
+    n_par = min(len(parallel), batch_size // 2)
     rng = random.Random(f"{seed}:embed")
     for _ in range(steps):
         a, b = [], []
-        for gid in rng.sample(ids, min(batch_size, len(ids))):
+        chosen = rng.sample(parallel, n_par) + rng.sample(others, min(batch_size - n_par, len(others)))
+        for gid in chosen:
             (_, x), (_, y) = rng.sample(groups[gid], 2)
             a.append(x)
             b.append(y)
