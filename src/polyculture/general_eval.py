@@ -206,7 +206,12 @@ def item_table(results: Mapping[str, Any], specs: Sequence[TaskSpec], model: str
     rows = []
     for spec in specs:
         for leaf in _leaf_tasks(results, spec.task):
-            for s in samples.get(leaf, []):
+            leaf_samples = samples.get(leaf, [])
+            # a task with several filters logs each item once per filter: keep the first filter
+            first_filter = leaf_samples[0].get("filter", "none") if leaf_samples else "none"
+            for s in leaf_samples:
+                if s.get("filter", "none") != first_filter:
+                    continue
                 for metric in s.get("metrics", []):
                     if metric in s:
                         rows.append(
@@ -217,7 +222,7 @@ def item_table(results: Mapping[str, Any], specs: Sequence[TaskSpec], model: str
                                 "benchmark": spec.benchmark,
                                 "language": spec.language,
                                 "doc_id": int(s["doc_id"]),
-                                "doc_hash": s.get("doc_hash"),
+                                "doc_hash": s.get("doc_hash") or "",
                                 "metric": metric,
                                 "value": float(s[metric]),
                             }
