@@ -100,3 +100,16 @@ def test_a_lower_voted_cluster_gives_sem_w_below_sem_b(blend_dir: Path, country:
     assert 0 < s["sem_w"] < s["sem_b"]
     # each matched question earns at most its own weight: below 1 unless it also names the top
     assert s["sem_b"] <= 100 * len(responses) / s["n_valid"] + 1e-9
+
+
+@pytest.mark.parametrize("country", REGIONS)
+def test_paper_templates_build_for_every_region_and_language(blend_dir: Path, country: str) -> None:
+    questions = blend.load_questions(blend.questions_path(blend_dir, country))
+    templates = blend.load_prompt_templates(blend.prompts_path(blend_dir, country))
+    assert questions.height == 500
+    for language in blend.run_languages(country):
+        for prompt_id in ("inst-4", "pers-3"):
+            built = blend.build_prompts(questions, templates, country, language, prompt_id)
+            assert built.height == 500
+            assert all(q in p for q, p in zip(built["question"], built["prompt"], strict=True))
+            assert "{q}" not in built["prompt"][0]
