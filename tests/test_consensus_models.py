@@ -161,3 +161,34 @@ def test_fewer_than_two_samples_is_rejected_by_the_config_schema(bad_n, repo_roo
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad_n, samples)
     jsonschema.validate(2, samples)
+
+
+def test_ground_truth_translation_with_the_tiny_llm_translator(builtin_models):
+    from polyculture.consensus.critiques import translate_ground_truth
+    from polyculture.translate import TranslatorSettings, load_translator
+
+    translator = load_translator(
+        TranslatorSettings(kind="llm", model=str(builtin_models["tiny-chat"]), max_new_tokens=24),
+        backend="hf",
+        batch_size=4,
+    )
+    greek = "Το Πάσχα οι οικογένειες ψήνουν αρνί στη σούβλα και τρώνε μαζί στην αυλή."
+    table = pl.DataFrame(
+        {
+            "question_id": ["a", "b"],
+            "gt_text": ["At Easter, families roast lamb on a spit and eat together.", greek],
+            "strong_language": ["en", "en"],
+            "weak_language": ["el", "el"],
+        }
+    )
+    out, drops = translate_ground_truth(table, translator.translate, min_confidence=0.9)
+    assert drops.total == 2
+    by_id = {r["question_id"]: r for r in out.iter_rows(named=True)}
+    # g* of 'b' already is Greek, the weak language: kept as it is, no model call
+    assert by_id["b"]["gt_translated"] is False and by_id["b"]["gt_weak"] == greek
+    if "a" in by_id:  # the tiny model may answer blank, which is dropped and counted
+        assert by_id["a"]["gt_translated"] is True
+        expected = translator.translate([table["gt_text"][0]], "en", "el")[0].strip()
+        assert by_id["a"]["gt_weak"] == expected
+    else:
+        assert drops.reasons == {"empty_translation": 1}
