@@ -6,164 +6,10 @@
 # level × group × unit, bootstrap CIs), self_consistency (no self-pairs, human band),
 # alignment_country_heatmap; alignment_capability → mixed_model (RQ1) and us_bias (RQ2), each in
 # the released replicate mode and the cluster-bootstrap mode → figures → speccurve (issue 9).
-from polyculture.errors import ConfigError
-from polyculture.wvs.speccurve import expand_grid, grid_size_message
-
-# validate() does not fill defaults inside $ref'd section schemas: validate the section itself
-validate(config["alignment"], "../schemas/config-alignment.schema.yaml", set_default=True)
-AL = config["alignment"]
-ALIGN = f"{RESULTS}/alignment"
-AL_SEED = {
-    "alignment": SEED + 7100,
-    "consistency": SEED + 7200,
-    "mixed_model": SEED + 7300,
-    "us_bias": SEED + 7400,
-    "speccurve": SEED + 7500,
-}
+# Settings, helpers and alignment_targets() are in alignment_common.smk.
 
 
-def _alignment_checks():
-    """Config checks that JSON Schema cannot express; they fail before any job."""
-    src = AL["responses"]
-    if src["source"] == "file" and not src.get("path") and not src.get("hub_id"):
-        raise ConfigError("alignment.responses", "source 'file' needs a path or a hub_id")
-    gt = AL["ground_truth"]
-    if gt["source"] == "file":
-        if not any(gt.get(k) for k in ("country_path", "language_path", "global_path")):
-            raise ConfigError(
-                "alignment.ground_truth",
-                "source 'file' needs at least one of country_path, language_path, global_path",
-            )
-        if not gt.get("country_languages_path"):
-            raise ConfigError(
-                "alignment.ground_truth.country_languages_path",
-                "source 'file' needs the country → language table (local countries of each language)",
-            )
-    merged_wanted = AL["mixed_model"]["ground_truth"] == "merged" or (
-        AL["speccurve"]["enabled"] and "merged" in AL["speccurve"]["ground_truth"]
-    )
-    if merged_wanted and (src["source"] != "file" or not gt["use_merged"]):
-        raise ConfigError(
-            "alignment.mixed_model.ground_truth",
-            "ground truth 'merged' exists only in released response files (responses.source: file, "
-            "ground_truth.use_merged: true)",
-        )
-    cap = AL["capability"]
-    if cap["source"] == "table" and not os.path.exists(cap["path"]):
-        raise ConfigError("alignment.capability.path", f"'{cap['path']}' does not exist")
-    if AL["speccurve"]["enabled"]:
-        specs = expand_grid(AL["speccurve"], AL["speccurve"]["cluster_rounds"])
-        if len(specs) > AL["speccurve"]["max_specs"]:
-            raise ConfigError(
-                "alignment.speccurve.max_specs",
-                f"{grid_size_message(specs)}: more than the limit of {AL['speccurve']['max_specs']}",
-            )
-
-
-_alignment_checks()
-
-
-def alignment_targets():
-    """Final outputs of this stage group that rule all requests."""
-    targets = [
-        f"{ALIGN}/alignment.parquet",
-        f"{ALIGN}/country_correlations.parquet",
-        f"{ALIGN}/self_consistency.parquet",
-        f"{ALIGN}/drops.parquet",
-        f"{ALIGN}/figures/country_correlations.png",
-        f"{ALIGN}/figures/self_consistency.png",
-        f"{ALIGN}/figures/alignment_vs_capability.png",
-    ]
-    for name in ("mixed_model", "us_bias"):
-        targets += [
-            f"{ALIGN}/{name}_coefficients.parquet",
-            f"{ALIGN}/{name}_summary.txt",
-            f"{ALIGN}/{name}_observations.parquet",
-            f"{ALIGN}/{name}_fit.json",
-            f"{ALIGN}/figures/{name}_coefficients.png",
-        ]
-    if AL["speccurve"]["enabled"]:
-        targets += [
-            f"{ALIGN}/speccurve.parquet",
-            f"{ALIGN}/speccurve_summary.parquet",
-            f"{ALIGN}/speccurve_summary.tsv",
-            f"{ALIGN}/figures/speccurve",
-        ]
-    return targets
-
-
-def alignment_response_inputs(wildcards):
-    """Scored tables of every eval model, a released response file, or its hub download."""
-    src = AL["responses"]
-    if src["source"] == "workflow":
-        return {"scored": [f"{RESULTS}/wvs/scored/{m}.parquet" for m in EVAL_MODELS]}
-    if src.get("path"):
-        return {"responses": src["path"]}
-    return {"responses": f"{ALIGN}/inputs/hub_responses.parquet"}
-
-
-def alignment_truth_inputs(wildcards):
-    """The WVS pipeline's polarity tables, or the released ground-truth files."""
-    gt = AL["ground_truth"]
-    if gt["source"] == "workflow":
-        return {
-            "polarity": f"{RESULTS}/wvs/polarity.parquet",
-            "country_languages": f"{RESULTS}/wvs/country_languages.parquet",
-            "human_consistency": f"{RESULTS}/wvs/human_consistency_summary.parquet",
-        }
-    files = {
-        "country": gt.get("country_path"),
-        "language": gt.get("language_path"),
-        "global_": gt.get("global_path"),
-        "country_languages": gt.get("country_languages_path"),
-        "human_consistency": gt.get("human_consistency_path"),
-    }
-    return {k: v for k, v in files.items() if v}
-
-
-def capability_inputs(wildcards):
-    """The benchmark table, or the evaluate pipeline's lm_eval metrics of every eval model."""
-    cap = AL["capability"]
-    if cap["source"] == "table":
-        return {"table": cap["path"]}
-    return {"metrics": [f"{GENERAL_DIR}/{m}/metrics.parquet" for m in EVAL_MODELS]}
-
-
-def capability_scale():
-    """Divisor of capability scores: percent tables 100, lm_eval fractions 1."""
-    cap = AL["capability"]
-    if cap.get("scale"):
-        return cap["scale"]
-    return 100.0 if cap["source"] == "table" else 1.0
-
-
-ALIGN_DATA = {
-    "responses": f"{ALIGN}/inputs/responses.parquet",
-    "ground_truth": f"{ALIGN}/inputs/ground_truth.parquet",
-    "country_languages": f"{ALIGN}/inputs/country_languages.parquet",
-}
-
-
-def regression_params(name):
-    """Specification and fit settings of the mixed_model / us_bias rule."""
-    reg = AL["regressions"]
-    spec = {
-        "name": name,
-        "formula": AL[name]["formula"],
-        "kind": "mixedlm" if name == "mixed_model" else "ols",
-        "unit": AL["unit"],
-        "ground_truth": AL["mixed_model"]["ground_truth"],
-        "groups": "model" if name == "mixed_model" else None,
-        "consistency_pairs": reg["replicate_consistency"],
-        "us_group": AL["us_group"],
-    }
-    fit = {
-        "modes": reg["modes"],
-        "rounds": reg["rounds"],
-        "resample_size": reg["resample_size"],
-        "cluster_rounds": reg["cluster_rounds"],
-    }
-    return spec, fit
+include: "alignment_common.smk"
 
 
 rule alignment_fetch_responses:
@@ -326,6 +172,7 @@ rule mixed_model:
             "title": "Mixed model (RQ1): fixed effects in both observation modes",
             "terms": None,
             "panel_by": None,
+            "label": "term",
         },
     log:
         f"{LOGS}/mixed_model/mixed_model.log",
@@ -365,6 +212,7 @@ rule us_bias:
             "title": "US-centric bias (RQ2): US × model × language effects",
             "terms": r"^us\[T\.True\]:model",
             "panel_by": "language",
+            "label": "model",
         },
     log:
         f"{LOGS}/us_bias/us_bias.log",

@@ -27,5 +27,6 @@ plot_forest(
     title=p.figure["title"],
     term_pattern=p.figure["terms"],
     panel_by=p.figure["panel_by"],
+    label_column=p.figure["label"],
     empty_message=stage.summary,
 )

@@ -212,7 +212,7 @@ def read_human_consistency(path: str | os.PathLike[str]) -> pl.DataFrame:
     g = _first_present(df, ("group", "country", "cntry_AN", "cntry_an"), path, "population")
     v = _first_present(
         df,
-        ("consistency", "self_consistency", "correlation", "mean_correlation"),
+        ("consistency", "self_consistency", "mean", "correlation", "mean_correlation"),
         path,
         "consistency",
     )

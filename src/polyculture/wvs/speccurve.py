@@ -49,6 +49,7 @@ from polyculture.wvs.regressions import (
     run_cluster_mode,
     run_replicates_mode,
     term_regex,
+    uses_consistency,
 )
 
 REGRESSIONS = ("mixed_model", "us_bias")
@@ -257,6 +258,7 @@ def run_speccurve(
     first_size = next((s.resample_size for s in specs if s.observation == "replicates"), None)
     units = sorted({s.unit for s in specs})
     levels = sorted({lvl for s in specs for lvl in needed_levels(_regression_spec(s, defaults))})
+    with_consistency = any(uses_consistency(_regression_spec(s, defaults)) for s in specs)
     frames = []
     reasons: dict[str, str | None] = {}
     for i, spec in enumerate(specs):
@@ -289,6 +291,7 @@ def run_speccurve(
                 units=units,
                 levels=levels,
                 released_level="language" if scheme == "responses" else None,
+                consistency=with_consistency,
                 include_observed=scheme == "cluster",
             )
         rspec = _regression_spec(spec, defaults)
