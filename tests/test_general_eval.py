@@ -134,11 +134,3 @@ def test_lm_eval_base_adapter_and_merged(
         == a_items["doc_hash"].to_list()
         == items["doc_hash"].to_list()
     )
-
-
-def test_unknown_tasks_are_named(tiny_chat: str, repo_root: Path) -> None:
-    specs = ge.task_specs([{"task": "demo_nothing_xx", "benchmark": "b", "language": "en"}])
-    with pytest.raises(ConfigError, match="demo_nothing_xx"):
-        ge.run_lm_eval(
-            "hf", {"pretrained": tiny_chat}, specs, task_dir=repo_root / "resources/demo/lm_eval"
-        )
