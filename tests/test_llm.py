@@ -229,6 +229,11 @@ def test_generate_json_valid_against_schema(gen: HFGenerator) -> None:
         assert obj["stance"] in ("pro", "con", "null")
         assert len(obj["reason"]) <= 12
     assert out == gen.generate_json(CONVS, SCHEMA, n=2, sampling=s)
+    greedy = gen.generate_json(
+        CONVS[:2], SCHEMA, n=2, sampling=Sampling(temperature=0, max_new_tokens=48)
+    )
+    assert all(row[0] == row[1] for row in greedy)
+    assert sum(obj is not None for row in greedy for obj in row) >= 2
 
 
 def test_generate_json_cut_off_gives_none(gen: HFGenerator) -> None:

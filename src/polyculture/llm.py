@@ -465,8 +465,12 @@ class HFGenerator(Generator):
     def close(self) -> None:
         import gc
 
+        import torch
+
         del self.lm
         gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------------------------------------
