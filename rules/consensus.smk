@@ -62,6 +62,8 @@ def consensus_translator():
     tr = dict(CONS_TRANSLATOR)
     if tr.get("model"):
         tr["model"] = model_path(tr["model"])
+    if CONS_CFG["translation"]["max_new_tokens"]:
+        tr["max_new_tokens"] = CONS_CFG["translation"]["max_new_tokens"]
     return tr
 
 
