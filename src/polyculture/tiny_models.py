@@ -417,7 +417,8 @@ def _contrastive_batches(
     rng = random.Random(f"{seed}:embed")
     for _ in range(steps):
         a, b = [], []
-        chosen = rng.sample(parallel, n_par) + rng.sample(others, min(batch_size - n_par, len(others)))
+        n_other = min(batch_size - n_par, len(others))
+        chosen = rng.sample(parallel, n_par) + rng.sample(others, n_other)
         for gid in chosen:
             (_, x), (_, y) = rng.sample(groups[gid], 2)
             a.append(x)
@@ -457,7 +458,8 @@ def build_tiny_embed(
             pad_token_id=tokenizer.pad_token_id,
         )
         torch.manual_seed(seed)
-        bert = BertModel(config, add_pooling_layer=False)
+        # the pooler is unused (mean pooling) but saved, so that loads are clean
+        bert = BertModel(config)
         opt = torch.optim.AdamW(bert.parameters(), lr=settings.learning_rate, weight_decay=0.01)
         bert.train()
         for step, (a, b) in enumerate(
