@@ -23,6 +23,7 @@ WORKFLOW_FILES = (
     "report",
     "profiles",
     "configs",
+    "envs",
 )
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
