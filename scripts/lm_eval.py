@@ -31,7 +31,7 @@ with tempfile.TemporaryDirectory() as tmp:
     )  # fmt: skip
 items = ge.item_table(results, specs, name)
 ge.check_items(items, specs)
-metrics = ge.metric_table(items)
+metrics = ge.metric_table(items, specs)
 check_columns(items, p.schemas["items"], snakemake.output.item_scores)
 check_columns(metrics, p.schemas["metrics"], snakemake.output.metrics)
 write_jsonl(ge.sample_records(results, name), snakemake.output.samples)

@@ -76,6 +76,10 @@ def test_lm_eval_results_for_every_model(cfg: dict, ev: Path) -> None:
     tasks = {t["task"] for t in cfg["evaluate"]["general"]["tasks"]}
     for model in models(cfg):
         metrics = pl.read_parquet(ev / "general" / model / "metrics.parquet")
+        # one row per task: its compared metric (what the alignment stage reads as capability)
+        assert sorted(metrics.select("task", "metric").rows()) == sorted(
+            (t["task"], t.get("metric", "acc")) for t in cfg["evaluate"]["general"]["tasks"]
+        )
         assert set(metrics["task"].to_list()) == tasks
         assert metrics["value"].is_between(0, 1).all()
         items = pl.read_parquet(ev / "general" / model / "items.parquet")

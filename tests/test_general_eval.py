@@ -114,6 +114,12 @@ def test_lm_eval_base_adapter_and_merged(
     assert acc_norm["value"][0] == pytest.approx(
         base["results"]["demo_hellaswag_el"]["acc_norm,none"]
     )
+    assert metrics.height == 3  # acc and acc_norm of HellaSwag, acc of MMLU
+    compared = ge.metric_table(items, ge.task_specs(SPECS))
+    assert compared.select("task", "metric").rows() == [
+        ("demo_global_mmlu_en", "acc"),
+        ("demo_hellaswag_el", "acc_norm"),
+    ]
     # per-sample logs: documents, four loglikelihoods per HellaSwag item, JSON-safe
     records = ge.sample_records(base, "m")
     assert len(records) == 2 * LIMIT

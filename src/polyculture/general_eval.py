@@ -230,9 +230,15 @@ def item_table(results: Mapping[str, Any], specs: Sequence[TaskSpec], model: str
     return pl.DataFrame(rows, schema=ITEM_SCHEMA).sort(["task", "subtask", "doc_id", "metric"])
 
 
-def metric_table(items: pl.DataFrame) -> pl.DataFrame:
-    """Mean and standard error of every metric per task, from the per-item table
-    (items weighted equally, also across a group's subtasks)."""
+def metric_table(items: pl.DataFrame, specs: Sequence[TaskSpec] | None = None) -> pl.DataFrame:
+    """Mean and standard error per task, from the per-item table (items weighted equally, also
+    across a group's subtasks): of each task's compared metric when `specs` are given (the
+    model's score on the task, as other stages read it), else of every metric."""
+    if specs is not None:
+        chosen = pl.DataFrame(
+            {"task": [s.task for s in specs], "metric": [s.metric for s in specs]}
+        )
+        items = items.join(chosen, on=["task", "metric"], how="semi")
     return (
         items.group_by(["model", "task", "benchmark", "language", "metric"], maintain_order=True)
         .agg(
