@@ -850,7 +850,10 @@ def fetch_blend(
     dataset: str, dest: str | Path, *, revision: str = "main", countries: Sequence[str] = ()
 ) -> Path:
     """Download the BLEnD release's data/{questions,annotations,prompts} files from a Hugging Face
-    dataset repository into `dest` (the local layout) and check the countries' files are there."""
+    dataset repository into `dest` (the local layout) and check the countries' files are there.
+
+    Only the release layout is read (the prompt templates are part of it); a repository without
+    it fails naming what is missing and how to point the workflow at a local copy instead."""
     import shutil
     import tempfile
 
@@ -871,7 +874,10 @@ def fetch_blend(
             if not src.is_dir():
                 raise InputError(
                     f"{dataset}@{revision}",
-                    f"no data/{sub}/ folder (expected the BLEnD release layout)",
+                    f"no data/{sub}/ folder: the repository does not hold the BLEnD release "
+                    "layout (questions/, annotations/, prompts/ under data/); set "
+                    "evaluate.blend.data_path to a copy of the release's data/ folder "
+                    "(github.com/nlee0212/BLEnD) or hub_dataset to a repository that holds it",
                 )
             shutil.copytree(src, dest / sub, dirs_exist_ok=True)
     for country in countries:
