@@ -1,5 +1,6 @@
 # Settings and helpers of the 'wvs' rules (rules/wvs.smk), and wvs_targets().
 import re
+from pathlib import Path
 
 from polyculture.errors import ConfigError
 
@@ -19,6 +20,14 @@ WVS_SEED = {
 }
 WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
 WVS_LANGUAGE_RE = "|".join(WVS_LANGUAGES)
+# row schemas by absolute path: table_schema() points into Snakemake's per-run source cache,
+# whose path changes every run and would make every rule's params look changed
+WVS_SCHEMAS = Path(workflow.basedir, "schemas", "tables").resolve()
+
+
+def wvs_schema(name):
+    """Absolute path of the row schema schemas/tables/<name>.schema.yaml (stable across runs)."""
+    return str(WVS_SCHEMAS / f"{name}.schema.yaml")
 
 
 def wvs_microdata(wildcards):
@@ -58,6 +67,8 @@ def wvs_translator():
     tr = dict(config["translator"])
     if tr.get("model"):
         tr["model"] = model_path(tr["model"])
+    if WVS_CFG["translate"]["max_new_tokens"]:
+        tr["max_new_tokens"] = WVS_CFG["translate"]["max_new_tokens"]
     return tr
 
 
