@@ -618,6 +618,25 @@ def prepare_run_dir(job: TrainJob, fingerprint: Mapping[str, Any]) -> Path | Non
     return latest
 
 
+def load_finished_checkpoint(model: Any, checkpoint: str | os.PathLike[str]) -> tuple[list, int]:
+    """Load a checkpoint's adapter weights into `model` (a fresh LoRA model of the same
+    settings); return the checkpoint's log history and step."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    ckpt = Path(checkpoint)
+    state = json.loads((ckpt / "trainer_state.json").read_text("utf-8"))
+    result = set_peft_model_state_dict(model, load_file(ckpt / "adapter_model.safetensors"))
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise InputError(
+            ckpt,
+            f"adapter weights do not fit the model (missing {missing[:3]}, "
+            f"unexpected {list(result.unexpected_keys)[:3]})",
+        )
+    return list(state["log_history"]), int(state["global_step"])
+
+
 def loss_table(log_history: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Training-loss rows of a Trainer log history: step, loss, learning_rate, epoch, grad_norm."""
     rows = [
@@ -693,16 +712,6 @@ def run_job(job: TrainJob, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         resume = prepare_run_dir(job, fingerprint)
 
     model = load_lora_model(job.base_model, settings, bf16)
-    collator = DataCollatorForSeq2Seq(
-        tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt"
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=examples,
-        data_collator=collator,
-        callbacks=list(callbacks),
-    )
     start_step = checkpoint_step(resume) if resume else 0
     log.info(
         "training %s: %d examples (%d dropped), %d steps, %d process(es), %s, %s",
@@ -714,32 +723,49 @@ def run_job(job: TrainJob, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         "bf16" if bf16 else "fp32",
         f"resuming from {resume}" if resume else "from scratch",
     )
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    elapsed = time.perf_counter() - t0
-    steps_run = trainer.state.global_step - start_step
-    log.info(
-        "trained steps %d..%d in %.1f s (%.3f s/step); train_loss %.4f",
-        start_step,
-        trainer.state.global_step,
-        elapsed,
-        elapsed / max(steps_run, 1),
-        result.training_loss,
-    )
-    losses = loss_table(trainer.state.log_history)
+    if resume is not None and start_step >= settings.max_steps:
+        # the run had finished: take its last checkpoint (Trainer would train one step more)
+        log_history, global_step = load_finished_checkpoint(model, resume)
+        log.info("checkpoint %s is the end of training; writing its adapter", resume)
+    else:
+        collator = DataCollatorForSeq2Seq(
+            tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt"
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=examples,
+            data_collator=collator,
+            callbacks=list(callbacks),
+        )
+        t0 = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        elapsed = time.perf_counter() - t0
+        global_step = trainer.state.global_step
+        log_history = trainer.state.log_history
+        model = trainer.model
+        log.info(
+            "trained steps %d..%d in %.1f s (%.3f s/step); train_loss %.4f",
+            start_step,
+            global_step,
+            elapsed,
+            elapsed / max(global_step - start_step, 1),
+            result.training_loss,
+        )
+    losses = loss_table(log_history)
     summary = {
         "group": job.group,
         "examples_in": drops.total,
         "examples_used": len(examples),
         "examples_dropped": drops.dropped,
-        "steps": trainer.state.global_step,
+        "steps": global_step,
         "num_processes": world,
         "precision": "bf16" if bf16 else "fp32",
         "final_loss": float(losses["loss"][-1]) if losses.height else None,
         "settings": settings.science(),
     }
-    if trainer.is_world_process_zero():
-        save_adapter_atomically(trainer.model, job.adapter_dir)
+    if args.should_save:  # the main process
+        save_adapter_atomically(model, job.adapter_dir)
         write_parquet(losses, job.loss_path)
         write_parquet(drops.to_frame(), job.drops_path)
         write_json(summary, job.summary_path)
