@@ -90,9 +90,10 @@ def test_spearman_matches_scipy_with_ties_and_missing_values():
 def test_topic_unit_correlates_topic_means_across_topics():
     data = build_analysis_data(SMALL, GT)
     obs = replicates(data, "cluster", 0, seed=1, released_level=None).alignment
-    get = lambda level, unit: obs.filter((pl.col("level") == level) & (pl.col("unit") == unit)).row(
-        0, named=True
-    )  # noqa: E731
+
+    def get(level, unit):
+        return obs.filter((pl.col("level") == level) & (pl.col("unit") == unit)).row(0, named=True)
+
     # means (0.3, 0.8, 0.1) vs (0.5, 0.9, 0.2): same ranks
     assert get("language", "topic")["alignment"] == pytest.approx(1.0)
     assert get("language", "topic")["n_points"] == 3
@@ -299,9 +300,10 @@ def test_country_correlations_hand_case():
         ]
     )
     corr = country_correlations(gt)
-    get = lambda a, b: corr.filter((pl.col("group_a") == a) & (pl.col("group_b") == b))[
-        "correlation"
-    ][0]  # noqa: E731
+
+    def get(a, b):
+        return corr.filter((pl.col("group_a") == a) & (pl.col("group_b") == b))["correlation"][0]
+
     assert get("A", "B") == pytest.approx(-1.0)
     assert get("A", "A") == pytest.approx(1.0)
     assert get("A", "global") == pytest.approx(np.corrcoef([0.1, 0.2, 0.3], [0.1, 0.3, 0.2])[0, 1])

@@ -274,3 +274,66 @@ def test_prepare_inputs_adds_merged_truth(tmp_path):
         use_merged=False,
     )
     assert set(no_merged.ground_truth["level"]) == {"global"}
+
+
+def test_workflow_sources_feed_the_analysis(tmp_path):
+    """Scored tables with the WVS pipeline's columns and its polarity table (here the demo's known
+    polarity) go through the same path as released data."""
+    polarity = pl.read_csv(REPO / "resources/demo/wvs/polarity_truth.csv")
+    polarity.write_parquet(tmp_path / "polarity.parquet")
+    pl.read_csv(REPO / "resources/wvs/country_languages.csv").write_parquet(tmp_path / "cl.parquet")
+    pl.DataFrame(
+        {"level": ["country"] * 2, "group": ["US", "DK"], "mean": [0.7, 0.8]}
+    ).write_parquet(tmp_path / "h.parquet")
+    topics = sorted(set(polarity["question_key"]))[:6]
+    rows = []
+    for model, family in (("tiny-chat", "tiny"), ("tiny-lora", "tiny")):
+        for lang in ("en", "da"):
+            for k, t in enumerate(topics):
+                for s in range(3):
+                    n_pro, n_con = (k + s) % 4, 3 - (k + s) % 4
+                    rows.append(
+                        {
+                            "model": model,
+                            "family": family,
+                            "language": lang,
+                            "prompt_id": f"p{k}",
+                            "template_id": "t0",
+                            "topic_variant_id": "v0",
+                            "question_key": t,
+                            "response_id": f"{lang}-{k}-{s}",
+                            "sample": s,
+                            "n_items": 3,
+                            "n_pro": n_pro,
+                            "n_con": n_con,
+                            "n_null": 0,
+                            "n_invalid": 0,
+                            "pro_score": n_pro / (n_pro + n_con),
+                        }
+                    )
+    for model in ("tiny-chat", "tiny-lora"):
+        pl.DataFrame([r for r in rows if r["model"] == model]).write_parquet(
+            tmp_path / f"{model}.parquet"
+        )
+    inputs = prepare_inputs(
+        responses_source="workflow",
+        scored_paths=[tmp_path / "tiny-chat.parquet", tmp_path / "tiny-lora.parquet"],
+        ground_truth_source="workflow",
+        polarity_path=tmp_path / "polarity.parquet",
+        country_languages_path=tmp_path / "cl.parquet",
+        human_consistency_path=tmp_path / "h.parquet",
+    )
+    assert inputs.responses.height == len(rows)
+    assert {"country", "language", "global"} <= set(inputs.ground_truth["level"])
+    assert inputs.human_consistency["group"].to_list() == ["DK", "US"]
+    from polyculture.wvs.alignment import alignment_table, build_analysis_data
+
+    table = alignment_table(
+        build_analysis_data(inputs.responses, inputs.ground_truth, inputs.country_languages),
+        scheme="cluster",
+        rounds=20,
+        seed=1,
+    )
+    native = table.filter((pl.col("level") == "language") & (pl.col("group") == pl.col("language")))
+    assert native.height == 2 * 2 * 2  # models × languages × units
+    assert native.filter(pl.col("unit") == "topic")["n_points"].to_list() == [6, 6, 6, 6]

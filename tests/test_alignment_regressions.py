@@ -225,3 +225,67 @@ def test_a_formula_that_does_not_fit_the_observations_names_the_formula(study):
     spec = RegressionSpec("mixed_model", "alignment ~ nonsense", "ols", groups=None)
     with pytest.raises(ConfigError, match="'alignment ~ nonsense' does not fit the observations"):
         run_cluster_mode(spec, data, capability, rounds=3, seed=1)
+
+
+def test_same_seed_same_outputs(study):
+    data, _ = study
+    spec = RegressionSpec("us_bias", "alignment ~ us * model:language", "ols", groups=None)
+    kw = dict(
+        modes=["replicates", "cluster_bootstrap"],
+        rounds=4,
+        resample_size=None,
+        cluster_rounds=10,
+        seed=8,
+    )
+    a = regression_stage(spec, data, None, **kw)
+    b = regression_stage(spec, data, None, **kw)
+    assert a.summary == b.summary  # no clock in the OLS summary
+    assert a.coefficients.equals(b.coefficients, null_equal=True)
+    assert "Date:                ----------------" in a.summary
+
+
+def test_terms_without_observations_are_left_out_and_named(study):
+    data, capability = study
+    # no capability for family f2 in Danish: its capability term has no observation
+    cap = capability.filter(~(pl.col("model").str.starts_with("f2") & (pl.col("language") == "da")))
+    spec = RegressionSpec(
+        "mixed_model", "alignment ~ 0 + capability:family:language", "ols", groups=None
+    )
+    stage = regression_stage(
+        spec,
+        data,
+        cap,
+        modes=["cluster_bootstrap"],
+        rounds=3,
+        resample_size=None,
+        cluster_rounds=10,
+        seed=1,
+    )
+    terms = stage.coefficients["term"].to_list()
+    assert (
+        "capability:family[f2]:language[da]" not in terms
+        and "capability:family[f1]:language[da]" in terms
+    )
+    assert (
+        "terms without any observation (left out): capability:family[f2]:language[da]"
+        in stage.summary
+    )
+    assert "f2-m0/da" in stage.summary  # the cells without capability are named
+
+
+def test_no_usable_alignment_is_not_estimable():
+    # two topics: no correlation can be computed for any model
+    responses, gt, capability, cl = simulate_study(effect=0.0, seed=2, n_topics=2)
+    data = build_analysis_data(responses, gt, cl)
+    spec = RegressionSpec("us_bias", "alignment ~ us * model:language", "ols", groups=None)
+    stage = regression_stage(
+        spec,
+        data,
+        None,
+        modes=["replicates", "cluster_bootstrap"],
+        rounds=3,
+        resample_size=None,
+        cluster_rounds=5,
+        seed=1,
+    )
+    assert not stage.fit["estimable"] and "no model has a usable alignment" in stage.fit["reason"]

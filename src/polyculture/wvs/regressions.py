@@ -211,7 +211,9 @@ def drop_terms(formula: str, variable: str) -> str:
 @dataclass
 class Design:
     """A formula's design, frozen on the observations it was first built from, so that
-    bootstrap refits use the same columns and factor levels."""
+    bootstrap refits use the same columns and factor levels. Columns that no observation
+    informs (all zero, e.g. a model × language without a usable alignment) are left out and
+    listed in `dropped`."""
 
     formula: str
     kind: str
@@ -219,6 +221,7 @@ class Design:
     y_info: patsy.DesignInfo
     x_info: patsy.DesignInfo
     columns: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, formula: str, data: pd.DataFrame, kind: str, groups: str | None) -> Design:
@@ -232,12 +235,17 @@ class Design:
             raise ConfigError(
                 "formula", f"'{formula}' does not fit the observations: {exc}"
             ) from exc
-        return cls(formula, kind, groups, y.design_info, x.design_info, list(x.columns))
+        empty = [c for c in x.columns if not np.any(np.asarray(x[c]) != 0)]
+        kept = [c for c in x.columns if c not in empty]
+        if not kept:
+            raise NotEstimable(f"no term of '{formula}' is informed by any observation")
+        return cls(formula, kind, groups, y.design_info, x.design_info, kept, empty)
 
     def matrices(self, data: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
         y, x = patsy.build_design_matrices(
             [self.y_info, self.x_info], data, NA_action="drop", return_type="dataframe"
         )
+        x = x.loc[:, self.columns]
         g = data.loc[x.index, self.groups].astype(str).to_numpy() if self.groups else None
         return np.asarray(y).ravel(), x, g
 
@@ -245,6 +253,14 @@ class Design:
     def response(self) -> str:
         """Name of the dependent variable (for summaries)."""
         return str(self.y_info.column_names[0])
+
+
+class NotEstimable(InputError):
+    """The observations cannot carry the regression (the stage reports why instead of fitting)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("regression", problem)
+        self.reason = problem
 
 
 @dataclass
@@ -288,7 +304,7 @@ def fit_design(
                 True,
                 int(res.nobs),
                 None,
-                str(res.summary(xname=design.columns)) if summary else "",
+                without_clock(str(res.summary(xname=design.columns))) if summary else "",
             )
         model = sm.MixedLM(pd.Series(y, index=x.index, name=design.response), x, groups=g)
         kwargs: dict[str, object] = {"reml": True, "method": ["lbfgs", "bfgs", "cg", "powell"]}
@@ -354,6 +370,12 @@ def refit_replicates(design: Design, data: pd.DataFrame, rounds: int) -> tuple[n
         except (np.linalg.LinAlgError, ValueError):
             failed += 1
     return boot, failed
+
+
+def without_clock(text: str) -> str:
+    """A statsmodels summary without its Date and Time cells (same fit → same text)."""
+    text = re.sub(r"(Date:\s+)\w{3}, \d{2} \w{3} \d{4}", lambda m: m.group(1) + "-" * 16, text)
+    return re.sub(r"(Time:\s+)\d{2}:\d{2}:\d{2}", lambda m: m.group(1) + "-" * 8, text)
 
 
 def parse_terms(df: pl.DataFrame) -> pl.DataFrame:
@@ -436,6 +458,25 @@ class ModeResult:
 
 
 def _observations(
+    spec: RegressionSpec,
+    rep: ReplicateResult,
+    data: AnalysisData,
+    capability: pl.DataFrame | None,
+    consistency_column: str,
+) -> pl.DataFrame:
+    obs = _raw_observations(spec, rep, data, capability, consistency_column)
+    usable = usable_rows(obs, spec)
+    models = set(usable.filter(pl.col("model") != BASELINE_MODEL)["model"].to_list())
+    if not models:
+        raise NotEstimable("no model has a usable alignment (too few topics with ground truth?)")
+    if spec.kind == "mixedlm" and len(models) < 2:
+        raise NotEstimable(
+            f"the mixed model needs at least 2 models with usable observations, has {sorted(models)}"
+        )
+    return obs
+
+
+def _raw_observations(
     spec: RegressionSpec,
     rep: ReplicateResult,
     data: AnalysisData,
@@ -527,6 +568,7 @@ def run_replicates_mode(
         f"Model-based standard errors shrink like 1/sqrt(rounds): read the p-values as an artefact."
     )
     info = {
+        "dropped_terms": design.dropped,
         "mode": "replicates",
         "formula": spec.formula,
         "kind": spec.kind,
@@ -599,6 +641,7 @@ def run_cluster_mode(
         f"bootstrap standard errors, two-sided bootstrap p-values."
     )
     info = {
+        "dropped_terms": design.dropped,
         "mode": "cluster_bootstrap",
         "formula": spec.formula,
         "kind": spec.kind,
@@ -662,10 +705,15 @@ def summary_text(
     """Plain-text report: how observations were formed, per mode, and each fit's summary."""
     lines = [f"{spec.name}: {spec.formula} ({spec.kind}); alignment unit '{spec.unit}'"]
     if spec.name == "mixed_model":
-        lines.append(f"ground truth: {spec.ground_truth}; random intercept per {spec.groups}")
+        grouping = f"; random intercept per {spec.groups}" if spec.kind == "mixedlm" else ""
+        lines.append(f"ground truth: {spec.ground_truth}{grouping}")
     lines += list(extra)
     for r in results:
         lines += ["", "=" * 100, f"mode: {r.mode}", r.note, ""]
+        if r.info.get("dropped_terms"):
+            lines.append(
+                f"terms without any observation (left out): {', '.join(r.info['dropped_terms'])}"
+            )
         lines.append(r.summary)
         if r.mode == "cluster_bootstrap":
             lines.append("cluster-bootstrap inference (replaces the model-based columns above):")
@@ -747,22 +795,27 @@ def regression_stage(
     """Fit the regression in every mode, or report why it cannot be fitted (empty coefficient
     table, the reason in the summary and fit record)."""
     reason = not_estimable_reason(spec, data, capability)
+    results: list[ModeResult] = []
+    if reason is None:
+        try:
+            results = run_regression(
+                spec,
+                data,
+                capability,
+                modes=modes,
+                rounds=rounds,
+                resample_size=resample_size,
+                cluster_rounds=cluster_rounds,
+                seed=seed,
+            )
+        except NotEstimable as exc:
+            reason = exc.reason
     if reason is not None:
         empty = parse_terms(pl.DataFrame(schema=COEF_SCHEMA))
         summary = f"{spec.name}: {spec.formula} ({spec.kind})\nNOT ESTIMABLE: {reason}\n"
         return StageResult(
             empty, pl.DataFrame(), summary, {"estimable": False, "reason": reason, "modes": {}}
         )
-    results = run_regression(
-        spec,
-        data,
-        capability,
-        modes=modes,
-        rounds=rounds,
-        resample_size=resample_size,
-        cluster_rounds=cluster_rounds,
-        seed=seed,
-    )
     extra = []
     if spec.name == "mixed_model" and capability is not None:
         point = next(

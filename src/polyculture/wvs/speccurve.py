@@ -41,6 +41,7 @@ from polyculture.wvs.regressions import (
     GROUND_TRUTH_CHOICES,
     MODES,
     ModeResult,
+    NotEstimable,
     RegressionSpec,
     add_uniform_baseline,
     drop_terms,
@@ -295,20 +296,34 @@ def run_speccurve(
                 include_observed=scheme == "cluster",
             )
         rspec = _regression_spec(spec, defaults)
-        if spec.observation == "replicates":
-            res: ModeResult = run_replicates_mode(
-                rspec,
-                d,
-                capability,
-                rounds=spec.rounds,
-                resample_size=spec.resample_size,
-                seed=seed,
-                rep=cache[key],
-            )
-        else:
-            res = run_cluster_mode(
-                rspec, d, capability, rounds=spec.rounds, seed=seed + 1, rep=cache[key], alpha=alpha
-            )
+        try:
+            if spec.observation == "replicates":
+                res: ModeResult = run_replicates_mode(
+                    rspec,
+                    d,
+                    capability,
+                    rounds=spec.rounds,
+                    resample_size=spec.resample_size,
+                    seed=seed,
+                    rep=cache[key],
+                )
+            else:
+                res = run_cluster_mode(
+                    rspec,
+                    d,
+                    capability,
+                    rounds=spec.rounds,
+                    seed=seed + 1,
+                    rep=cache[key],
+                    alpha=alpha,
+                )
+        except NotEstimable as exc:
+            if log is not None:
+                print(
+                    f"[{i + 1}/{len(specs)}] {spec}: not estimable, skipped ({exc.reason})",
+                    file=log,
+                )  # type: ignore[call-overload]
+            continue
         choice = asdict(spec) | {
             "spec_id": i,
             "is_default": is_default(spec, defaults, first_rounds, first_size),
