@@ -283,7 +283,8 @@ def test_training_moves_the_adapter_and_lowers_the_loss(tiny_chat: str, tmp_path
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    assert config["r"] == 16 and set(config["target_modules"]) == LINEAR
+    assert config["r"] == 16 and {m.rsplit(".", 1)[-1] for m in config["target_modules"]} == LINEAR
+    assert config["target_modules"] == sorted(config["target_modules"])  # same bytes every run
     assert summary["examples_used"] == 16 and summary["steps"] == 4
     assert summary["resumed_from_step"] == 0
     drops = pl.read_parquet(out / "drops.parquet")
@@ -292,12 +293,24 @@ def test_training_moves_the_adapter_and_lowers_the_loss(tiny_chat: str, tmp_path
 
 
 def test_seeded_runs_are_identical_and_seeds_matter(tiny_chat: str, tmp_path: Path) -> None:
-    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        T.run_job(make_job(tiny_chat, tmp_path / name, seed=seed))
-    assert adapter_bytes(tmp_path / "a") == adapter_bytes(tmp_path / "b")
-    assert (tmp_path / "a" / "loss.parquet").read_bytes() == (
-        tmp_path / "b" / "loss.parquet"
-    ).read_bytes()
+    # a: in this process; b: the same job in a fresh process (another hash seed); c: another seed
+    T.run_job(make_job(tiny_chat, tmp_path / "a", seed=7))
+    T.launch(make_job(tiny_chat, tmp_path / "b", seed=7), 1, tmp_path / "b.log")
+    T.run_job(make_job(tiny_chat, tmp_path / "c", seed=8))
+    for name in (
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "adapter/README.md",
+        "loss.parquet",
+        "drops.parquet",
+        "summary.json",
+    ):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "b" / "adapter").iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     assert adapter_bytes(tmp_path / "a") != adapter_bytes(tmp_path / "c")
 
 

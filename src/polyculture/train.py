@@ -495,7 +495,13 @@ def load_lora_model(base_model: str, settings: TrainSettings, bf16: bool) -> Any
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-    return get_peft_model(model, lora_config(settings))
+    peft_model = get_peft_model(model, lora_config(settings))
+    # peft resolves 'all-linear' to a set of module names; a sorted list keeps
+    # adapter_config.json byte-identical across processes (set order follows the hash seed)
+    config = peft_model.peft_config["default"]
+    if isinstance(config.target_modules, set | list | tuple):
+        config.target_modules = sorted(config.target_modules)
+    return peft_model
 
 
 def lora_target_names(model: Any) -> set[str]:
