@@ -16,6 +16,12 @@ from polyculture.consensus.statements import check_sources
 CONS_RULES_DIR = workflow.current_basedir.get_path_or_uri(secret_free=True)
 
 
+def consensus_table_schema(name):
+    """Row schema of table `name`, as a path relative to the working directory: a param value
+    that stays the same from run to run (a per-run source-cache path would rerun every job)."""
+    return os.path.relpath(os.path.join(CONS_RULES_DIR, "..", "schemas", "tables", f"{name}.schema.yaml"))
+
+
 def consensus_section_schema(section):
     """Path of the schema of config section `section` (beside the Snakefile)."""
     return os.path.join(CONS_RULES_DIR, "..", "schemas", f"config-{section}.schema.yaml")
@@ -91,8 +97,6 @@ def consensus_stage_params(stage):
 rule ingest_statements:
     input:
         sources=[s["path"] for s in CONS_CFG["sources"] if s.get("path")],
-        candle_schema=table_schema("consensus_candle"),
-        cultureatlas_schema=table_schema("consensus_cultureatlas"),
     output:
         statements=f"{CONS}/statements.parquet",
         drops=f"{CONS}/drops/ingest_statements.parquet",
@@ -104,7 +108,9 @@ rule ingest_statements:
         on_unknown_country=CONS_CFG["on_unknown_country"],
         seed=CONS_SEED["ingest"],
         download_dir=f"{CONS}/downloads",
-        schema=table_schema("consensus_statements"),
+        candle_schema=consensus_table_schema("consensus_candle"),
+        cultureatlas_schema=consensus_table_schema("consensus_cultureatlas"),
+        schema=consensus_table_schema("consensus_statements"),
     log:
         f"{LOGS}/ingest_statements/ingest_statements.log",
     benchmark:
@@ -128,7 +134,7 @@ rule write_paragraphs:
         prompt=lambda wildcards: CONS_CFG["paragraph_prompt"],
         stage=consensus_stage_params("paragraphs"),
         seed=CONS_SEED["paragraphs"],
-        schema=table_schema("consensus_paragraphs"),
+        schema=consensus_table_schema("consensus_paragraphs"),
     log:
         f"{LOGS}/write_paragraphs/write_paragraphs.log",
     benchmark:
@@ -161,7 +167,7 @@ rule generate_questions:
         regions=CONS_CFG["regions"],
         stage=consensus_stage_params("questions"),
         seed=CONS_SEED["questions"],
-        schema=table_schema("consensus_questions"),
+        schema=consensus_table_schema("consensus_questions"),
     log:
         f"{LOGS}/generate_questions/generate_questions.log",
     benchmark:
@@ -186,7 +192,7 @@ rule translate_questions:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
         max_drop_rate=CONS_CFG["translation"]["max_drop_rate"],
-        schema=table_schema("consensus_question_pairs"),
+        schema=consensus_table_schema("consensus_question_pairs"),
     log:
         f"{LOGS}/translate_questions/translate_questions.log",
     benchmark:
@@ -211,7 +217,7 @@ rule translate_requests:
         translate_missing=CONS_CFG["requests"]["translate_missing"],
         translator=consensus_translator(),
         backend=CONS_BACKEND,
-        schema=table_schema("consensus_requests"),
+        schema=consensus_table_schema("consensus_requests"),
     log:
         f"{LOGS}/translate_requests/translate_requests.log",
     benchmark:
@@ -238,7 +244,7 @@ rule sample_responses:
         n_shards=CONS_CFG["shards"],
         sampling=CONS_CFG["responses"]["sampling"],
         seed=lambda wildcards: CONS_SEED["responses"] + int(wildcards.shard),
-        schema=table_schema("consensus_responses"),
+        schema=consensus_table_schema("consensus_responses"),
     wildcard_constraints:
         shard=r"\d+",
     log:
@@ -266,7 +272,7 @@ rule embed_responses:
         batch_size=CONS_BACKEND["embed_batch_size"],
         prompt_name=CONS_CFG["embed_prompt_name"],
         max_drop_rate=CONS_CFG["responses"]["max_drop_rate"],
-        schema=table_schema("consensus_embeddings"),
+        schema=consensus_table_schema("consensus_embeddings"),
     wildcard_constraints:
         shard=r"\d+",
     log:
@@ -292,8 +298,8 @@ rule score_consistency:
     params:
         min_samples=CONS_CFG["consistency"]["min_samples"],
         max_drop_rate=CONS_CFG["consistency"]["max_drop_rate"],
-        consistency_schema=table_schema("consensus_consistency"),
-        samples_schema=table_schema("consensus_sample_similarity"),
+        consistency_schema=consensus_table_schema("consensus_consistency"),
+        samples_schema=consensus_table_schema("consensus_sample_similarity"),
     log:
         f"{LOGS}/score_consistency/score_consistency.log",
     benchmark:
@@ -314,7 +320,7 @@ rule select_ground_truth:
         ground_truth=f"{CONS}/selection/{{selection}}/ground_truth.parquet",
     params:
         seed=CONS_SEED["selection"],
-        schema=table_schema("consensus_ground_truth"),
+        schema=consensus_table_schema("consensus_ground_truth"),
     wildcard_constraints:
         selection=CONS_SELECTION_RE,
     log:
@@ -339,7 +345,7 @@ rule translate_ground_truth:
         backend=CONS_BACKEND,
         skip_confidence=CONS_CFG["ground_truth"]["skip_translation_confidence"],
         max_drop_rate=CONS_CFG["ground_truth"]["max_drop_rate"],
-        schema=table_schema("consensus_ground_truth_translated"),
+        schema=consensus_table_schema("consensus_ground_truth_translated"),
     wildcard_constraints:
         selection=CONS_SELECTION_RE,
     log:
@@ -370,7 +376,7 @@ rule critique:
         prompt=lambda wildcards: CONS_CFG["critique_prompt"],
         stage=consensus_stage_params("critique"),
         seed=CONS_SEED["critique"],
-        schema=table_schema("consensus_critiques"),
+        schema=consensus_table_schema("consensus_critiques"),
     wildcard_constraints:
         selection=CONS_SELECTION_RE,
     log:
@@ -405,9 +411,9 @@ rule build_training_set:
         region_filter=lambda wildcards: CONS_VARIANTS[wildcards.variant]["region_filter"],
         general=CONS_CFG["general"],
         seed=CONS_SEED["mix"],
-        aya_schema=table_schema("consensus_aya"),
-        train_schema=table_schema("consensus_train"),
-        counts_schema=table_schema("consensus_counts"),
+        aya_schema=consensus_table_schema("consensus_aya"),
+        train_schema=consensus_table_schema("consensus_train"),
+        counts_schema=consensus_table_schema("consensus_counts"),
     wildcard_constraints:
         variant=CONS_VARIANT_RE,
     log:
@@ -442,7 +448,7 @@ rule consensus_drops:
             labels={"stage group": "consensus", "table": "drops"},
         ),
     params:
-        schema=table_schema("consensus_drops"),
+        schema=consensus_table_schema("consensus_drops"),
     log:
         f"{LOGS}/consensus_drops/consensus_drops.log",
     benchmark:

@@ -7,10 +7,7 @@ from polyculture.consensus.tables import write_drops, write_table
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
-schemas = {
-    "candle": snakemake.input.candle_schema,
-    "cultureatlas": snakemake.input.cultureatlas_schema,
-}
+schemas = {"candle": p.candle_schema, "cultureatlas": p.cultureatlas_schema}
 tables = [(s, *load_source_table(s, p.download_dir, schemas[s["format"]])) for s in p.sources]
 statements, drops = ingest(
     tables,
