@@ -2,7 +2,8 @@
 # SEM-W, English and local language) and general benchmarks (lm-evaluation-harness), then
 # adapters against their base model with paired bootstrap tests (DESIGN.md §1, issue 4).
 #
-# [hub download] → blend_generate (model × country × language × template) → blend_score (model)
+# [hub download] → blend_generate (model × country: every language × template in one call)
+# → blend_score (model)
 # lm_eval (model) → compare_models (all models: tables, Markdown, figures for the report).
 # Settings, helpers and evaluate_targets() are in evaluate_common.smk.
 
@@ -32,16 +33,15 @@ rule blend_generate:
         data=blend_country_input,
         model=blend_model_input,
     output:
-        answers=f"{BLEND_DIR}/{{blend_model}}/answers/{{blend_country}}/{{blend_language}}/{{blend_prompt}}.parquet",
-        drops=f"{BLEND_DIR}/{{blend_model}}/drops/{{blend_country}}/{{blend_language}}/{{blend_prompt}}.parquet",
+        answers=f"{BLEND_DIR}/{{blend_model}}/answers/{{blend_country}}.parquet",
+        drops=f"{BLEND_DIR}/{{blend_model}}/drops/{{blend_country}}.parquet",
     wildcard_constraints:
         blend_model=EVAL_MODEL_RE,
         blend_country=BLEND_COUNTRY_RE,
-        blend_language=BLEND_LANGUAGE_RE,
-        blend_prompt=BLEND_PROMPT_RE,
     params:
         data_dir=BLEND_DATA,
         model=blend_model_params,
+        runs=blend_country_runs,
         backend=generation_params(),
         sampling=BLEND["sampling"],
         seed=EVAL_SEED["blend"],
@@ -49,9 +49,9 @@ rule blend_generate:
         max_drop_rate=BLEND["max_drop_rate"],
         schema=table_schema("evaluate_blend_responses"),
     log:
-        f"{LOGS}/blend_generate/{{blend_model}}/{{blend_country}}.{{blend_language}}.{{blend_prompt}}.log",
+        f"{LOGS}/blend_generate/{{blend_model}}/{{blend_country}}.log",
     benchmark:
-        f"{BENCH}/blend_generate/{{blend_model}}/{{blend_country}}.{{blend_language}}.{{blend_prompt}}.tsv"
+        f"{BENCH}/blend_generate/{{blend_model}}/{{blend_country}}.tsv"
     threads: 1
     resources:
         gpu=1,

@@ -39,8 +39,6 @@ EVAL_SEED = {
 EVAL_PAIRS, EVAL_PAIR_NOTES = pair_models(config["eval_models"])
 EVAL_MODEL_RE = "|".join(re.escape(m) for m in EVAL_MODELS) or "(?!)"
 BLEND_COUNTRY_RE = "|".join(BLEND_COUNTRIES)
-BLEND_LANGUAGE_RE = "|".join(sorted({lang for _, lang, _ in BLEND_RUNS}))
-BLEND_PROMPT_RE = "|".join(re.escape(p) for p in BLEND_PROMPTS)
 
 
 def check_blend_data():
@@ -93,8 +91,13 @@ def blend_all_input(wildcards):
 
 
 def blend_answers(model):
-    """Answer tables of every country × language × prompt template of one eval model."""
-    return [f"{BLEND_DIR}/{model}/answers/{c}/{lang}/{p}.parquet" for c, lang, p in BLEND_RUNS]
+    """Answer tables of every country of one eval model (each holds all languages × templates)."""
+    return [f"{BLEND_DIR}/{model}/answers/{c}.parquet" for c in BLEND_COUNTRIES]
+
+
+def blend_country_runs(wildcards):
+    """(language, prompt template) pairs asked of one country."""
+    return [[lang, p] for c, lang, p in BLEND_RUNS if c == wildcards.blend_country]
 
 
 def blend_model_input(wildcards):

@@ -1,8 +1,9 @@
-"""Rule blend_generate: one model answers one country's BLEnD questions in one language with
-one prompt template."""
+"""Rule blend_generate: one model answers one country's BLEnD questions in every configured
+language with every prompt template, in one backend call."""
 
 import logging
 
+import polars as pl
 import torch
 
 from polyculture.blend import (
@@ -28,14 +29,16 @@ questions = select_questions(
     load_questions(questions_path(p.data_dir, w.blend_country)), p.max_questions
 )
 templates = load_prompt_templates(prompts_path(p.data_dir, w.blend_country))
-prompts = build_prompts(questions, templates, w.blend_country, w.blend_language, w.blend_prompt)
+prompts = pl.concat(
+    [build_prompts(questions, templates, w.blend_country, lang, prompt) for lang, prompt in p.runs]
+)
 generator = load_generator(
     p.model["model"],
     adapter=p.model["adapter"],
     merge_adapter=p.model["merge_adapter"],
     **generator_kwargs(p.backend),
 )
-group = f"{w.blend_model}/{w.blend_country}/{w.blend_language}/{w.blend_prompt}"
+group = f"{w.blend_model}/{w.blend_country}"
 answers, drops = answer_prompts(
     generator,
     prompts,
