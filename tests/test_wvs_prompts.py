@@ -175,3 +175,14 @@ def test_judge_shards_keep_responses_whole():
     parts = [shard_responses(labels, s, 2) for s in range(2)]
     assert sum(p.height for p in parts) == 15
     assert not set(parts[0]["response_id"]) & set(parts[1]["response_id"])
+
+
+def test_nothing_to_score_gives_empty_tables():
+    from polyculture.wvs.stances import judge_items
+    from polyculture.wvs.surveys import drops_frame
+
+    empty = labels_table([("en", "m/en/p1/0", "pro")]).clear()
+    labels = judge_items(None, empty.drop("stance"), {}, None)
+    scored, judge_drops, score_drops = score_responses(labels)
+    assert scored.height == 0 and "pro_score" in scored.columns
+    assert drops_frame(judge_drops).vstack(drops_frame(score_drops)).height == 0
