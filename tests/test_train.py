@@ -274,7 +274,14 @@ def test_training_moves_the_adapter_and_lowers_the_loss(tiny_chat: str, tmp_path
     # the whole fixture in every batch: the same batch repeated, so the loss must fall
     out = tmp_path / "a"
     summary = T.run_job(
-        make_job(tiny_chat, out, per_device_batch_size=16, lr_scheduler="constant", max_steps=4)
+        make_job(
+            tiny_chat,
+            out,
+            per_device_batch_size=16,
+            lr_scheduler="constant",
+            learning_rate=1e-3,
+            max_steps=4,
+        )
     )
     losses = pl.read_parquet(out / "loss.parquet")
     assert losses["step"].to_list() == [1, 2, 3, 4]
