@@ -4,11 +4,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from polyculture.config_check import check_config
+from polyculture.config_check import check_config, fill_schema_defaults
 from polyculture.models import is_builtin, builtin_name, resolve_model_spec
 
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
+# validate() leaves the defaults of $ref'd section schemas unset; fill them all.
+fill_schema_defaults(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 check_config(config, workdir=Path.cwd())
 
 RESULTS = config["results"]
@@ -19,8 +21,11 @@ SEED = config["seed"]
 
 
 def table_schema(name):
-    """Path of the row schema of table `name` (schemas/tables/<name>.schema.yaml)."""
-    return workflow.source_path(f"../schemas/tables/{name}.schema.yaml")
+    """Path of the row schema of table `name` (schemas/tables/<name>.schema.yaml).
+
+    A stable path in the workflow directory: a path into Snakemake's per-run source cache
+    would change every run and so retrigger every rule that takes it as a param."""
+    return str(Path(workflow.basedir) / "schemas" / "tables" / f"{name}.schema.yaml")
 
 
 def model_path(spec):

@@ -10,7 +10,10 @@ MODELS_SEED = {"tiny-chat": SEED + 100, "tiny-embed": SEED + 200}
 
 
 def models_targets():
-    """Final outputs of this stage group that rule all requests: both built-in models."""
+    """Both built-in models, unless every model-running stage group is switched off."""
+    groups = ("consensus", "train", "evaluate", "wvs")
+    if not any(config["pipelines"][g] for g in groups):
+        return []
     return [f"{MODELS_DIR}/tiny-chat", f"{MODELS_DIR}/tiny-embed"]
 
 

@@ -158,3 +158,23 @@ def test_config_checks_name_the_key(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="translator.model"):
         config_check.check_translator({"translator": {"kind": "nllb"}})
+
+
+def test_schema_defaults_are_filled_inside_referenced_sections(repo_root: Path) -> None:
+    cfg: dict = {"seed": 1, "backend": {"batch_size": 4}}
+    config_check.fill_schema_defaults(cfg, repo_root / "schemas" / "config.schema.yaml")
+    assert cfg["backend"]["batch_size"] == 4  # given values stay
+    assert cfg["backend"]["generation"] == "auto"  # a default inside a $ref'd section
+    assert cfg["translator"]["kind"] == "llm"
+    assert cfg["pipelines"] == {
+        k: True for k in ("consensus", "train", "evaluate", "wvs", "alignment")
+    }
+
+
+def test_inline_schema_refs_resolves_files_and_pointers(tmp_path: Path) -> None:
+    (tmp_path / "defs.yaml").write_text(
+        "$defs:\n  code: {type: string, default: en}\n", encoding="utf-8"
+    )
+    schema = {"properties": {"lang": {"$ref": "defs.yaml#/$defs/code", "description": "d"}}}
+    inlined = config_check.inline_schema_refs(schema, tmp_path)
+    assert inlined["properties"]["lang"] == {"type": "string", "default": "en", "description": "d"}

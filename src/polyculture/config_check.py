@@ -11,7 +11,7 @@ from polyculture.errors import ConfigError, ModelSpecError
 from polyculture.languages import is_language_code
 from polyculture.models import classify_model_spec
 
-MODEL_KEYS = ("model", "embedder", "generator", "judge")
+MODEL_KEYS = ("model", "base_model", "embedder", "generator", "judge")
 
 
 def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
@@ -37,8 +37,8 @@ def is_language_key(key: str) -> bool:
 
 
 def is_model_key(key: str) -> bool:
-    """Keys that hold a model spec."""
-    return key in MODEL_KEYS or key.endswith("_model")
+    """Keys that hold a model spec (`mixed_model` and the like name analyses, not models)."""
+    return key in MODEL_KEYS
 
 
 def check_paths(config: Mapping[str, Any], workdir: Path) -> None:
@@ -92,7 +92,10 @@ def check_eval_models(config: Mapping[str, Any]) -> None:
 
 
 def check_translator(config: Mapping[str, Any]) -> None:
-    """A translator that needs a model has one."""
+    """A translator that needs a model has one (where a translating stage group runs)."""
+    pipelines = config.get("pipelines", {})
+    if not (pipelines.get("consensus", True) or pipelines.get("wvs", True)):
+        return
     tr = config.get("translator", {})
     if tr.get("kind") in ("llm", "nllb") and not tr.get("model"):
         raise ConfigError("translator.model", f"translator kind '{tr['kind']}' needs a model spec")
@@ -105,3 +108,55 @@ def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None
     check_model_specs(config)
     check_eval_models(config)
     check_translator(config)
+
+
+def inline_schema_refs(schema: Any, base: Path, _root: Mapping[str, Any] | None = None) -> Any:
+    """A copy of a JSON Schema with every `$ref` to a local file (optionally `#/json/pointer`)
+    or to a pointer in the same document replaced by the schema it names."""
+    import yaml
+
+    root = schema if _root is None else _root
+    if isinstance(schema, list):
+        return [inline_schema_refs(item, base, root) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        file_part, _, pointer = ref.partition("#")
+        if file_part:
+            path = (base / file_part).resolve()
+            target_doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            target_base = path.parent
+        else:
+            target_doc, target_base = root, base
+        target: Any = target_doc
+        for part in [p for p in pointer.split("/") if p]:
+            target = target[part]
+        resolved = inline_schema_refs(target, target_base, target_doc)
+        siblings = {k: v for k, v in schema.items() if k != "$ref"}
+        return {**resolved, **inline_schema_refs(siblings, base, root)}
+    # A nested $schema would make jsonschema switch to a plain validator for that subschema.
+    return {k: inline_schema_refs(v, base, root) for k, v in schema.items() if k != "$schema"}
+
+
+def fill_schema_defaults(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Set every default of the config schema, also inside `$ref`'d section schemas (which
+    snakemake.utils.validate leaves unset), on a config that has already been validated."""
+    import copy
+
+    import yaml
+    from jsonschema import Draft202012Validator, validators
+
+    path = Path(schema_path)
+    schema = inline_schema_refs(yaml.safe_load(path.read_text(encoding="utf-8")), path.parent)
+    base_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):  # type: ignore[no-untyped-def]
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop:
+                    instance.setdefault(name, copy.deepcopy(prop["default"]))
+        yield from base_properties(validator, properties, instance, subschema)
+
+    validator_class = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    validator_class(schema).validate(config)
