@@ -98,6 +98,8 @@ def load_hub(hub_id: str, split: str, subset: str | None) -> pl.DataFrame:
         ds = datasets.load_dataset(hub_id, subset, split=split)
     except Exception as exc:  # the hub client raises many kinds
         raise InputError(hub_id, f"could not load split '{split}' from the hub: {exc}") from exc
+    if hasattr(ds, "to_polars"):
+        return ds.to_polars()
     return pl.from_arrow(ds.data.table)  # type: ignore[return-value]
 
 
