@@ -164,3 +164,14 @@ def test_source_config_checks():
                 {"format": "candle", "path": "b", "name": "x"},
             ]
         )
+
+
+def test_hub_source_loads_through_the_datasets_library(tmp_path):
+    """A `hub:` source goes through datasets.load_dataset; a local dataset directory exercises
+    the same code path offline."""
+    repo = tmp_path / "candle-dataset"
+    repo.mkdir()
+    _candle(repo, [_row(), _row("Japan", assertion="Shoes come off indoors.")], "train.jsonl")
+    sources = [{"format": "candle", "hub": str(repo), "split": "train"}]
+    out, _ = ingest(_load(sources, tmp_path), **FILTERS)
+    assert out["country"].to_list() == ["Greece", "Japan"]
