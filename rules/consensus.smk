@@ -5,93 +5,10 @@
 # → train.jsonl per variant. Everything up to the consistency scores is shared by all variants;
 # ground truth, its translation and the critiques are shared by variants with the same selection
 # mode; only the region filter and the mixing with general data are per variant.
-import os
-import re
-
-from polyculture.consensus.dialogues import check_requests
-from polyculture.consensus.settings import with_defaults
-from polyculture.consensus.statements import check_sources
+# Settings, helpers and consensus_targets() are in consensus_common.smk.
 
 
-CONS_RULES_DIR = workflow.current_basedir.get_path_or_uri(secret_free=True)
-
-
-def consensus_table_schema(name):
-    """Row schema of table `name`, as a path relative to the working directory: a param value
-    that stays the same from run to run (a per-run source-cache path would rerun every job)."""
-    return os.path.relpath(os.path.join(CONS_RULES_DIR, "..", "schemas", "tables", f"{name}.schema.yaml"))
-
-
-def consensus_section_schema(section):
-    """Path of the schema of config section `section` (beside the Snakefile)."""
-    return os.path.join(CONS_RULES_DIR, "..", "schemas", f"config-{section}.schema.yaml")
-
-
-CONS = f"{RESULTS}/consensus"
-# the sections with every schema default filled (validate() does not reach into $ref'd sections)
-CONS_CFG = with_defaults(config["consensus"], consensus_section_schema("consensus"))
-CONS_BACKEND = with_defaults(config["backend"], consensus_section_schema("backend"))
-CONS_TRANSLATOR = with_defaults(
-    config["translator"], consensus_section_schema("translator")
-)
-CONS_VARIANTS = CONS_CFG["variants"]
-CONS_SELECTIONS = sorted({v["selection"] for v in CONS_VARIANTS.values()})
-CONS_SHARDS = [str(i) for i in range(CONS_CFG["shards"])]
-CONS_SEED = {
-    "ingest": SEED + 3100,
-    "paragraphs": SEED + 3200,
-    "questions": SEED + 3300,
-    "responses": SEED + 3400,
-    "selection": SEED + 3500,
-    "critique": SEED + 3600,
-    "mix": SEED + 3700,
-}
-CONS_VARIANT_RE = "|".join(re.escape(v) for v in CONS_VARIANTS)
-CONS_SELECTION_RE = "|".join(CONS_SELECTIONS)
-
-if config["pipelines"]["consensus"]:
-    check_sources(CONS_CFG["sources"])
-    check_requests(CONS_CFG["requests"])
-
-
-def consensus_targets():
-    """Final outputs of this stage group that rule all requests."""
-    return [
-        *(f"{CONS}/{v}/train.jsonl" for v in CONS_VARIANTS),
-        *(f"{CONS}/{v}/counts.md" for v in CONS_VARIANTS),
-        f"{CONS}/drops.md",
-    ]
-
-
-def consensus_translator():
-    """Translator settings with the model spec resolved to a loadable path."""
-    tr = dict(CONS_TRANSLATOR)
-    if tr.get("model"):
-        tr["model"] = model_path(tr["model"])
-    if CONS_CFG["translation"]["max_new_tokens"]:
-        tr["max_new_tokens"] = CONS_CFG["translation"]["max_new_tokens"]
-    return tr
-
-
-def consensus_translator_input():
-    """The translator's built-in model, if it needs one."""
-    tr = CONS_TRANSLATOR
-    return model_input(tr["model"]) if tr.get("kind") in ("llm", "nllb") and tr.get("model") else []
-
-
-def consensus_generator(wildcards):
-    """Loadable path or hub id of model M."""
-    return model_path(CONS_CFG["generator"])
-
-
-def consensus_embedder(wildcards):
-    """Loadable path or hub id of the answer embedder."""
-    return model_path(CONS_CFG["embedder"])
-
-
-def consensus_stage_params(stage):
-    """Sampling settings and drop limit of a generating stage."""
-    return {"sampling": CONS_CFG[stage]["sampling"], "max_drop_rate": CONS_CFG[stage]["max_drop_rate"]}
+include: "consensus_common.smk"
 
 
 rule ingest_statements:
@@ -108,9 +25,9 @@ rule ingest_statements:
         on_unknown_country=CONS_CFG["on_unknown_country"],
         seed=CONS_SEED["ingest"],
         download_dir=f"{CONS}/downloads",
-        candle_schema=consensus_table_schema("consensus_candle"),
-        cultureatlas_schema=consensus_table_schema("consensus_cultureatlas"),
-        schema=consensus_table_schema("consensus_statements"),
+        candle_schema=table_schema("consensus_candle"),
+        cultureatlas_schema=table_schema("consensus_cultureatlas"),
+        schema=table_schema("consensus_statements"),
     log:
         f"{LOGS}/ingest_statements/ingest_statements.log",
     benchmark:
@@ -134,7 +51,7 @@ rule write_paragraphs:
         prompt=lambda wildcards: CONS_CFG["paragraph_prompt"],
         stage=consensus_stage_params("paragraphs"),
         seed=CONS_SEED["paragraphs"],
-        schema=consensus_table_schema("consensus_paragraphs"),
+        schema=table_schema("consensus_paragraphs"),
     log:
         f"{LOGS}/write_paragraphs/write_paragraphs.log",
     benchmark:
@@ -167,7 +84,7 @@ rule generate_questions:
         regions=CONS_CFG["regions"],
         stage=consensus_stage_params("questions"),
         seed=CONS_SEED["questions"],
-        schema=consensus_table_schema("consensus_questions"),
+        schema=table_schema("consensus_questions"),
     log:
         f"{LOGS}/generate_questions/generate_questions.log",
     benchmark:
@@ -192,7 +109,7 @@ rule translate_questions:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
         max_drop_rate=CONS_CFG["translation"]["max_drop_rate"],
-        schema=consensus_table_schema("consensus_question_pairs"),
+        schema=table_schema("consensus_question_pairs"),
     log:
         f"{LOGS}/translate_questions/translate_questions.log",
     benchmark:
@@ -217,7 +134,7 @@ rule translate_requests:
         translate_missing=CONS_CFG["requests"]["translate_missing"],
         translator=consensus_translator(),
         backend=CONS_BACKEND,
-        schema=consensus_table_schema("consensus_requests"),
+        schema=table_schema("consensus_requests"),
     log:
         f"{LOGS}/translate_requests/translate_requests.log",
     benchmark:
@@ -244,7 +161,7 @@ rule sample_responses:
         n_shards=CONS_CFG["shards"],
         sampling=CONS_CFG["responses"]["sampling"],
         seed=lambda wildcards: CONS_SEED["responses"] + int(wildcards.shard),
-        schema=consensus_table_schema("consensus_responses"),
+        schema=table_schema("consensus_responses"),
     wildcard_constraints:
         shard=r"\d+",
     log:
@@ -272,7 +189,7 @@ rule embed_responses:
         batch_size=CONS_BACKEND["embed_batch_size"],
         prompt_name=CONS_CFG["embed_prompt_name"],
         max_drop_rate=CONS_CFG["responses"]["max_drop_rate"],
-        schema=consensus_table_schema("consensus_embeddings"),
+        schema=table_schema("consensus_embeddings"),
     wildcard_constraints:
         shard=r"\d+",
     log:
@@ -298,8 +215,8 @@ rule score_consistency:
     params:
         min_samples=CONS_CFG["consistency"]["min_samples"],
         max_drop_rate=CONS_CFG["consistency"]["max_drop_rate"],
-        consistency_schema=consensus_table_schema("consensus_consistency"),
-        samples_schema=consensus_table_schema("consensus_sample_similarity"),
+        consistency_schema=table_schema("consensus_consistency"),
+        samples_schema=table_schema("consensus_sample_similarity"),
     log:
         f"{LOGS}/score_consistency/score_consistency.log",
     benchmark:
@@ -320,7 +237,7 @@ rule select_ground_truth:
         ground_truth=f"{CONS}/selection/{{selection}}/ground_truth.parquet",
     params:
         seed=CONS_SEED["selection"],
-        schema=consensus_table_schema("consensus_ground_truth"),
+        schema=table_schema("consensus_ground_truth"),
     wildcard_constraints:
         selection=CONS_SELECTION_RE,
     log:
@@ -345,7 +262,7 @@ rule translate_ground_truth:
         backend=CONS_BACKEND,
         skip_confidence=CONS_CFG["ground_truth"]["skip_translation_confidence"],
         max_drop_rate=CONS_CFG["ground_truth"]["max_drop_rate"],
-        schema=consensus_table_schema("consensus_ground_truth_translated"),
+        schema=table_schema("consensus_ground_truth_translated"),
     wildcard_constraints:
         selection=CONS_SELECTION_RE,
     log:
@@ -376,7 +293,7 @@ rule critique:
         prompt=lambda wildcards: CONS_CFG["critique_prompt"],
         stage=consensus_stage_params("critique"),
         seed=CONS_SEED["critique"],
-        schema=consensus_table_schema("consensus_critiques"),
+        schema=table_schema("consensus_critiques"),
     wildcard_constraints:
         selection=CONS_SELECTION_RE,
     log:
@@ -411,9 +328,9 @@ rule build_training_set:
         region_filter=lambda wildcards: CONS_VARIANTS[wildcards.variant]["region_filter"],
         general=CONS_CFG["general"],
         seed=CONS_SEED["mix"],
-        aya_schema=consensus_table_schema("consensus_aya"),
-        train_schema=consensus_table_schema("consensus_train"),
-        counts_schema=consensus_table_schema("consensus_counts"),
+        aya_schema=table_schema("consensus_aya"),
+        train_schema=table_schema("consensus_train"),
+        counts_schema=table_schema("consensus_counts"),
     wildcard_constraints:
         variant=CONS_VARIANT_RE,
     log:
@@ -448,7 +365,7 @@ rule consensus_drops:
             labels={"stage group": "consensus", "table": "drops"},
         ),
     params:
-        schema=consensus_table_schema("consensus_drops"),
+        schema=table_schema("consensus_drops"),
     log:
         f"{LOGS}/consensus_drops/consensus_drops.log",
     benchmark:

@@ -9,14 +9,22 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from polyculture.consensus.settings import with_defaults
+from polyculture.config_check import fill_schema_defaults
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "schemas" / "config-consensus.schema.yaml"
+CONFIG_SCHEMA = REPO / "schemas" / "config.schema.yaml"
+
+
+def with_defaults(section: dict) -> dict:
+    """The consensus section as the workflow sees it: validated, every default filled."""
+    config = {"seed": 1, "consensus": section}
+    validate(config, str(CONFIG_SCHEMA), set_default=True)
+    fill_schema_defaults(config, CONFIG_SCHEMA)
+    return config["consensus"]
 
 
 def test_defaults_are_filled_recursively_and_given_values_kept():
-    section = with_defaults({"paragraphs": {"sampling": {"temperature": 0.1}}}, SCHEMA)
+    section = with_defaults({"paragraphs": {"sampling": {"temperature": 0.1}}})
     assert section["paragraphs"]["sampling"] == {
         "temperature": 0.1,
         "top_p": 0.95,
@@ -41,7 +49,7 @@ def test_defaults_are_filled_recursively_and_given_values_kept():
 
 def test_demo_section_is_tiny():
     config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
-    section = with_defaults(config["consensus"], SCHEMA)
+    section = with_defaults(config["consensus"])
     assert (
         section["generator"] == "builtin:tiny-chat" and section["embedder"] == "builtin:tiny-embed"
     )
@@ -51,8 +59,9 @@ def test_demo_section_is_tiny():
 
 def test_paper_preset_validates_with_paper_values():
     config = yaml.safe_load((REPO / "configs" / "paper-consensus.yaml").read_text(encoding="utf-8"))
-    validate(config, str(REPO / "schemas" / "config.schema.yaml"), set_default=True)
-    section = with_defaults(config["consensus"], SCHEMA)
+    validate(config, str(CONFIG_SCHEMA), set_default=True)
+    fill_schema_defaults(config, CONFIG_SCHEMA)
+    section = config["consensus"]
     assert config["backend"]["generation"] == "vllm"
     assert section["generator"] == "meta-llama/Llama-3.1-8B-Instruct"
     assert section["embedder"] == "Qwen/Qwen3-Embedding-0.6B"
@@ -74,4 +83,4 @@ def test_paper_preset_validates_with_paper_values():
 )
 def test_schema_rejects_bad_values(bad, message):
     with pytest.raises(Exception, match=message):
-        validate({"seed": 1, "consensus": bad}, str(REPO / "schemas" / "config.schema.yaml"))
+        validate({"seed": 1, "consensus": bad}, str(CONFIG_SCHEMA))

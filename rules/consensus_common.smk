@@ -1,0 +1,69 @@
+# Settings and helpers of stage group 'consensus' (kept apart from its rules, as the linter asks).
+import re
+
+from polyculture.consensus.dialogues import check_requests
+from polyculture.consensus.statements import check_sources
+
+
+CONS = f"{RESULTS}/consensus"
+CONS_CFG = config["consensus"]
+CONS_BACKEND = config["backend"]
+CONS_TRANSLATOR = config["translator"]
+CONS_VARIANTS = CONS_CFG["variants"]
+CONS_SELECTIONS = sorted({v["selection"] for v in CONS_VARIANTS.values()})
+CONS_SHARDS = [str(i) for i in range(CONS_CFG["shards"])]
+CONS_SEED = {
+    "ingest": SEED + 3100,
+    "paragraphs": SEED + 3200,
+    "questions": SEED + 3300,
+    "responses": SEED + 3400,
+    "selection": SEED + 3500,
+    "critique": SEED + 3600,
+    "mix": SEED + 3700,
+}
+CONS_VARIANT_RE = "|".join(re.escape(v) for v in CONS_VARIANTS)
+CONS_SELECTION_RE = "|".join(CONS_SELECTIONS)
+
+if config["pipelines"]["consensus"]:
+    check_sources(CONS_CFG["sources"])
+    check_requests(CONS_CFG["requests"])
+
+
+def consensus_targets():
+    """Final outputs of this stage group that rule all requests."""
+    return [
+        *(f"{CONS}/{v}/train.jsonl" for v in CONS_VARIANTS),
+        *(f"{CONS}/{v}/counts.md" for v in CONS_VARIANTS),
+        f"{CONS}/drops.md",
+    ]
+
+
+def consensus_translator():
+    """Translator settings with the model spec resolved to a loadable path."""
+    tr = dict(CONS_TRANSLATOR)
+    if tr.get("model"):
+        tr["model"] = model_path(tr["model"])
+    if CONS_CFG["translation"]["max_new_tokens"]:
+        tr["max_new_tokens"] = CONS_CFG["translation"]["max_new_tokens"]
+    return tr
+
+
+def consensus_translator_input():
+    """The translator's built-in model, if it needs one."""
+    tr = CONS_TRANSLATOR
+    return model_input(tr["model"]) if tr.get("kind") in ("llm", "nllb") and tr.get("model") else []
+
+
+def consensus_generator(wildcards):
+    """Loadable path or hub id of model M."""
+    return model_path(CONS_CFG["generator"])
+
+
+def consensus_embedder(wildcards):
+    """Loadable path or hub id of the answer embedder."""
+    return model_path(CONS_CFG["embedder"])
+
+
+def consensus_stage_params(stage):
+    """Sampling settings and drop limit of a generating stage."""
+    return {"sampling": CONS_CFG[stage]["sampling"], "max_drop_rate": CONS_CFG[stage]["max_drop_rate"]}
