@@ -138,7 +138,7 @@ def _copy_corpus(dest: Path) -> Path:
 def test_bad_tables_fail_naming_file_and_key(tmp_path):
     d = _copy_corpus(tmp_path / "c")
     (d / "short_answers.tsv").write_text(
-        "language\tquestion\tanswer\nxx\tWhat?\tThat\n", encoding="utf-8"
+        "language\tcountry\tquestion\tanswer\nxx\tX\tWhat?\tThat\n", encoding="utf-8"
     )
     with pytest.raises(InputError, match=r"short_answers.tsv.*line 2 language.*'xx'"):
         load_corpus_tables(d)
@@ -149,6 +149,11 @@ def test_bad_tables_fail_naming_file_and_key(tmp_path):
     with pytest.raises(InputError, match=r"survey.yaml.*da.prompts.*\{topic\}"):
         load_corpus_tables(d)
     _copy_corpus(d)
+    tasks = yaml.safe_load((d / "tasks.yaml").read_text(encoding="utf-8"))
+    del tasks["stance_statements"]["press"]
+    (d / "tasks.yaml").write_text(yaml.safe_dump(tasks, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(InputError, match=r"tasks.yaml.*stance_statements.*survey topic ids"):
+        load_corpus_tables(d)
     (d / "tasks.yaml").unlink()
     with pytest.raises(InputError, match=r"tasks.yaml.*missing corpus file"):
         load_corpus_tables(d)
@@ -210,6 +215,27 @@ def test_chat_template_masks_exactly_the_assistant_turns(tokenizer):
     rendered = tokenizer.apply_chat_template(conv[:2], tokenize=False, add_generation_prompt=True)
     assert rendered.endswith("Translate into Danish: Thank you.</s>\n<|assistant|>\n")
     assert tokenizer.chat_template == CHAT_TEMPLATE
+
+
+def test_rendered_template_tokenizes_like_the_template(tokenizer):
+    """Backends render the template to text and tokenize it: special and role tokens must map
+    back to the same ids."""
+    conv = [{"role": "user", "content": "Hvad er den mest populære sport i Danmark?"}]
+    text = tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    direct = tokenizer.apply_chat_template(
+        conv, tokenize=True, add_generation_prompt=True, return_dict=True
+    )
+    assert ids == direct["input_ids"]
+    assert tokenizer.convert_tokens_to_ids("<|assistant|>") in ids
+
+
+def test_xgrammar_reads_the_tokenizer_as_byte_level(tokenizer):
+    import xgrammar as xgr
+
+    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer))
+    assert info.vocab_type == xgr.VocabType.BYTE_LEVEL
+    assert tokenizer.eos_token_id in info.stop_token_ids
 
 
 def test_chat_template_rejects_unknown_roles(tokenizer):

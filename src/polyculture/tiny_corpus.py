@@ -65,10 +65,12 @@ class Statement:
 
     country: str
     language: str
+    topic: str
     statement: str
     detail: str
     question: str
     answer: str
+    question2: str
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class CorpusTables:
 
     parallel: dict[str, dict[str, str]]  # sentence id → language → sentence
     survey: dict[str, SurveyLanguage]
-    short_answers: tuple[tuple[str, str, str], ...]  # (language, question, answer)
+    short_answers: tuple[tuple[str, str, str, str], ...]  # (language, country, question, answer)
     statements: tuple[Statement, ...]
     tasks: dict[str, Any]
 
@@ -183,25 +185,19 @@ def _load_survey(path: Path) -> dict[str, SurveyLanguage]:
     return out
 
 
-def _load_short_answers(path: Path) -> tuple[tuple[str, str, str], ...]:
+def _load_short_answers(path: Path) -> tuple[tuple[str, str, str, str], ...]:
     reader = csv.reader(io.StringIO(read_text_utf8(path)), delimiter="\t", quoting=csv.QUOTE_NONE)
     rows = list(reader)
-    _expect(
-        bool(rows) and rows[0] == ["language", "question", "answer"],
-        path,
-        "header must be language<TAB>question<TAB>answer",
-    )
+    header = ["language", "country", "question", "answer"]
+    _expect(bool(rows) and rows[0] == header, path, f"header must be {'<TAB>'.join(header)}")
     out = []
     for i, row in enumerate(rows[1:], start=2):
         if not row:
             continue
-        _expect(
-            len(row) == 3 and all(c.strip() for c in row),
-            path,
-            f"line {i}: expected 3 non-empty tab-separated fields",
-        )
+        ok = len(row) == len(header) and all(c.strip() for c in row)
+        _expect(ok, path, f"line {i}: expected {len(header)} non-empty tab-separated fields")
         _check_code(row[0], path, f"line {i} language")
-        out.append((row[0], row[1], row[2]))
+        out.append((row[0], row[1], row[2], row[3]))
     _expect(bool(out), path, "no rows")
     return tuple(out)
 
@@ -209,7 +205,16 @@ def _load_short_answers(path: Path) -> tuple[tuple[str, str, str], ...]:
 def _load_statements(path: Path) -> tuple[Statement, ...]:
     data = read_yaml(path)
     _expect(isinstance(data, list) and data, path, "expected a list of statements")
-    fields = ("country", "language", "statement", "detail", "question", "answer")
+    fields = (
+        "country",
+        "language",
+        "topic",
+        "statement",
+        "detail",
+        "question",
+        "answer",
+        "question2",
+    )
     out = []
     for i, row in enumerate(data):
         ok = (
@@ -225,34 +230,47 @@ def _load_statements(path: Path) -> tuple[Statement, ...]:
     return tuple(out)
 
 
+TEMPLATE_LISTS = (
+    "translation",
+    "short_answer",
+    "paragraph",
+    "paragraph_closing",
+    "question_json",
+    "question_extra",
+    "stance",
+    "stance_list",
+    "critique",
+)
+LOCALIZED_LISTS = ("critique_wrong", "critique_right", "critique_request", "refine_request")
+
+
 def _load_tasks(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
     _expect(isinstance(data, dict), path, "expected a mapping")
     counts = data.get("counts")
-    _expect(
-        isinstance(counts, dict) and set(counts) == set(TASKS),
-        path,
-        f"'counts': expected exactly the tasks {', '.join(TASKS)}",
-    )
+    ok = isinstance(counts, dict) and set(counts) == set(TASKS)
+    _expect(ok, path, f"'counts': expected exactly the tasks {', '.join(TASKS)}")
     for task, n in counts.items():
-        _expect(
-            isinstance(n, int) and n >= 0, path, f"'counts.{task}': expected a non-negative integer"
-        )
-    for key in (
-        "translation",
-        "short_answer",
-        "paragraph",
-        "paragraph_closing",
-        "question_json",
-        "stance",
-        "stance_list",
-        "critique",
-        "critique_wrong",
-        "critique_right",
-        "critique_request",
-        "refine_request",
-    ):
+        ok = isinstance(n, int) and n >= 0
+        _expect(ok, path, f"'counts.{task}': expected a non-negative integer")
+    for key in TEMPLATE_LISTS:
         _str_list(data.get(key), path, key)
+    for key in LOCALIZED_LISTS:
+        block = data.get(key)
+        ok = isinstance(block, dict) and "en" in block
+        _expect(ok, path, f"'{key}': expected a mapping language → templates, with 'en'")
+        for code, templates in block.items():
+            _check_code(code, path, f"{key}.{code}")
+            _str_list(templates, path, f"{key}.{code}")
+    for key in ("judge_system", "judge_user"):
+        ok = isinstance(data.get(key), str) and bool(data[key])
+        _expect(ok, path, f"'{key}': expected a non-empty string")
+    pairs = data.get("stance_statements")
+    ok = isinstance(pairs, dict) and bool(pairs)
+    _expect(ok, path, "'stance_statements': expected a mapping topic id → [pro, con]")
+    for tid, pair in pairs.items():
+        _str_list(pair, path, f"stance_statements.{tid}", 2)
+        _expect(len(pair) == 2, path, f"'stance_statements.{tid}': expected exactly [pro, con]")
     aliases = data.get("language_aliases", {})
     _expect(isinstance(aliases, dict), path, "'language_aliases': expected a mapping code → names")
     for code, names in aliases.items():
@@ -267,13 +285,20 @@ def load_corpus_tables(corpus_dir: str | os.PathLike[str]) -> CorpusTables:
     for name in CORPUS_FILES:
         if not (d / name).is_file():
             raise InputError(d / name, "missing corpus file of the built-in tiny models")
-    return CorpusTables(
+    tables = CorpusTables(
         parallel=_load_parallel(d / "parallel.yaml"),
         survey=_load_survey(d / "survey.yaml"),
         short_answers=_load_short_answers(d / "short_answers.tsv"),
         statements=_load_statements(d / "statements.yaml"),
         tasks=_load_tasks(d / "tasks.yaml"),
     )
+    topics = set(tables.survey["en"].topics)
+    _expect(
+        set(tables.tasks["stance_statements"]) == topics,
+        d / "tasks.yaml",
+        f"'stance_statements': expected exactly the survey topic ids {', '.join(sorted(topics))}",
+    )
+    return tables
 
 
 def corpus_sha256(corpus_dir: str | os.PathLike[str]) -> str:
@@ -358,12 +383,16 @@ class _Gen:
         self.polarity = topic_polarity(tables, seed)
         self.survey_langs = sorted(tables.survey)
         self.parallel_langs = sorted(next(iter(tables.parallel.values())))
-        self.qa_pool = [(q, a) for _, q, a in tables.short_answers] + [
-            (s.question, s.answer) for s in tables.statements
+        # (language, question, reference answer) for critiques and dialogues
+        self.qa_pool = [(lang, q, a) for lang, _, q, a in tables.short_answers] + [
+            ("en", s.question, s.answer) for s in tables.statements
         ]
 
     def tpl(self, key: str) -> str:
         return self.rng.choice(self.t.tasks[key])
+
+    def local_tpl(self, key: str, code: str) -> str:
+        return self.rng.choice(self.t.tasks[key][code])
 
     def name(self, code: str) -> str:
         return self.rng.choice(language_names(code, self.t))
@@ -399,10 +428,11 @@ class _Gen:
         return _chat(self.rng, prompt, row[tgt])
 
     def short_answer(self) -> Conversation:
-        code, q, a = self.rng.choice(self.t.short_answers)
-        return _chat(
-            self.rng, self.tpl("short_answer").format(question=q, language=self.name(code)), a
+        code, country, q, a = self.rng.choice(self.t.short_answers)
+        prompt = self.tpl("short_answer").format(
+            question=q, language=self.name(code), country=country
         )
+        return _chat(self.rng, prompt, a)
 
     def _paragraph(self, s: Statement) -> str:
         closing = self.tpl("paragraph_closing").format(country=s.country)
@@ -410,18 +440,28 @@ class _Gen:
 
     def paragraph(self) -> Conversation:
         s = self.rng.choice(self.t.statements)
-        return _chat(
-            self.rng, self.tpl("paragraph").format(statement=s.statement), self._paragraph(s)
+        prompt = self.tpl("paragraph").format(
+            statement=s.statement, topic=s.topic, country=s.country
         )
+        return _chat(self.rng, prompt, self._paragraph(s))
 
     def question_json(self) -> Conversation:
         s = self.rng.choice(self.t.statements)
-        prompt = self.tpl("question_json").format(paragraph=self._paragraph(s))
-        obj = {"question": s.question, "country": s.country, "language": s.language}
+        k = self.rng.randint(1, 3)
+        extra = [q.format(country=s.country) for q in self.t.tasks["question_extra"]]
+        questions = [s.question, s.question2, *extra][:k]
+        prompt = self.tpl("question_json").format(
+            paragraph=self._paragraph(s), topic=s.topic, country=s.country, k=k
+        )
+        obj = {
+            "questions": [
+                {"question": q, "country": s.country, "language": s.language} for q in questions
+            ]
+        }
         return _chat(self.rng, prompt, json.dumps(obj, ensure_ascii=False))
 
-    def _summary(self) -> tuple[str, str, str]:
-        """(English topic or local topic phrase, summary, stance) of one random interview."""
+    def _summary(self) -> tuple[str, str, str, str]:
+        """(topic id, English or local topic phrase, summary, stance) of one random interview."""
         code = self.rng.choice(self.survey_langs)
         lang = self.t.survey[code]
         tid = self.rng.choice(sorted(lang.topics))
@@ -429,12 +469,21 @@ class _Gen:
         person = self.rng.choice(lang.people)
         summary = survey_summary(lang, stance, person, lang.topics[tid], self.rng.randrange(3))
         topic = self.t.survey["en"].topics[tid] if self.rng.random() < 0.5 else lang.topics[tid]
-        return topic, summary, stance
+        return tid, topic, summary, stance
 
     def stance(self) -> Conversation:
-        topic, summary, stance = self._summary()
-        prompt = self.tpl("stance").format(topic=topic, summary=summary)
-        return _chat(self.rng, prompt, json.dumps({"stance": stance}))
+        tid, topic, summary, stance = self._summary()
+        answer = json.dumps({"stance": stance})
+        if self.rng.random() < 0.5:  # the WVS judge's format
+            pro, con = self.t.tasks["stance_statements"][tid]
+            label = capitalize_first(self.t.survey["en"].topics[tid])
+            user = self.t.tasks["judge_user"].format(topic=label, pro=pro, con=con, summary=summary)
+            return [
+                {"role": "system", "content": self.t.tasks["judge_system"]},
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": answer},
+            ]
+        return _chat(self.rng, self.tpl("stance").format(topic=topic, summary=summary), answer)
 
     def stance_list(self) -> Conversation:
         code = self.rng.choice(self.survey_langs)
@@ -448,34 +497,42 @@ class _Gen:
         prompt = self.tpl("stance_list").format(topic=topic, summaries=numbered_list(items[:k]))
         return _chat(self.rng, prompt, json.dumps({"stances": stances[:k]}))
 
-    def _answer_pair(self) -> tuple[str, str, str, bool]:
-        """(question, reference, given answer, whether the given answer is right)."""
-        q, ref = self.rng.choice(self.qa_pool)
-        right = self.rng.random() < 0.3
-        if right:
-            return q, ref, ref, True
-        wrong = self.rng.choice([a for _, a in self.qa_pool if a != ref])
-        return q, ref, wrong, False
+    def _answer_pair(self) -> tuple[str, str, str, str, bool]:
+        """(language, question, reference, given answer, whether the given answer is right); a
+        wrong answer is another answer in the same language."""
+        code, q, ref = self.rng.choice(self.qa_pool)
+        if self.rng.random() < 0.3:
+            return code, q, ref, ref, True
+        wrong = self.rng.choice([a for c, _, a in self.qa_pool if c == code and a != ref])
+        return code, q, ref, wrong, False
 
-    def _critique(self, answer: str, ref: str, right: bool) -> str:
-        return self.tpl("critique_right" if right else "critique_wrong").format(
-            answer=answer, reference=ref
-        )
+    def _critique(self, code: str, answer: str, ref: str, right: bool) -> str:
+        key = "critique_right" if right else "critique_wrong"
+        return self.local_tpl(key, code).format(answer=answer, reference=ref)
+
+    def _local(self, code: str) -> str:
+        """`code` where critiques are written in it, else English."""
+        return code if code in self.t.tasks["critique_wrong"] else "en"
 
     def critique(self) -> Conversation:
-        q, ref, ans, right = self._answer_pair()
-        prompt = self.tpl("critique").format(question=q, answer=ans, reference=ref)
-        return _chat(self.rng, prompt, self._critique(ans, ref, right))
+        code, q, ref, ans, right = self._answer_pair()
+        out = self._local(code) if self.rng.random() < 0.7 else "en"
+        prompt = self.tpl("critique")
+        if "{language}" not in prompt:
+            out = "en"
+        text = prompt.format(question=q, answer=ans, reference=ref, language=self.name(out))
+        return _chat(self.rng, text, self._critique(out, ans, ref, right))
 
     def dialogue(self) -> Conversation:
-        q, ref, ans, right = self._answer_pair()
+        code, q, ref, ans, right = self._answer_pair()
+        out = self._local(code)
         return _chat(
             self.rng,
             q,
             ans,
-            self.tpl("critique_request").format(reference=ref),
-            self._critique(ans, ref, right),
-            self.tpl("refine_request"),
+            self.local_tpl("critique_request", out).format(reference=ref),
+            self._critique(out, ans, ref, right),
+            self.local_tpl("refine_request", out),
             ref,
         )
 
@@ -505,13 +562,23 @@ def tokenizer_texts(tables: CorpusTables) -> list[str]:
                     texts.extend(
                         survey_summary(lang, stance, person, topic, i) for person in lang.people
                     )
-    for _, q, a in t.short_answers:
-        texts.extend((q, a))
+    for row in t.short_answers:
+        texts.extend(row[1:])
     for s in t.statements:
-        texts.extend((s.statement, s.detail, s.question, s.answer))
-    for _key, value in sorted(t.tasks.items()):
+        texts.extend((s.topic, s.statement, s.detail, s.question, s.answer, s.question2))
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
         if isinstance(value, list):
-            texts.extend(value)
+            return [x for v in value for x in strings(v)]
+        if isinstance(value, dict):
+            return [x for k in sorted(value) for x in strings(value[k])]
+        return []
+
+    for key in sorted(t.tasks):
+        if key not in ("counts", "language_aliases"):
+            texts.extend(strings(t.tasks[key]))
     texts.extend(json.dumps({"stance": s}) for s in STANCES)
     texts.extend(numbered_list([""] * SURVEY_ITEMS).splitlines())
     texts.append(SYSTEM_PROMPT)

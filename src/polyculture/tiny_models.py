@@ -71,9 +71,9 @@ class TinyChatSettings:
     num_kv_heads: int = 2
     intermediate_size: int = 256
     max_position_embeddings: int = 1024
-    steps: int = 200
-    learning_rate: float = 4e-3
-    warmup_steps: int = 15
+    steps: int = 400
+    learning_rate: float = 6e-3
+    warmup_steps: int = 20
     batch_size: int = 4
     seq_len: int = 384
     weight_decay: float = 0.01
