@@ -356,6 +356,7 @@ def test_small_workflow_routing(mechanics) -> None:
     (gpu_job,) = run.jobs_of(gpu_rule)
     assert gpu_job["Partition"] == "gpu"
     assert gpu_request(gpu_job) == "gres:gpu:h200:1"
+    assert gpu_job["NumCPUs"] == "8", gpu_job  # the profile's CPUs per GPU
     assert len((run.workdir / "gpu.txt").read_text().split(",")) == 1
 
 
@@ -366,8 +367,10 @@ def test_multi_gpu_job_runs_one_process_group(mechanics) -> None:
     assert job["Partition"] == "gpu"
     assert gpu_request(job) == "gres:gpu:h200:4"
     assert job["NumNodes"] == "1" and job["NumTasks"] == "1", job
+    assert job["NumCPUs"] == "32", job  # CPUs and memory grow with the GPU count
     (call,) = run.sbatch_calls(train_rule)
     assert "--ntasks-per-gpu" not in call and "--gpus=h200:4" in call, call
+    assert "--cpus-per-gpu=8" in call and "--mem-per-cpu 8000" in call, call
     # The rule's command ran once, as one task that sees all four GPUs.
     assert (run.workdir / "train-starts.txt").read_text().splitlines() == ["started"]
     ntasks, step_tasks, devices = (run.workdir / "train.txt").read_text().split()
