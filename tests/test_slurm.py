@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 OVERLAY = REPO / "profiles" / "slurm-test" / "config.yaml"
-SITE_NAMES = ("ACCOUNT", "CPU_PARTITION", "GPU_PARTITION", "GPU_MODEL")
+SITE_NAMES = ("ACCOUNT", "CPU_PARTITION", "GPU_PARTITION", "GPU_MODEL", "STATUS_COMMAND")
 #: Resources that carry site values (they may differ between the profile and the overlay).
 SITE_RESOURCES = {"slurm_account", "slurm_partition", "gpu_model"}
 #: Keys the overlay may add on top of the site values: what a test cluster needs.
