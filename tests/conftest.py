@@ -92,8 +92,9 @@ def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def builtin_models(demo_workdir: Path) -> dict[str, Path]:
     """The built-in tiny models, built by the workflow's own rules in the demo copy."""
+    # targets relative to the working directory, as the rules name their outputs
+    run_snakemake(demo_workdir, "results/models/tiny-chat", "results/models/tiny-embed")
     models = demo_workdir / "results" / "models"
-    run_snakemake(demo_workdir, str(models / "tiny-chat"), str(models / "tiny-embed"))
     return {"tiny-chat": models / "tiny-chat", "tiny-embed": models / "tiny-embed"}
 
 
