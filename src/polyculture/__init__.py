@@ -1,2 +1,3 @@
 """polyculture: culturally aligned language models and cultural-alignment measurement."""
+
 __version__ = "0.1.0"
