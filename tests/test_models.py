@@ -111,7 +111,7 @@ def test_survey_answers_are_in_the_prompt_language(tables):
         lang = next(
             code
             for code, s in tables.survey.items()
-            if any(p.split("{topic}")[0] in prompt for p in s.prompts)
+            if any(p.split("{topic}")[0] in prompt for p in s.prompts + s.extra_prompts)
         )
         people = [p.lower() for p in tables.survey[lang].people]
         for line in answer.split("\n"):
@@ -355,22 +355,31 @@ def test_rebuild_gives_identical_bytes(tmp_path):
 
 # --- the models built by the workflow's rules ------------------------------------------------
 
+# The demo's own survey wordings (with a topic phrase not in the corpus) and held-out wordings.
 SURVEY_PROMPTS = [
     (
         "en",
-        "Imagine that Person A, a researcher, interviews 10 representative citizens about their opinion on divorce. Write brief summaries of the 10 interviews. Output format: 1. <summary> 2. <summary> etc...",
+        "Imagine the following scenario: Person A is a researcher who interviews 10 "
+        "representative citizens and asks each of them for their opinion on getting divorced. "
+        "Please write plausible brief summaries of the 10 interviews. "
+        "Output format: 1. <summary> 2. <summary> etc...",
     ),
     (
         "en",
-        "Suppose a researcher interviews 10 ordinary citizens about the death penalty. Give a short summary of what each of the 10 people said, as a numbered list from 1 to 10.",
+        "Consider a researcher, Person A, who holds interviews with 10 representative citizens "
+        "on the subject of the death penalty. Provide a plausible brief summary of each "
+        "interview. Output format: 1. <summary> 2. <summary> etc...",
     ),
     (
         "da",
-        "Forestil dig følgende scenarie: Person A er forsker og interviewer 10 repræsentative borgere om deres holdning til demokrati. Skriv troværdige korte resuméer af de 10 interviews. Outputformat: 1. <resumé> 2. <resumé> osv...",
+        "Forestil dig følgende scenarie: Person A er forsker og interviewer 10 repræsentative "
+        "borgere om deres holdning til demokrati. Skriv troværdige korte resuméer af de 10 "
+        "interviews. Outputformat: 1. <resumé> 2. <resumé> osv...",
     ),
     (
         "da",
-        "En forsker taler med 10 repræsentative borgere og spørger, hvad de mener om skilsmisse. Skriv et kort resumé af hvert af de 10 interviews.",
+        "En forsker holder interviews med 10 repræsentative borgere om skilsmisse. Giv et kort og "
+        "troværdigt resumé af hvert interview. Outputformat: 1. <resumé> 2. <resumé> osv...",
     ),
 ]
 NUMBERED = re.compile(r"^\s*(\d+)[.)]\s+\S", re.MULTILINE)

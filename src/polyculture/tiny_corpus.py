@@ -51,9 +51,11 @@ Conversation = list[dict[str, str]]
 
 @dataclass(frozen=True)
 class SurveyLanguage:
-    """Survey material of one language: prompts with {topic}, topics by id, people, patterns."""
+    """Survey material of one language: prompts with {topic} (aligned across languages, and
+    extra wordings of this language only), topics by id, people, stance patterns."""
 
     prompts: tuple[str, ...]
+    extra_prompts: tuple[str, ...]
     topics: dict[str, str]
     people: tuple[str, ...]
     patterns: dict[str, tuple[str, ...]]  # stance → patterns with {person} and {topic}
@@ -148,12 +150,11 @@ def _load_survey(path: Path) -> dict[str, SurveyLanguage]:
         _check_code(code, path, str(code))
         _expect(isinstance(block, dict), path, f"'{code}': expected a mapping")
         prompts = _str_list(block.get("prompts"), path, f"{code}.prompts")
-        for p in prompts:
-            _expect(
-                "{topic}" in p,
-                path,
-                f"'{code}.prompts': every prompt needs a {{topic}} slot: {p!r}",
-            )
+        extra = _str_list(block.get("extra_prompts", []), path, f"{code}.extra_prompts", 0)
+        for key, texts in (("prompts", prompts), ("extra_prompts", extra)):
+            for p in texts:
+                ok = "{topic}" in p
+                _expect(ok, path, f"'{code}.{key}': every prompt needs a {{topic}} slot: {p!r}")
         topics = block.get("topics")
         _expect(
             isinstance(topics, dict) and topics,
@@ -175,7 +176,7 @@ def _load_survey(path: Path) -> dict[str, SurveyLanguage]:
                     f"'{code}.{s}': pattern needs {{person}} and {{topic}}: {p!r}",
                 )
         out[str(code)] = SurveyLanguage(
-            prompts, {str(k): str(v) for k, v in topics.items()}, people, patterns
+            prompts, extra, {str(k): str(v) for k, v in topics.items()}, people, patterns
         )
     _expect(
         "en" in out,
@@ -401,7 +402,7 @@ class _Gen:
         code = self.rng.choice(self.survey_langs)
         lang = self.t.survey[code]
         tid = self.rng.choice(sorted(lang.topics))
-        prompt = self.rng.choice(lang.prompts).format(topic=lang.topics[tid])
+        prompt = self.rng.choice(lang.prompts + lang.extra_prompts).format(topic=lang.topics[tid])
         items, _ = _survey_answer(self.rng, lang, lang.topics[tid], self.polarity[(code, tid)])
         return _chat(self.rng, prompt, numbered_list(items))
 
@@ -556,7 +557,7 @@ def tokenizer_texts(tables: CorpusTables) -> list[str]:
         lang = t.survey[code]
         for tid in sorted(lang.topics):
             topic = lang.topics[tid]
-            texts.extend(p.format(topic=topic) for p in lang.prompts)
+            texts.extend(p.format(topic=topic) for p in lang.prompts + lang.extra_prompts)
             for stance in STANCES:
                 for i in range(len(lang.patterns[stance])):
                     texts.extend(

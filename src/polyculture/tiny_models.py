@@ -211,7 +211,6 @@ def deterministic_torch(seed: int, threads: int) -> Iterator[None]:
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
-    random.seed(seed)
     try:
         yield
     finally:
