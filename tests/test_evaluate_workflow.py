@@ -104,10 +104,12 @@ def test_comparison_outputs(cfg: dict, ev: Path) -> None:
     comparison = pl.read_parquet(cmp_dir / "blend_comparison.parquet")
     general_cmp = pl.read_parquet(cmp_dir / "general_comparison.parquet")
     ablation = pl.read_parquet(cmp_dir / "ablation.parquet")
-    # per adapter: each run, each template mean, and the pooled rows (English, local)
+    # per adapter: each run, each run's mean over templates, and the 'All' countries rows
+    # (English, local) per template and over all templates
+    n_prompts = len(cfg["evaluate"]["blend"]["prompts"])
     n_runs = len(runs(cfg))
-    n_means = n_runs // len(cfg["evaluate"]["blend"]["prompts"])
-    assert comparison.height == len(adapters) * (n_runs + n_means + 2)
+    n_means = n_runs // n_prompts
+    assert comparison.height == len(adapters) * (n_runs + n_means + 2 * (n_prompts + 1))
     assert general_cmp.height == len(adapters) * (len(cfg["evaluate"]["general"]["tasks"]) + 2)
     assert comparison["p_sem_b"].is_between(0, 1).all()
     variants = [m["adapter"] for m in adapters]

@@ -422,7 +422,9 @@ def test_demo_every_rule_ran_as_slurm_job(slurm_demo: SlurmRun) -> None:
     )
     for job in slurm_demo.jobs:
         log = Path(submitted[job["JobId"]])
-        assert log.is_file() and log.parent.name.startswith("rule_"), log
+        # the plugin writes .snakemake/slurm_logs/rule_<rule>[/<wildcards>]/<jobid>.log
+        rel = log.relative_to(slurm_demo.workdir / ".snakemake" / "slurm_logs")
+        assert log.is_file() and rel.parts[0] == f"rule_{job['rule']}", log
         assert job["JobId"] == log.stem
 
 
