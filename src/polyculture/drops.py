@@ -9,7 +9,15 @@ import polars as pl
 
 from polyculture.errors import DropRateError
 
-DROP_COLUMNS = ("stage", "group", "reason", "dropped", "total")
+# columns (and their types) of every drop table
+DROP_SCHEMA = {
+    "stage": pl.String,
+    "group": pl.String,
+    "reason": pl.String,
+    "dropped": pl.Int64,
+    "total": pl.Int64,
+}
+DROP_COLUMNS = tuple(DROP_SCHEMA)
 
 
 @dataclass
@@ -57,16 +65,7 @@ class DropCounter:
                 "total": self.total,
             }
         ]
-        return pl.DataFrame(
-            rows,
-            schema={
-                "stage": pl.String,
-                "group": pl.String,
-                "reason": pl.String,
-                "dropped": pl.Int64,
-                "total": pl.Int64,
-            },
-        )
+        return pl.DataFrame(rows, schema=DROP_SCHEMA)
 
     def check(self, max_rate: float) -> None:
         """Raise when the share of dropped items exceeds `max_rate`."""

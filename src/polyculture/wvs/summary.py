@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from polyculture.drops import DROP_COLUMNS, DROP_SCHEMA
 from polyculture.io import check_columns, read_table, write_parquet
 from polyculture.wvs.topics import Topic
 
@@ -95,18 +96,9 @@ def response_counts(
 
 def drops_report(drops: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """Every drops table stacked, with the drop rate of each row."""
-    frames = [d.select("stage", "group", "reason", "dropped", "total") for d in drops if d.height]
+    frames = [d.select(*DROP_COLUMNS) for d in drops if d.height]
     if not frames:
-        return pl.DataFrame(
-            schema={
-                "stage": pl.String,
-                "group": pl.String,
-                "reason": pl.String,
-                "dropped": pl.Int64,
-                "total": pl.Int64,
-                "rate": pl.Float64,
-            }
-        )
+        return pl.DataFrame(schema={**DROP_SCHEMA, "rate": pl.Float64})
     df = pl.concat(frames, how="vertical_relaxed")
     return df.with_columns(
         pl.when(pl.col("total") > 0)

@@ -42,7 +42,7 @@ from functools import cache
 
 import polars as pl
 
-from polyculture.drops import DropCounter
+from polyculture.drops import DROP_SCHEMA, DropCounter
 from polyculture.errors import ConfigError
 
 _FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
@@ -276,15 +276,5 @@ def drops_frame(counters: dict[tuple[str, str], DropCounter]) -> pl.DataFrame:
         for (model, lang), c in sorted(counters.items())
     ]
     if not frames:
-        return pl.DataFrame(
-            schema={
-                "stage": pl.String,
-                "group": pl.String,
-                "reason": pl.String,
-                "dropped": pl.Int64,
-                "total": pl.Int64,
-                "model": pl.String,
-                "language": pl.String,
-            }
-        )
+        return pl.DataFrame(schema={**DROP_SCHEMA, "model": pl.String, "language": pl.String})
     return pl.concat(frames, how="vertical")
