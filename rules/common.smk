@@ -21,11 +21,14 @@ SEED = config["seed"]
 
 
 def table_schema(name):
-    """Path of the row schema of table `name` (schemas/tables/<name>.schema.yaml).
+    """Path of the row schema of table `name` (schemas/tables/<name>.schema.yaml), relative to
+    the working directory.
 
-    A stable path in the workflow directory: a path into Snakemake's per-run source cache
-    would change every run and so retrigger every rule that takes it as a param."""
-    return str(Path(workflow.basedir) / "schemas" / "tables" / f"{name}.schema.yaml")
+    Params are provenance: a path into Snakemake's per-run source cache would change every run,
+    and an absolute path would change when the project is moved or cloned elsewhere; either
+    would rerun every rule that takes it."""
+    path = Path(workflow.basedir).resolve() / "schemas" / "tables" / f"{name}.schema.yaml"
+    return os.path.relpath(path, Path.cwd().resolve())
 
 
 def model_path(spec):

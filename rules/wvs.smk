@@ -28,10 +28,10 @@ rule wvs_polarity:
         topics=WVS_CFG["topics"],
         min_valid=WVS_CFG["min_valid"],
         schemas={
-            "polarity": wvs_schema("wvs_polarity"),
-            "answers": wvs_schema("wvs_answers"),
-            "summary": wvs_schema("wvs_microdata_summary"),
-            "country_languages": wvs_schema("wvs_country_languages"),
+            "polarity": table_schema("wvs_polarity"),
+            "answers": table_schema("wvs_answers"),
+            "summary": table_schema("wvs_microdata_summary"),
+            "country_languages": table_schema("wvs_country_languages"),
         },
     log:
         f"{LOGS}/wvs_polarity/wvs_polarity.log",
@@ -55,9 +55,9 @@ rule wvs_human_consistency:
         min_topics=WVS_CFG["human_consistency"]["min_topics"],
         seed=WVS_SEED["consistency"],
         schemas={
-            "answers": wvs_schema("wvs_answers"),
-            "pairs": wvs_schema("wvs_human_consistency"),
-            "summary": wvs_schema("wvs_human_consistency_summary"),
+            "answers": table_schema("wvs_answers"),
+            "pairs": table_schema("wvs_human_consistency"),
+            "summary": table_schema("wvs_human_consistency_summary"),
         },
     log:
         f"{LOGS}/wvs_human_consistency/wvs_human_consistency.log",
@@ -80,7 +80,7 @@ rule wvs_build_prompts:
         topics=WVS_CFG["topics"],
         n_prompts=WVS_CFG["n_prompts"],
         seed=WVS_SEED["prompts"],
-        schema=wvs_schema("wvs_prompts_en"),
+        schema=table_schema("wvs_prompts_en"),
     log:
         f"{LOGS}/wvs_build_prompts/wvs_build_prompts.log",
     benchmark:
@@ -106,7 +106,7 @@ rule wvs_translate_prompts:
         check_language=WVS_CFG["translate"]["check_language"],
         candidates=wvs_candidates(),
         max_drop_rate=WVS_CFG["translate"]["max_drop_rate"],
-        schemas={"in": wvs_schema("wvs_prompts_en"), "out": wvs_schema("wvs_prompts")},
+        schemas={"in": table_schema("wvs_prompts_en"), "out": table_schema("wvs_prompts")},
     log:
         f"{LOGS}/wvs_translate_prompts/{{language}}.log",
     benchmark:
@@ -138,7 +138,7 @@ rule wvs_survey:
         samples_per_prompt=WVS_CFG["samples_per_prompt"],
         n_shards=WVS_CFG["shards"],
         seed=WVS_SEED["survey"],
-        schemas={"in": wvs_schema("wvs_prompts"), "out": wvs_schema("wvs_responses")},
+        schemas={"in": table_schema("wvs_prompts"), "out": table_schema("wvs_responses")},
     log:
         f"{LOGS}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.log",
     benchmark:
@@ -170,7 +170,7 @@ rule wvs_parse:
         check_language=WVS_CFG["parse"]["check_language"],
         candidates=wvs_candidates(),
         max_drop_rate=WVS_CFG["parse"]["max_drop_rate"],
-        schemas={"in": wvs_schema("wvs_responses"), "out": wvs_schema("wvs_parsed")},
+        schemas={"in": table_schema("wvs_responses"), "out": table_schema("wvs_parsed")},
     log:
         f"{LOGS}/wvs_parse/{{model}}.log",
     benchmark:
@@ -197,7 +197,7 @@ rule wvs_judge:
         sampling=WVS_CFG["judge_sampling"],
         n_shards=WVS_CFG["judge_shards"],
         seed=WVS_SEED["judge"],
-        schemas={"in": wvs_schema("wvs_parsed"), "out": wvs_schema("wvs_judged")},
+        schemas={"in": table_schema("wvs_parsed"), "out": table_schema("wvs_judged")},
     log:
         f"{LOGS}/wvs_judge/{{model}}/shard{{shard}}.log",
     benchmark:
@@ -222,9 +222,9 @@ rule wvs_score:
     params:
         max_drop_rate=WVS_CFG["judge_max_drop_rate"],
         schemas={
-            "in": wvs_schema("wvs_judged"),
-            "out": wvs_schema("wvs_scored"),
-            "drops": wvs_schema("wvs_drops"),
+            "in": table_schema("wvs_judged"),
+            "out": table_schema("wvs_scored"),
+            "drops": table_schema("wvs_drops"),
         },
     log:
         f"{LOGS}/wvs_score/{{model}}.log",

@@ -20,14 +20,6 @@ WVS_SEED = {
 }
 WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
 WVS_LANGUAGE_RE = "|".join(WVS_LANGUAGES)
-# row schemas by absolute path: table_schema() points into Snakemake's per-run source cache,
-# whose path changes every run and would make every rule's params look changed
-WVS_SCHEMAS = Path(workflow.basedir, "schemas", "tables").resolve()
-
-
-def wvs_schema(name):
-    """Absolute path of the row schema schemas/tables/<name>.schema.yaml (stable across runs)."""
-    return str(WVS_SCHEMAS / f"{name}.schema.yaml")
 
 
 def wvs_microdata(wildcards):

@@ -1,0 +1,28 @@
+# Settings and helpers of stage group 'report' (rules/report.smk), and report_targets().
+
+REPORT_DIR = f"{RESULTS}/report"
+PIPELINES_WITH_DROPS = ["consensus", "train", "evaluate", "wvs", "alignment"]
+
+
+def drop_tables(wildcards=None):
+    """Drop-count tables of the enabled pipelines, by pipeline (each pipeline's own summary
+    where it writes one, else its per-stage tables)."""
+    tables = {
+        "consensus": [f"{CONS}/drops.parquet"],
+        "train": [f"{RESULTS}/train/drops.parquet"],
+        "evaluate": expand(
+            f"{BLEND_DIR}/{{model}}/drops/{{country}}.parquet",
+            model=list(EVAL_MODELS),
+            country=BLEND_COUNTRIES,
+        ),
+        "wvs": list(rules.wvs_report.input.drops),
+        "alignment": [f"{ALIGN}/drops.parquet"],
+    }
+    return {p: tables[p] for p in PIPELINES_WITH_DROPS if config["pipelines"][p] and tables[p]}
+
+
+def report_targets():
+    """Final outputs of this stage group that rule all requests."""
+    if not drop_tables():
+        return []
+    return [f"{REPORT_DIR}/drops.parquet", f"{REPORT_DIR}/drops.tsv"]
