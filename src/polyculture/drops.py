@@ -89,27 +89,16 @@ def drops_summary(tables: Mapping[str, Sequence[pl.DataFrame]]) -> pl.DataFrame:
     """All drop tables of a run in one table: pipeline, stage, group, reason, dropped, total and
     the share dropped for that reason, one row per reason (and a 'none' row per stage and group
     that dropped nothing), pipelines in the given order and each pipeline's tables in theirs."""
+    schema = {"pipeline": pl.String, **DROP_SCHEMA}
     parts = [
-        frame.select(
-            pl.lit(pipeline).alias("pipeline"),
-            *(
-                pl.col(c).cast(pl.Int64 if c in ("dropped", "total") else pl.String)
-                for c in DROP_COLUMNS
-            ),
-        )
+        frame.select(pl.lit(pipeline).alias("pipeline"), *DROP_COLUMNS).cast(schema)
         for pipeline, frames in tables.items()
         for frame in frames
     ]
-    schema = {"pipeline": pl.String, **{c: pl.String for c in DROP_COLUMNS[:3]}}
-    schema |= {"dropped": pl.Int64, "total": pl.Int64}
-    if not parts:
-        return pl.DataFrame(schema=schema | {"rate": pl.Float64})
-    order = {p: i for i, p in enumerate(tables)}
-    out = pl.concat(parts, how="vertical").with_columns(
-        rate=pl.when(pl.col("total") > 0).then(pl.col("dropped") / pl.col("total")).otherwise(0.0)
-    )
-    return (
-        out.with_columns(_order=pl.col("pipeline").replace_strict(order, return_dtype=pl.Int64))
-        .sort("_order", maintain_order=True)
-        .drop("_order")
+    out = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
+    return out.with_columns(
+        rate=pl.when(pl.col("total") > 0)
+        .then(pl.col("dropped") / pl.col("total"))
+        .otherwise(0.0)
+        .cast(pl.Float64)
     )

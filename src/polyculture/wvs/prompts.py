@@ -37,7 +37,7 @@ import polars as pl
 
 from polyculture.drops import DropCounter
 from polyculture.errors import ConfigError, InputError
-from polyculture.wvs.surveys import LanguageIdentifier
+from polyculture.wvs.surveys import RESPONSE_KEY_SCHEMA, LanguageIdentifier
 from polyculture.wvs.topics import Template, Topic
 
 PROMPT_SCHEMA = {
@@ -48,19 +48,7 @@ PROMPT_SCHEMA = {
     "topic_text": pl.String,
     "prompt_en": pl.String,
 }
-RESPONSE_SCHEMA = {
-    "model": pl.String,
-    "family": pl.String,
-    "language": pl.String,
-    "prompt_id": pl.String,
-    "template_id": pl.String,
-    "topic_variant_id": pl.String,
-    "question_key": pl.String,
-    "response_id": pl.String,
-    "sample": pl.Int64,
-    "prompt": pl.String,
-    "response": pl.String,
-}
+RESPONSE_SCHEMA = {**RESPONSE_KEY_SCHEMA, "prompt": pl.String, "response": pl.String}
 
 
 def stage_seed(base: int, *parts: object) -> int:

@@ -35,6 +35,7 @@ import polars as pl
 
 from polyculture.drops import DropCounter
 from polyculture.errors import InputError
+from polyculture.wvs.surveys import RESPONSE_KEY_SCHEMA
 from polyculture.wvs.topics import Topic
 
 STANCES = ("pro", "con", "null")
@@ -52,28 +53,9 @@ JUDGE_SYSTEM = (
     'summary is off topic. Reply with JSON only: {"stance": "pro"}, {"stance": "con"} or '
     '{"stance": "null"}.'
 )
-ITEM_KEYS = (
-    "model",
-    "family",
-    "language",
-    "prompt_id",
-    "template_id",
-    "topic_variant_id",
-    "question_key",
-    "response_id",
-    "sample",
-    "n_items",
-)
+ITEM_KEYS = (*RESPONSE_KEY_SCHEMA, "n_items")
 SCORED_SCHEMA = {
-    "model": pl.String,
-    "family": pl.String,
-    "language": pl.String,
-    "prompt_id": pl.String,
-    "template_id": pl.String,
-    "topic_variant_id": pl.String,
-    "question_key": pl.String,
-    "response_id": pl.String,
-    "sample": pl.Int64,
+    **RESPONSE_KEY_SCHEMA,
     "n_items": pl.Int64,
     "n_pro": pl.Int64,
     "n_con": pl.Int64,

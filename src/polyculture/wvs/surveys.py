@@ -54,33 +54,27 @@ _BULLET = re.compile(r"^[ \t]*(?:[-*•·‣▪–])[ \t]+(?P<rest>\S.*)$")
 _DECORATION = " \t#>`"
 _QUOTES = "\"'“”„«»"
 
-PARSED_COLUMNS = (
-    "model",
-    "family",
-    "language",
-    "prompt_id",
-    "template_id",
-    "topic_variant_id",
-    "question_key",
-    "response_id",
-    "sample",
-    "detected_language",
-    "n_items",
-    "item_index",
-    "item_text",
-)
-RESPONSE_COLUMNS = (
-    "model",
-    "family",
-    "language",
-    "prompt_id",
-    "template_id",
-    "topic_variant_id",
-    "question_key",
-    "response_id",
-    "sample",
-    "response",
-)
+# the columns (and their types) that identify one sampled survey response, in table order
+RESPONSE_KEY_SCHEMA = {
+    "model": pl.String,
+    "family": pl.String,
+    "language": pl.String,
+    "prompt_id": pl.String,
+    "template_id": pl.String,
+    "topic_variant_id": pl.String,
+    "question_key": pl.String,
+    "response_id": pl.String,
+    "sample": pl.Int64,
+}
+PARSED_SCHEMA = {
+    **RESPONSE_KEY_SCHEMA,
+    "detected_language": pl.String,
+    "n_items": pl.Int64,
+    "item_index": pl.Int64,
+    "item_text": pl.String,
+}
+PARSED_COLUMNS = tuple(PARSED_SCHEMA)
+RESPONSE_COLUMNS = (*RESPONSE_KEY_SCHEMA, "response")
 
 
 def _unquote(line: str) -> str:
@@ -244,29 +238,14 @@ def parse_responses(
         for k, item in enumerate(items, start=1):
             out.append(
                 {
-                    **{c: row[c] for c in RESPONSE_COLUMNS if c != "response"},
+                    **{c: row[c] for c in RESPONSE_KEY_SCHEMA},
                     "detected_language": lang,
                     "n_items": len(items),
                     "item_index": k,
                     "item_text": item,
                 }
             )
-    schema = {
-        "model": pl.String,
-        "family": pl.String,
-        "language": pl.String,
-        "prompt_id": pl.String,
-        "template_id": pl.String,
-        "topic_variant_id": pl.String,
-        "question_key": pl.String,
-        "response_id": pl.String,
-        "sample": pl.Int64,
-        "detected_language": pl.String,
-        "n_items": pl.Int64,
-        "item_index": pl.Int64,
-        "item_text": pl.String,
-    }
-    return pl.DataFrame(out, schema=schema), counters
+    return pl.DataFrame(out, schema=PARSED_SCHEMA), counters
 
 
 def drops_frame(counters: dict[tuple[str, str], DropCounter]) -> pl.DataFrame:
