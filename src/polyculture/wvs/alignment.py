@@ -38,6 +38,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,8 +51,23 @@ LEVELS = ("country", "language", "global", "merged")
 UNITS = ("topic", "response")
 SCHEMES = ("cluster", "responses")
 
-RESPONSE_COLUMNS = ("model", "family", "language", "question_key", "response_id", "pro_score")
-GROUND_TRUTH_COLUMNS = ("level", "group", "question_key", "polarity")
+# columns (and their types) of the canonical response and ground-truth tables
+RESPONSE_SCHEMA = {
+    "model": pl.String,
+    "family": pl.String,
+    "language": pl.String,
+    "question_key": pl.String,
+    "response_id": pl.String,
+    "pro_score": pl.Float64,
+}
+GROUND_TRUTH_SCHEMA = {
+    "level": pl.String,
+    "group": pl.String,
+    "question_key": pl.String,
+    "polarity": pl.Float64,
+}
+RESPONSE_COLUMNS = tuple(RESPONSE_SCHEMA)
+GROUND_TRUTH_COLUMNS = tuple(GROUND_TRUTH_SCHEMA)
 COUNTRY_LANGUAGE_COLUMNS = ("country", "language")
 
 FloatArray = npt.NDArray[np.float64]
@@ -79,6 +95,12 @@ def _first_bad_row(df: pl.DataFrame, bad: pl.Expr) -> int | None:
     return int(idx[0]) if idx.len() else None
 
 
+def _first_duplicate(df: pl.DataFrame, *keys: str) -> dict[str, Any] | None:
+    """The first row whose `keys` another row shares, or None when the keys are unique."""
+    dup = df.filter(pl.struct(*keys).is_duplicated())
+    return dup.row(0, named=True) if dup.height else None
+
+
 def check_responses(df: pl.DataFrame, source: object) -> pl.DataFrame:
     """Check a canonical response table; return it with its columns in canonical order and type.
 
@@ -103,9 +125,8 @@ def check_responses(df: pl.DataFrame, source: object) -> pl.DataFrame:
             f"row {row}: pro_score {out['pro_score'][row]} is outside [0, 1] "
             "(expected pro / (pro + con) of one response)",
         )
-    dup = out.filter(pl.struct("model", "language", "response_id").is_duplicated())
-    if dup.height:
-        r = dup.row(0, named=True)
+    r = _first_duplicate(out, "model", "language", "response_id")
+    if r is not None:
         raise InputError(
             source,
             f"response_id '{r['response_id']}' occurs more than once for model '{r['model']}', "
@@ -134,9 +155,8 @@ def check_ground_truth(df: pl.DataFrame, source: object) -> pl.DataFrame:
     row = _first_bad_row(out, ~pl.col("polarity").is_between(0.0, 1.0))
     if row is not None:
         raise InputError(source, f"polarity {out['polarity'][row]} is outside [0, 1]")
-    dup = out.filter(pl.struct("level", "group", "question_key").is_duplicated())
-    if dup.height:
-        r = dup.row(0, named=True)
+    r = _first_duplicate(out, "level", "group", "question_key")
+    if r is not None:
         raise InputError(
             source,
             f"two polarities for level '{r['level']}', group '{r['group']}', "

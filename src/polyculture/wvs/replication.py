@@ -32,6 +32,7 @@ from polyculture.errors import InputError
 from polyculture.io import read_table
 from polyculture.languages import is_language_code, iso639_1
 from polyculture.wvs.alignment import (
+    GROUND_TRUTH_SCHEMA,
     check_country_languages,
     check_ground_truth,
     check_responses,
@@ -96,14 +97,7 @@ def released_responses(
         ),
         source,
     )
-    merged = pl.DataFrame(
-        schema={
-            "level": pl.String,
-            "group": pl.String,
-            "question_key": pl.String,
-            "polarity": pl.Float64,
-        }
-    )
+    merged = pl.DataFrame(schema=GROUND_TRUTH_SCHEMA)
     if "ground_truth_pro_score" in work.columns:
         m = (
             work.select(
@@ -432,14 +426,7 @@ def prepare_inputs(
     they meet: the responses' topics must have ground truth somewhere."""
     if responses_source == "workflow":
         responses, drops = responses_from_scored(scored_paths)
-        merged = pl.DataFrame(
-            schema={
-                "level": pl.String,
-                "group": pl.String,
-                "question_key": pl.String,
-                "polarity": pl.Float64,
-            }
-        )
+        merged = pl.DataFrame(schema=GROUND_TRUTH_SCHEMA)
         r_source: object = ", ".join(Path(p).name for p in scored_paths)
     elif responses_source == "file":
         if responses_path is None:

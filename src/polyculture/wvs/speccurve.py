@@ -35,7 +35,13 @@ import numpy as np
 import polars as pl
 
 from polyculture.errors import ConfigError, InputError
-from polyculture.wvs.alignment import AnalysisData, ReplicateResult, replicates
+from polyculture.wvs.alignment import (
+    GROUND_TRUTH_SCHEMA,
+    RESPONSE_SCHEMA,
+    AnalysisData,
+    ReplicateResult,
+    replicates,
+)
 from polyculture.wvs.regressions import (
     BASELINE_MODEL,
     GROUND_TRUTH_CHOICES,
@@ -528,24 +534,12 @@ def simulate_study(
                         k += 1
     responses = pl.DataFrame(
         resp_rows,
-        schema={
-            "model": pl.String,
-            "family": pl.String,
-            "language": pl.String,
-            "question_key": pl.String,
-            "response_id": pl.String,
-            "pro_score": pl.Float64,
-        },
+        schema=RESPONSE_SCHEMA,
         orient="row",
     )
     gt = pl.DataFrame(
         gt_rows,
-        schema={
-            "level": pl.String,
-            "group": pl.String,
-            "question_key": pl.String,
-            "polarity": pl.Float64,
-        },
+        schema=GROUND_TRUTH_SCHEMA,
         orient="row",
     )
     capability = pl.DataFrame(
