@@ -187,17 +187,35 @@ def resolve_backend(backend: str) -> str:
     return "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
 
 
-def torch_dtype(dtype: str, device: str) -> Any:
-    """The torch dtype for a dtype name; 'auto' is bfloat16 on CUDA and float32 elsewhere."""
-    import torch
-
+def check_dtype(dtype: str) -> None:
+    """Fail naming `backend.dtype` unless `dtype` is one of DTYPES."""
     if dtype not in DTYPES:
         raise ConfigError(
             "backend.dtype", f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}"
         )
+
+
+def torch_dtype(dtype: str, device: str) -> Any:
+    """The torch dtype for a dtype name; 'auto' is bfloat16 on CUDA and float32 elsewhere."""
+    import torch
+
+    check_dtype(dtype)
     if dtype == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
     return getattr(torch, dtype)
+
+
+def tokenizer_source(model: str, adapter: str | None) -> str:
+    """Where the tokenizer of `model` (with an optional PEFT adapter) is read from: the adapter
+    directory when it has a tokenizer of its own, else the model."""
+    return adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model
+
+
+def load_tokenizer(source: str) -> Any:
+    """The tokenizer of a local directory or hub id (a directory is never looked up online)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, local_files_only=Path(source).is_dir())
 
 
 def generator_kwargs(backend_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,7 +348,7 @@ class HFGenerator(Generator):
         device: str | None = None,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import AutoModelForCausalLM, GenerationConfig
 
         super().__init__(model, adapter)
         if batch_size < 1:
@@ -341,12 +359,8 @@ class HFGenerator(Generator):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch_dtype(dtype, self.device)
         local = Path(model).is_dir()
-        tok_source = (
-            adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model
-        )
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            tok_source, local_files_only=Path(tok_source).is_dir()
-        )
+        tok_source = tokenizer_source(model, adapter)
+        self.tokenizer = load_tokenizer(tok_source)
         if not self.tokenizer.chat_template:
             raise InputError(tok_source, "the tokenizer has no chat template")
         self.tokenizer.padding_side = "left"
@@ -501,7 +515,7 @@ def merge_adapter_to_dir(model: str, adapter: str, dest: str, dtype: str = "auto
     """Merge a PEFT adapter into its base model and save model + tokenizer under `dest`."""
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lm = AutoModelForCausalLM.from_pretrained(
@@ -509,10 +523,7 @@ def merge_adapter_to_dir(model: str, adapter: str, dest: str, dtype: str = "auto
     )
     lm = PeftModel.from_pretrained(lm, adapter, local_files_only=True).merge_and_unload()
     lm.save_pretrained(dest)
-    tok_source = adapter if (Path(adapter) / "tokenizer_config.json").is_file() else model
-    AutoTokenizer.from_pretrained(
-        tok_source, local_files_only=Path(tok_source).is_dir()
-    ).save_pretrained(dest)
+    load_tokenizer(tokenizer_source(model, adapter)).save_pretrained(dest)
     del lm
     return dest
 
@@ -536,10 +547,7 @@ class VLLMGenerator(Generator):
         from vllm import LLM
 
         super().__init__(model, adapter)
-        if dtype not in DTYPES:
-            raise ConfigError(
-                "backend.dtype", f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}"
-            )
+        check_dtype(dtype)
         if dtype == "auto" and torch.cuda.is_available():
             dtype = "bfloat16"
         self._tmpdir: str | None = None
