@@ -118,31 +118,33 @@ def load_source_table(
     return read_table(path, schema), str(path)
 
 
-def _row_country(
-    raw: object, column: str, row: int, origin: str, on_unknown_country: str, drops: DropCounter
-) -> str | None:
-    """The canonical country that row `row` (0-based) names in `column`; None, counted as an
-    `unknown_country` drop, when it names no known country (an error under
-    `on_unknown_country: error`)."""
-    country = canonical_country(raw) if isinstance(raw, str) else None
+def _country_and_text(
+    raw_country: object,
+    column: str,
+    assertion: object,
+    row: int,
+    origin: str,
+    on_unknown_country: str,
+    drops: DropCounter,
+) -> tuple[str, str] | None:
+    """The canonical country that row `row` (0-based) names in `column`, and its statement text
+    stripped; None, counted as a drop, when the country is unknown (an error under
+    `on_unknown_country: error`) or the text empty."""
+    country = canonical_country(raw_country) if isinstance(raw_country, str) else None
     if country is None:
         if on_unknown_country == "error":
             raise InputError(
                 origin,
-                f"row {row + 1}: {column} {raw!r} is not a known country (set "
+                f"row {row + 1}: {column} {raw_country!r} is not a known country (set "
                 "consensus.on_unknown_country: drop to skip such rows, or fix the name)",
             )
         drops.drop("unknown_country")
-    return country
-
-
-def _row_text(assertion: object, drops: DropCounter) -> str:
-    """A statement's text without surrounding whitespace; empty, counted as an `empty_text`
-    drop, when there is none."""
+        return None
     text = assertion.strip() if isinstance(assertion, str) else ""
     if not text:
         drops.drop("empty_text")
-    return text
+        return None
+    return country, text
 
 
 def candle_statements(
@@ -176,12 +178,12 @@ def candle_statements(
         if score_value < min_combined_score:
             drops.drop("combined_score_below_threshold")
             continue
-        country = _row_country(subject, "subject", i, origin, on_unknown_country, drops)
-        if country is None:
+        found = _country_and_text(
+            subject, "subject", assertion, i, origin, on_unknown_country, drops
+        )
+        if found is None:
             continue
-        text = _row_text(assertion, drops)
-        if not text:
-            continue
+        country, text = found
         facet_name = facet.strip() if isinstance(facet, str) and facet.strip() else "culture"
         rows.append(
             {
@@ -210,12 +212,12 @@ def cultureatlas_statements(
     for i, (assertion, country_raw, title) in enumerate(
         df.select("Assertion", "Country", "Titile").iter_rows()
     ):
-        country = _row_country(country_raw, "Country", i, origin, on_unknown_country, drops)
-        if country is None:
+        found = _country_and_text(
+            country_raw, "Country", assertion, i, origin, on_unknown_country, drops
+        )
+        if found is None:
             continue
-        text = _row_text(assertion, drops)
-        if not text:
-            continue
+        country, text = found
         topic = (
             title.strip() if isinstance(title, str) and title.strip() else f"culture of {country}"
         )
