@@ -13,7 +13,7 @@ from functools import cache
 import polars as pl
 
 from polyculture.consensus.ground_truth import question_rng
-from polyculture.consensus.questions import fill_template, language_label
+from polyculture.consensus.questions import language_label, template_conversations
 from polyculture.drops import DropCounter
 from polyculture.errors import InputError
 
@@ -136,24 +136,21 @@ def pick_weak_answers(
 
 def critique_conversations(table: pl.DataFrame, template: str) -> list[list[dict[str, str]]]:
     """One user turn per question asking M to critique m_k against the translated g*."""
-    return [
-        [
+    return template_conversations(
+        template,
+        "consensus.critique.prompt",
+        (
             {
-                "role": "user",
-                "content": fill_template(
-                    template,
-                    "consensus.critique.prompt",
-                    question=question,
-                    answer=answer,
-                    reference=reference,
-                    language=language_label(lang),
-                ),
+                "question": question,
+                "answer": answer,
+                "reference": reference,
+                "language": language_label(lang),
             }
-        ]
-        for question, answer, reference, lang in table.select(
-            "question_weak", "weak_answer", "gt_weak", "weak_language"
-        ).iter_rows()
-    ]
+            for question, answer, reference, lang in table.select(
+                "question_weak", "weak_answer", "gt_weak", "weak_language"
+            ).iter_rows()
+        ),
+    )
 
 
 def collect_critiques(

@@ -10,7 +10,7 @@ other question is dropped and counted by reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -46,23 +46,24 @@ def fill_template(template: str, key: str, **values: str) -> str:
         ) from None
 
 
+def template_conversations(
+    template: str, key: str, values: Iterable[Mapping[str, str]]
+) -> list[list[dict[str, str]]]:
+    """One single-turn user conversation per set of placeholder values: `template` filled with
+    them (`key`: the template's config key, named on a placeholder error)."""
+    return [[{"role": "user", "content": fill_template(template, key, **v)}] for v in values]
+
+
 def paragraph_conversations(statements: pl.DataFrame, template: str) -> list[list[dict[str, str]]]:
     """One user turn per statement asking M for a knowledge paragraph."""
-    return [
-        [
-            {
-                "role": "user",
-                "content": fill_template(
-                    template,
-                    "consensus.paragraphs.prompt",
-                    topic=topic,
-                    statement=text,
-                    country=country,
-                ),
-            }
-        ]
-        for topic, text, country in statements.select("topic", "text", "country").iter_rows()
-    ]
+    return template_conversations(
+        template,
+        "consensus.paragraphs.prompt",
+        (
+            {"topic": topic, "statement": text, "country": country}
+            for topic, text, country in statements.select("topic", "text", "country").iter_rows()
+        ),
+    )
 
 
 def collect_paragraphs(
@@ -129,24 +130,16 @@ def question_conversations(
     paragraphs: pl.DataFrame, template: str, k: int
 ) -> list[list[dict[str, str]]]:
     """One user turn per paragraph asking M for k questions with country and language."""
-    return [
-        [
-            {
-                "role": "user",
-                "content": fill_template(
-                    template,
-                    "consensus.questions.prompt",
-                    k=str(k),
-                    topic=topic,
-                    paragraph=paragraph,
-                    country=country,
-                ),
-            }
-        ]
-        for topic, paragraph, country in paragraphs.select(
-            "topic", "paragraph", "country"
-        ).iter_rows()
-    ]
+    return template_conversations(
+        template,
+        "consensus.questions.prompt",
+        (
+            {"k": str(k), "topic": topic, "paragraph": paragraph, "country": country}
+            for topic, paragraph, country in paragraphs.select(
+                "topic", "paragraph", "country"
+            ).iter_rows()
+        ),
+    )
 
 
 def question_drop_reason(
