@@ -16,9 +16,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -27,6 +27,7 @@ from polyculture.stats import paired_bootstrap
 
 ALL = "all"  # prompt id of scores averaged over the prompt templates
 ALL_COUNTRIES = "All"
+_Label = TypeVar("_Label", bound=Hashable)  # what a bar of a grouped bar chart stands for
 
 BLEND_SCORE_SCHEMA = {
     "model": pl.String,
@@ -464,6 +465,15 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _model_cells(
+    part: pl.DataFrame, models: Sequence[str], column: str, digits: int = 2
+) -> list[str]:
+    """Each model's `column` in `part` (one row per model), formatted; '–' for a model that has
+    no row."""
+    vals = {r["model"]: r[column] for r in part.iter_rows(named=True)}
+    return [_fmt(vals[m], digits) if m in vals else "–" for m in models]
+
+
 def markdown_report(
     blend_sc: pl.DataFrame,
     blend_cmp: pl.DataFrame,
@@ -492,10 +502,8 @@ def markdown_report(
     for (country, language), part in sorted(
         wide.group_by(["country", "language"]), key=lambda kv: (kv[0][0] == ALL_COUNTRIES, kv[0])
     ):
-        vals = {r["model"]: r for r in part.iter_rows(named=True)}
         rows.append(
-            [country, language, str(part["n_valid"].max())]
-            + [_fmt(vals[m]["sem_b"]) if m in vals else "–" for m in models]
+            [country, language, str(part["n_valid"].max())] + _model_cells(part, models, "sem_b")
         )
     out += [_md_table(["country", "language", "n valid", *models], rows), ""]
     out += ["## BLEnD: adapter vs base", ""]
@@ -542,11 +550,10 @@ def markdown_report(
         general_sc.group_by(["benchmark", "task"]),
         key=lambda kv: (kv[0][0], kv[0][1] == ALL, kv[0][1]),
     ):
-        vals = {r["model"]: r for r in part.iter_rows(named=True)}
         first = part.row(0, named=True)
         rows.append(
             [bench, task, first["language"], first["metric"], str(first["n"])]
-            + [_fmt(vals[m]["value"], 3) if m in vals else "–" for m in models]
+            + _model_cells(part, models, "value", 3)
         )
     out += [_md_table(["benchmark", "task", "language", "metric", "n", *models], rows), ""]
     if general_cmp.height:
@@ -612,6 +619,40 @@ def markdown_report(
     return "\n".join(out)
 
 
+def _grouped_bars(
+    ax: Any,
+    models: Sequence[str],
+    labels: Sequence[_Label],
+    values: Mapping[str, Mapping[_Label, float]],
+    starred: Collection[tuple[str, _Label]],
+    *,
+    star_offset: float,
+) -> None:
+    """One bar per model side by side at each label (0 where a model has no value), a star
+    `star_offset` above each bar whose (model, label) is in `starred`."""
+    width = 0.8 / max(1, len(models))
+    for i, m in enumerate(models):
+        xs = [k + (i - (len(models) - 1) / 2) * width for k in range(len(labels))]
+        ys = [values[m].get(lab, 0.0) for lab in labels]
+        ax.bar(xs, ys, width=width, label=m)
+        for x, y, lab in zip(xs, ys, labels, strict=True):
+            if (m, lab) in starred:
+                ax.text(x, y + star_offset, "*", ha="center", va="bottom", fontsize=12)
+
+
+def _save_figure(fig: Any, path: str, alpha: float) -> None:
+    """Write `fig` to `path` (PNG, no software stamp) with the footnote that explains the stars,
+    and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.text(
+        0.99, 0.005, f"* adapter vs base: paired bootstrap p < {alpha}", ha="right", fontsize=7
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
 def plot_blend(blend_sc: pl.DataFrame, blend_cmp: pl.DataFrame, path: str, *, alpha: float) -> None:
     """Per-country SEM-B bars (mean over prompt templates) of every model, in English and in
     the local language; a star marks an adapter that differs from its base with p < alpha."""
@@ -638,21 +679,18 @@ def plot_blend(blend_sc: pl.DataFrame, blend_cmp: pl.DataFrame, path: str, *, al
         ),
         squeeze=False,
     )
-    width = 0.8 / max(1, len(models))
     for ax, kind in zip(axes[:, 0], kinds, strict=True):
         part = data.filter(pl.col("language_kind") == kind)
         countries = sorted(set(part["country"].to_list()) - {ALL_COUNTRIES}) + [ALL_COUNTRIES]
-        for i, m in enumerate(models):
-            vals = {
+        values = {
+            m: {
                 r["country"]: r["sem_b"]
                 for r in part.filter(pl.col("model") == m).iter_rows(named=True)
             }
-            xs = [c + (i - (len(models) - 1) / 2) * width for c in range(len(countries))]
-            ys = [vals.get(c, 0.0) for c in countries]
-            ax.bar(xs, ys, width=width, label=m)
-            for x, y, c in zip(xs, ys, countries, strict=True):
-                if (m, c, kind) in sig:
-                    ax.text(x, y + 1, "*", ha="center", va="bottom", fontsize=12)
+            for m in models
+        }
+        starred = {(m, c) for m, c, k in sig if k == kind}
+        _grouped_bars(ax, models, countries, values, starred, star_offset=1)
         ax.set_xticks(range(len(countries)))
         ax.set_xticklabels([c.replace("_", " ") for c in countries], rotation=30, ha="right")
         ax.set_ylabel("SEM-B (%)")
@@ -661,12 +699,7 @@ def plot_blend(blend_sc: pl.DataFrame, blend_cmp: pl.DataFrame, path: str, *, al
             f"BLEnD SEM-B, questions in {'English' if kind == 'English' else 'the local language'}"
         )
     axes[0, 0].legend(fontsize=8, loc="upper left", ncols=min(4, len(models)))
-    fig.text(
-        0.99, 0.005, f"* adapter vs base: paired bootstrap p < {alpha}", ha="right", fontsize=7
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+    _save_figure(fig, path, alpha)
 
 
 def plot_general(
@@ -689,18 +722,15 @@ def plot_general(
         for r in general_cmp.filter(pl.col("significant")).iter_rows(named=True)
     }
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(labels) * max(1, len(models)) / 2 + 3), 3.6))
-    width = 0.8 / max(1, len(models))
-    for i, m in enumerate(models):
-        vals = {
+    values = {
+        m: {
             (r["benchmark"], r["task"]): r["value"]
             for r in general_sc.filter(pl.col("model") == m).iter_rows(named=True)
         }
-        xs = [k + (i - (len(models) - 1) / 2) * width for k in range(len(labels))]
-        ys = [vals.get(lab, 0.0) for lab in labels]
-        ax.bar(xs, ys, width=width, label=m)
-        for x, y, lab in zip(xs, ys, labels, strict=True):
-            if (m, *lab) in sig:
-                ax.text(x, y + 0.01, "*", ha="center", va="bottom", fontsize=12)
+        for m in models
+    }
+    starred = {(m, (b, t)) for m, b, t in sig}
+    _grouped_bars(ax, models, labels, values, starred, star_offset=0.01)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(
         [f"{b}: {t}" if t == ALL else t for b, t in labels], rotation=30, ha="right", fontsize=8
@@ -709,9 +739,4 @@ def plot_general(
     ax.set_ylim(0, 1.05)
     ax.set_title("General benchmarks")
     ax.legend(fontsize=8, loc="upper left", ncols=min(4, len(models)))
-    fig.text(
-        0.99, 0.005, f"* adapter vs base: paired bootstrap p < {alpha}", ha="right", fontsize=7
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+    _save_figure(fig, path, alpha)
