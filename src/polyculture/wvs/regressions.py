@@ -525,6 +525,17 @@ def _pandas(obs: pl.DataFrame, spec: RegressionSpec, models: Sequence[str]) -> p
     return df
 
 
+def _fit_observations(
+    spec: RegressionSpec, obs: pl.DataFrame, models: Sequence[str]
+) -> tuple[Design, Fit]:
+    """The design of `spec`'s regression on the observations `obs`, and its fit."""
+    pdf = _pandas(obs, spec, models)
+    design = Design.build(
+        spec.formula, pdf, spec.kind, spec.groups if spec.kind == "mixedlm" else None
+    )
+    return design, fit_design(design, pdf)
+
+
 def run_replicates_mode(
     spec: RegressionSpec,
     data: AnalysisData,
@@ -553,12 +564,7 @@ def run_replicates_mode(
     column = "consistency_released" if spec.consistency_pairs == "released" else "consistency"
     obs = _observations(spec, rep, data, capability, column).filter(pl.col("replicate") >= 0)
     obs = usable_rows(obs, spec)
-    models = sorted({c.model for c in data.cells})
-    pdf = _pandas(obs, spec, models)
-    design = Design.build(
-        spec.formula, pdf, spec.kind, spec.groups if spec.kind == "mixedlm" else None
-    )
-    fit = fit_design(design, pdf)
+    design, fit = _fit_observations(spec, obs, sorted({c.model for c in data.cells}))
     n_cells = obs.select("model", "language").unique().height
     note = (
         f"replicates mode (as released): {rounds} bootstrap replicates (responses resampled with "
@@ -618,11 +624,7 @@ def run_cluster_mode(
     obs_all = usable_rows(_observations(spec, rep, data, capability, "consistency"), spec)
     models = sorted({c.model for c in data.cells})
     point_obs = obs_all.filter(pl.col("replicate") == -1)
-    pdf = _pandas(point_obs, spec, models)
-    design = Design.build(
-        spec.formula, pdf, spec.kind, spec.groups if spec.kind == "mixedlm" else None
-    )
-    point = fit_design(design, pdf)
+    design, point = _fit_observations(spec, point_obs, models)
     boot, failed = refit_replicates(
         design, _pandas(obs_all.filter(pl.col("replicate") >= 0), spec, models), rounds
     )
