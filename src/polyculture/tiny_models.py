@@ -13,7 +13,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -231,6 +231,43 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Use learning rate `lr` in every parameter group of `opt` from now on."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _optimizer_step(
+    loss: torch.Tensor, opt: torch.optim.Optimizer, params: Iterable[torch.Tensor]
+) -> float:
+    """Back-propagate `loss`, clip the gradient norm of `params` at 1 and take one step of `opt`;
+    returns the loss as a float."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def _training_info(
+    losses: Sequence[float],
+    settings: TinyChatSettings | TinyEmbedSettings,
+    seed: int,
+    corpus_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """The build-info entries that every tiny model records about its training: steps, the mean
+    loss of the last ten steps, the first loss, seed, settings and the corpus checksum."""
+    tail = losses[-10:]
+    return {
+        "steps": settings.steps,
+        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
+        "first_loss": round(losses[0], 4) if losses else None,
+        "seed": seed,
+        "settings": asdict(settings),
+        "corpus_sha256": corpus_sha256(corpus_dir),
+    }
+
+
 @contextmanager
 def _fresh_dir(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary directory beside `out_dir` that replaces it on success."""
@@ -305,14 +342,9 @@ def train_causal_lm(
             order, pos = torch.randperm(len(input_ids), generator=gen), 0
         idx = order[pos : pos + settings.batch_size]
         pos += settings.batch_size
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, settings.steps, settings.warmup_steps, settings.learning_rate)
+        _set_lr(opt, lr_at(step, settings.steps, settings.warmup_steps, settings.learning_rate))
         loss = masked_lm_loss(model, input_ids[idx], attention[idx], labels[idx])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(_optimizer_step(loss, opt, params))
         if step % 20 == 0 or step == settings.steps - 1:
             log.info("tiny-chat step %d/%d loss %.4f", step + 1, settings.steps, losses[-1])
     model.eval()
@@ -362,18 +394,12 @@ def build_tiny_chat(
         top_p=0.95,
         max_new_tokens=256,
     )
-    tail = losses[-10:]
     info = {
         "model": "builtin:tiny-chat",
         "architecture": "LlamaForCausalLM",
         "parameters": n_params,
         "vocab_size": len(tokenizer),
-        "steps": settings.steps,
-        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
-        "first_loss": round(losses[0], 4) if losses else None,
-        "seed": seed,
-        "settings": asdict(settings),
-        "corpus_sha256": corpus_sha256(corpus_dir),
+        **_training_info(losses, settings, seed, corpus_dir),
         "corpus": dict(conversation_counts(convs)),
         "tokens": sum(len(s[0]) for s in seqs),
         "assistant_tokens": sum(sum(s[1]) for s in seqs),
@@ -464,10 +490,10 @@ def build_tiny_embed(
         for step, (a, b) in enumerate(
             _contrastive_batches(tables, settings.batch_size, settings.steps, seed)
         ):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(
-                    step, settings.steps, max(1, settings.steps // 10), settings.learning_rate
-                )
+            _set_lr(
+                opt,
+                lr_at(step, settings.steps, max(1, settings.steps // 10), settings.learning_rate),
+            )
             enc = tokenizer(
                 a + b,
                 padding=True,
@@ -483,27 +509,17 @@ def build_tiny_embed(
                 torch.nn.functional.cross_entropy(logits, target)
                 + torch.nn.functional.cross_entropy(logits.T, target)
             ) / 2
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(bert.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+            losses.append(_optimizer_step(loss, opt, bert.parameters()))
             if step % 25 == 0 or step == settings.steps - 1:
                 log.info("tiny-embed step %d/%d loss %.4f", step + 1, settings.steps, losses[-1])
         bert.eval()
-    tail = losses[-10:]
     info = {
         "model": "builtin:tiny-embed",
         "architecture": "BertModel + Pooling(mean) + Normalize",
         "parameters": count_parameters(bert),
         "vocab_size": len(tokenizer),
         "dimension": settings.hidden_size,
-        "steps": settings.steps,
-        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
-        "first_loss": round(losses[0], 4) if losses else None,
-        "seed": seed,
-        "settings": asdict(settings),
-        "corpus_sha256": corpus_sha256(corpus_dir),
+        **_training_info(losses, settings, seed, corpus_dir),
         "torch": torch.__version__,
     }
     with (
