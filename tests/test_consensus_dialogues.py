@@ -52,6 +52,21 @@ def critiques_table(n: int) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def general_records(n: int) -> list[dict]:
+    """`n` general (non-cultural) training records g0, g1, ... in English."""
+    return [
+        {
+            "messages": [],
+            "variant": None,
+            "region": None,
+            "language": "en",
+            "question_id": f"g{i}",
+            "source": "general",
+        }
+        for i in range(n)
+    ]
+
+
 def lookup():
     return request_lookup(request_table(REQUESTS, {("refine", "el"): "Τώρα διόρθωσέ την."}))
 
@@ -155,17 +170,7 @@ def test_mix_ratio_is_three_to_one_within_rounding(n_cultural):
     cultural, _ = cultural_records(
         critiques_table(n_cultural), lookup(), variant="v", region_filter=False
     )
-    general = [
-        {
-            "messages": [],
-            "variant": None,
-            "region": None,
-            "language": "en",
-            "question_id": f"g{i}",
-            "source": "general",
-        }
-        for i in range(40)
-    ]
+    general = general_records(40)
     mixed = mix(cultural, general, cultural_per_general=3, variant="v", seed=1, origin="aya")
     n_general = sum(r["source"] == "general" for r in mixed)
     assert sum(r["source"] == "cultural" for r in mixed) == n_cultural
@@ -179,17 +184,7 @@ def test_mix_ratio_is_three_to_one_within_rounding(n_cultural):
 
 def test_mix_is_seeded_and_fails_when_general_data_is_short():
     cultural, _ = cultural_records(critiques_table(30), lookup(), variant="v", region_filter=False)
-    general = [
-        {
-            "messages": [],
-            "variant": None,
-            "region": None,
-            "language": "en",
-            "question_id": f"g{i}",
-            "source": "general",
-        }
-        for i in range(40)
-    ]
+    general = general_records(40)
     a = mix(cultural, general, cultural_per_general=3, variant="v", seed=1, origin="aya")
     b = mix(cultural, general, cultural_per_general=3, variant="v", seed=2, origin="aya")
     assert [r["question_id"] for r in a] != [r["question_id"] for r in b]
