@@ -1,0 +1,102 @@
+"""DAG scale: seconds of `snakemake -n` (the whole process: start, config check, DAG) and the
+number of planned jobs for both paper presets with all their shards (configs/paper-consensus.yaml:
+16 response/embedding shards, 4 models; configs/paper-wvs.yaml: 3 models x 4 languages x 4
+survey shards, 4 judge shards), in a temporary copy of the workflow where the input files the
+presets name and this repository does not have (CANDLE/CultureAtlas assertions, the WVS joint
+file) are empty placeholders. Then the no-op rerun: `snakemake -n` right after a full demo run
+in the same directory, which should plan no job. Best of two runs each; target < 10 s each.
+
+Run alone: `.venv/bin/python benchmarks/run.py bench_dag` (runs the demo first, minutes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from workspace import copy_workflow, demo_run, planned_jobs, scratch_dir, snakemake
+
+PRESETS = ("paper-consensus", "paper-wvs")
+REPEATS = 2
+TARGET_S = 10.0
+
+
+def input_paths(config: Any, key: str = "") -> Iterator[str]:
+    """Every relative file path of a config: the values of keys named `path` or `*_path`."""
+    if isinstance(config, dict):
+        for k, v in config.items():
+            yield from input_paths(v, str(k))
+    elif isinstance(config, list):
+        for v in config:
+            yield from input_paths(v, key)
+    elif (
+        isinstance(config, str)
+        and (key == "path" or key.endswith("_path"))
+        and not Path(config).is_absolute()
+        and "://" not in config
+    ):
+        yield config
+
+
+def add_placeholders(workdir: Path, preset: str) -> list[str]:
+    """Create an empty file for each input path of the preset missing in `workdir`."""
+    config = yaml.safe_load((workdir / "configs" / f"{preset}.yaml").read_text(encoding="utf-8"))
+    made = []
+    for rel in input_paths(config):
+        path = workdir / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            made.append(rel)
+    return made
+
+
+def dry_run(workdir: Path, *args: str, repeats: int = REPEATS) -> tuple[float, int]:
+    """Fewest seconds of `repeats` runs of `snakemake -n *args`, and the jobs it plans."""
+    runs = [snakemake(workdir, "-n", *args) for _ in range(repeats)]
+    jobs = {planned_jobs(r.stdout + r.stderr) for r in runs}
+    if len(jobs) != 1:
+        raise RuntimeError(f"dry runs planned different job counts: {sorted(jobs)}")
+    return min(r.seconds for r in runs), jobs.pop()
+
+
+def run() -> dict:
+    """Dry-run seconds and job counts of both presets and of the no-op rerun after the demo."""
+    figures: dict[str, dict] = {}
+    workdir = copy_workflow(scratch_dir("dag"))
+    for preset in PRESETS:
+        made = add_placeholders(workdir, preset)
+        seconds, jobs = dry_run(workdir, "--configfile", f"configs/{preset}.yaml")
+        name = preset.replace("-", "_")
+        figures[f"{name}_seconds"] = {
+            "value": round(seconds, 2),
+            "unit": "s",
+            "compares": f"snakemake -n --configfile configs/{preset}.yaml, best of {REPEATS} "
+            f"(target < {TARGET_S:g} s); empty placeholders: {', '.join(made) or 'none'}",
+        }
+        figures[f"{name}_jobs"] = {
+            "value": jobs,
+            "unit": "jobs",
+            "compares": f"jobs planned by the {preset} preset, all shards",
+        }
+    demo = demo_run()
+    seconds, jobs = dry_run(demo.workdir, "--configfile", "config.yaml")
+    figures["noop_rerun_seconds"] = {
+        "value": round(seconds, 2),
+        "unit": "s",
+        "compares": f"snakemake -n after the full demo run ({demo.jobs} jobs) in its directory, "
+        f"best of {REPEATS} (target < {TARGET_S:g} s)",
+    }
+    figures["noop_rerun_jobs"] = {
+        "value": jobs,
+        "unit": "jobs",
+        "compares": "jobs the no-op rerun plans (0 expected: nothing out of date)",
+    }
+    return figures
+
+
+if __name__ == "__main__":
+    for key, fig in run().items():
+        print(f"{key:<26} {fig['value']!s:>10} {fig['unit']:<5} {fig['compares']}")
