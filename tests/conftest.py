@@ -43,6 +43,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+#: Fake credentials set for the demo run (tests/test_reliability.py looks for them everywhere).
+SECRETS = {
+    "HF_TOKEN": "hf_polycultureFakeToken4bT9qLx2Zr7Vw",
+    "HUGGING_FACE_HUB_TOKEN": "hf_polycultureFakeHubToken8sKd3Jq",
+    "GOOGLE_API_KEY": "AIzaPolycultureFakeKey-5mN2pQ8rT1vX",
+}
+
+
 def copy_workflow(dest: Path) -> Path:
     """Copy the workflow's own files (not results, venvs or git) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -85,7 +93,12 @@ def run_snakemake(
 
 @pytest.fixture(scope="session")
 def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the workflow that the session's demo run works in."""
+    """A private copy of the workflow that the session's demo run works in.
+
+    POLYCULTURE_TEST_DEMO_DIR names an existing one instead (a developer's shortcut: the
+    session's demo run then only does what that directory still lacks)."""
+    if os.environ.get("POLYCULTURE_TEST_DEMO_DIR"):
+        return Path(os.environ["POLYCULTURE_TEST_DEMO_DIR"]).resolve()
     return copy_workflow(tmp_path_factory.mktemp("demo"))
 
 
@@ -100,6 +113,8 @@ def builtin_models(demo_workdir: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def demo_run(demo_workdir: Path, builtin_models: dict[str, Path]) -> Path:
-    """One full run of the demo config; returns the working directory (outputs under results/)."""
-    run_snakemake(demo_workdir, timeout=3600)
+    """One full run of the demo config; returns the working directory (outputs under results/).
+
+    Runs with fake credentials in the environment: no output, log or report may contain them."""
+    run_snakemake(demo_workdir, timeout=3600, env=SECRETS)
     return demo_workdir

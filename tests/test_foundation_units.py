@@ -158,6 +158,13 @@ def test_config_checks_name_the_key(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="translator.model"):
         config_check.check_translator({"translator": {"kind": "nllb"}})
+    google = {"translator": {"kind": "google"}}
+    with pytest.raises(ConfigError, match="translator.kind.*GOOGLE_API_KEY"):
+        config_check.check_translator(google, environ={"GOOGLE_API_KEY": "  "})
+    config_check.check_translator(google, environ={"GOOGLE_API_KEY": "a-key"})
+    # no translating stage group runs: no translator is needed
+    off = {"pipelines": {"consensus": False, "wvs": False}}
+    config_check.check_translator({**google, **off}, environ={})
 
 
 def test_schema_defaults_are_filled_inside_referenced_sections(repo_root: Path) -> None:

@@ -3,6 +3,7 @@ ISO 639-1 codes, model specs resolve. Every error names the config key."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from polyculture.errors import ConfigError, ModelSpecError
 from polyculture.languages import is_language_code
 from polyculture.models import classify_model_spec
+from polyculture.translate import GOOGLE_KEY_ENV
 
 MODEL_KEYS = ("model", "base_model", "embedder", "generator", "judge")
 
@@ -91,14 +93,22 @@ def check_eval_models(config: Mapping[str, Any]) -> None:
             )
 
 
-def check_translator(config: Mapping[str, Any]) -> None:
-    """A translator that needs a model has one (where a translating stage group runs)."""
+def check_translator(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    """A translator that needs a model has one, and the `google` one finds its API key in the
+    environment (where a translating stage group runs)."""
     pipelines = config.get("pipelines", {})
     if not (pipelines.get("consensus", True) or pipelines.get("wvs", True)):
         return
     tr = config.get("translator", {})
     if tr.get("kind") in ("llm", "nllb") and not tr.get("model"):
         raise ConfigError("translator.model", f"translator kind '{tr['kind']}' needs a model spec")
+    env = os.environ if environ is None else environ
+    if tr.get("kind") == "google" and not env.get(GOOGLE_KEY_ENV, "").strip():
+        raise ConfigError(
+            "translator.kind",
+            f"translator kind 'google' needs a Cloud Translation API key in the environment "
+            f"variable {GOOGLE_KEY_ENV} (keys are never read from the config)",
+        )
 
 
 def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None:
