@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -17,8 +18,6 @@ sys.path.insert(0, str(HERE))
 
 def machine() -> dict:
     """What the figures were measured on."""
-    import os
-
     import torch
 
     return {
@@ -36,6 +35,7 @@ def main(argv: list[str]) -> int:
     failed = []
     for name in names:
         module = importlib.import_module(name)
+        load_before = os.getloadavg()[0]
         start = time.perf_counter()
         try:
             figures = module.run()
@@ -47,6 +47,8 @@ def main(argv: list[str]) -> int:
         results["benchmarks"][name] = {
             "figures": figures,
             "seconds": round(time.perf_counter() - start, 2),
+            # 1-minute load averages: above the core count, other work shared the CPUs
+            "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
         for key, fig in figures.items():
             value = fig["value"]
