@@ -6,7 +6,8 @@ presets name and this repository does not have (CANDLE/CultureAtlas assertions, 
 file) are empty placeholders. Then the no-op rerun: `snakemake -n` right after a full demo run
 in the same directory, which should plan no job. Best of two runs each; target < 10 s each.
 
-Run alone: `.venv/bin/python benchmarks/run.py bench_snakemake_dag` (runs the demo first, minutes; named to sort after bench_demo, whose demo run it reuses in a full `make bench`).
+Run alone: `.venv/bin/python benchmarks/run.py bench_snakemake_dag` (runs the demo first:
+minutes). Named to sort after bench_demo, whose demo run it reuses in a full `make bench`.
 """
 
 from __future__ import annotations
