@@ -1,6 +1,6 @@
 # Settings and helpers of the 'alignment' rules (rules/alignment.smk), and alignment_targets().
 from polyculture.errors import ConfigError
-from polyculture.wvs.speccurve import expand_grid, grid_size_message
+from polyculture.wvs.specgrid import expand_grid, grid_size_message
 
 # validate() does not fill defaults inside $ref'd section schemas: validate the section itself
 validate(config["alignment"], "../schemas/config-alignment.schema.yaml", set_default=True)

@@ -48,9 +48,8 @@ from polyculture.wvs.alignment import (
     percentile_interval,
     replicates,
 )
+from polyculture.wvs.specgrid import GROUND_TRUTH_CHOICES, MODES
 
-MODES = ("replicates", "cluster_bootstrap")
-GROUND_TRUTH_CHOICES = ("language", "country", "merged", "global")
 KINDS = ("mixedlm", "ols")
 BASELINE_MODEL = "baseline-uniform"
 BASELINE_FAMILY = "baseline"
