@@ -1,6 +1,9 @@
 """`make bench`: run every benchmark in this directory, print a table of ratios and write
 benchmarks/results.json. Each benchmark module has `run() -> dict` returning named figures, each
-figure a dict with `value`, `unit` and `compares` (what the figure compares)."""
+figure a dict with `value`, `unit` and `compares` (what the figure compares).
+
+`run.py bench_x ...` runs only those benchmarks and replaces only their entries in
+results.json."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +36,13 @@ def machine() -> dict:
 def main(argv: list[str]) -> int:
     names = argv or sorted(p.stem for p in HERE.glob("bench_*.py"))
     results: dict[str, dict] = {"machine": machine(), "benchmarks": {}}
+    path = HERE / "results.json"
+    if argv and path.is_file():
+        # a run of some benchmarks replaces their entries and keeps the others' (each entry
+        # says when it was measured), where the file comes from the same kind of machine
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        if previous.get("machine") == results["machine"]:
+            results["benchmarks"] = previous.get("benchmarks", {})
     failed = []
     for name in names:
         module = importlib.import_module(name)
@@ -45,6 +56,7 @@ def main(argv: list[str]) -> int:
                 "error": {"value": None, "unit": "", "compares": f"{type(exc).__name__}: {exc}"}
             }
         results["benchmarks"][name] = {
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "figures": figures,
             "seconds": round(time.perf_counter() - start, 2),
             # 1-minute load averages: above the core count, other work shared the CPUs
@@ -54,8 +66,8 @@ def main(argv: list[str]) -> int:
             value = fig["value"]
             shown = f"{value:.4g}" if isinstance(value, float) else str(value)
             print(f"{name:<24} {key:<34} {shown:>12} {fig['unit']:<10} {fig['compares']}")
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {HERE / 'results.json'}")
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
     return 1 if failed else 0
 
 

@@ -83,10 +83,13 @@ class Timed:
     stderr: str
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> Timed:
-    """Run `snakemake --cores 2 *args` in `workdir` offline; wall seconds of the whole process
-    (interpreter start included). Fails with the tail of the output when Snakemake fails."""
-    env = {**os.environ, **OFFLINE_ENV}
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 1800, env: dict[str, str] | None = None
+) -> Timed:
+    """Run `snakemake --cores 2 *args` in `workdir` offline (extra environment `env`); wall
+    seconds of the whole process (interpreter start included). Fails with the tail of the
+    output when Snakemake fails."""
+    env = {**os.environ, **OFFLINE_ENV, **(env or {})}
     start = time.perf_counter()
     proc = subprocess.run(
         [SNAKEMAKE, "--cores", str(CORES), *args],
