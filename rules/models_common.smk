@@ -1,4 +1,5 @@
 # Settings and helpers of the 'models' rules (rules/models.smk), and models_targets().
+from polyculture.config_check import builtin_models_used
 from polyculture.tiny_corpus import CORPUS_FILES
 
 # validate() does not fill defaults inside $ref'd section schemas: validate the section itself
@@ -10,11 +11,12 @@ MODELS_SEED = {"tiny-chat": SEED + 100, "tiny-embed": SEED + 200}
 
 
 def models_targets():
-    """Both built-in models, unless every model-running stage group is switched off."""
+    """The built-in models the config names, unless every model-running stage group is off
+    (a config of hub models builds none)."""
     groups = ("consensus", "train", "evaluate", "wvs")
     if not any(config["pipelines"][g] for g in groups):
         return []
-    return [f"{MODELS_DIR}/tiny-chat", f"{MODELS_DIR}/tiny-embed"]
+    return [f"{MODELS_DIR}/{name}" for name in builtin_models_used(config)]
 
 
 def tiny_settings(section):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from polyculture import config_check, io
 from polyculture.drops import DropCounter
@@ -165,6 +166,18 @@ def test_config_checks_name_the_key(tmp_path: Path) -> None:
     # no translating stage group runs: no translator is needed
     off = {"pipelines": {"consensus": False, "wvs": False}}
     config_check.check_translator({**google, **off}, environ={})
+
+
+def test_builtin_models_used_are_the_ones_named(repo_root: Path) -> None:
+    cfg = {
+        "consensus": {"generator": "builtin:tiny-chat", "embedder": "Qwen/Qwen3-Embedding-0.6B"},
+        "eval_models": [{"name": "a", "model": "builtin:tiny-chat"}],
+    }
+    assert config_check.builtin_models_used(cfg) == ["tiny-chat"]
+    demo = yaml.safe_load((repo_root / "config.yaml").read_text(encoding="utf-8"))
+    assert config_check.builtin_models_used(demo) == ["tiny-chat", "tiny-embed"]
+    paper = yaml.safe_load((repo_root / "configs" / "paper-consensus.yaml").read_text("utf-8"))
+    assert config_check.builtin_models_used(paper) == []
 
 
 def test_schema_defaults_are_filled_inside_referenced_sections(repo_root: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from polyculture.errors import ConfigError, ModelSpecError
 from polyculture.languages import is_language_code
-from polyculture.models import classify_model_spec
+from polyculture.models import builtin_name, classify_model_spec, is_builtin
 from polyculture.translate import GOOGLE_KEY_ENV
 
 MODEL_KEYS = ("model", "base_model", "embedder", "generator", "judge")
@@ -75,6 +75,17 @@ def check_model_specs(config: Mapping[str, Any]) -> None:
                 classify_model_spec(value)
             except ModelSpecError as exc:
                 raise ConfigError(dotted, str(exc)) from None
+
+
+def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
+    """Names of the built-in models that some model key of the config names, sorted."""
+    return sorted(
+        {
+            builtin_name(value)
+            for _, key, value in _walk(config)
+            if is_model_key(key) and isinstance(value, str) and is_builtin(value)
+        }
+    )
 
 
 def check_eval_models(config: Mapping[str, Any]) -> None:
