@@ -24,20 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from polyculture import project
+
 REPO = Path(__file__).resolve().parents[1]
-# The files that make up the workflow (as tests/conftest.py copies them for the demo run).
-WORKFLOW_FILES = (
-    "Snakefile",
-    "config.yaml",
-    "rules",
-    "scripts",
-    "schemas",
-    "resources",
-    "report",
-    "profiles",
-    "configs",
-    "envs",
-)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 CORES = 2  # the issue's targets are for 2 cores
 MODELS = ("tiny-chat", "tiny-embed")
@@ -57,16 +46,7 @@ def scratch_dir(prefix: str) -> Path:
 
 def copy_workflow(dest: Path) -> Path:
     """Copy the workflow's own files (not results, venvs or git) into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(
-                src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "results*")
-            )
-        elif src.is_file():
-            shutil.copy2(src, dest / name)
-    return dest
+    return project.copy_workflow(REPO, dest)
 
 
 def _complete(models: Path) -> bool:

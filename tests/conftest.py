@@ -4,27 +4,16 @@ the demo workflow in a temporary copy of the workflow (tests read its outputs, n
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from polyculture import project
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-WORKFLOW_FILES = (
-    "Snakefile",
-    "config.yaml",
-    "rules",
-    "scripts",
-    "schemas",
-    "resources",
-    "report",
-    "profiles",
-    "configs",
-    "envs",
-)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -53,16 +42,7 @@ SECRETS = {
 
 def copy_workflow(dest: Path) -> Path:
     """Copy the workflow's own files (not results, venvs or git) into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(
-                src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "results*")
-            )
-        elif src.is_file():
-            shutil.copy2(src, dest / name)
-    return dest
+    return project.copy_workflow(REPO, dest)
 
 
 def run_snakemake(
