@@ -19,6 +19,7 @@ from polyculture.llm import (
     parse_json_output,
     resolve_backend,
     sampling_from_config,
+    top_p_keep,
     vllm_lora_rank,
 )
 
@@ -187,6 +188,68 @@ def test_seeded_outputs_independent_of_batch_size(tiny_llama: Path, gen: HFGener
     assert gen.generate(CONVS, n=2, sampling=SAMPLING) == other.generate(
         CONVS, n=2, sampling=SAMPLING
     )
+
+
+def nucleus_by_sorting(row: list[float], top_p: float) -> set[int]:
+    """The nucleus by the definition: sort descending, keep while the mass before is below
+    top_p, then every token tied with the last kept one."""
+    order = sorted(range(len(row)), key=lambda i: -row[i])
+    kept, before = [], 0.0
+    for i in order:
+        if before >= top_p:
+            break
+        kept.append(i)
+        before += row[i]
+    return {i for i, p in enumerate(row) if p >= row[kept[-1]]}
+
+
+@pytest.mark.parametrize("candidates", [1, 3, 8, 64])
+def test_top_p_keep_matches_the_definition_inside_and_beyond_the_candidates(candidates) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    # peaked rows (nucleus among the candidates) and flat rows (nucleus beyond them)
+    logits = torch.cat([torch.randn(6, 40, generator=g) * 4, torch.randn(6, 40, generator=g) * 0.2])
+    probs = logits.softmax(-1).double()
+    for top_p in (0.05, 0.5, 0.9, 0.999):
+        keep = top_p_keep(probs, top_p, candidates=candidates)
+        for r in range(probs.shape[0]):
+            got = set(torch.nonzero(keep[r]).flatten().tolist())
+            assert got == nucleus_by_sorting(probs[r].tolist(), top_p), (candidates, top_p, r)
+
+
+def test_top_p_keep_keeps_ties_and_at_least_one_token() -> None:
+    import torch
+
+    probs = torch.tensor([[0.3, 0.3, 0.3, 0.1], [0.97, 0.01, 0.01, 0.01], [0.25] * 4])
+    keep = top_p_keep(probs, 0.4, candidates=2)
+    # row 0: 0.3 is kept, and the two tokens tied with it; row 1: only the first
+    assert keep.tolist() == [[True, True, True, False], [True, False, False, False], [True] * 4]
+    assert top_p_keep(probs, 1e-9).sum(-1).tolist() == [3, 1, 4]
+
+
+def test_seeded_sampler_draws_from_the_tempered_nucleus() -> None:
+    """Over many row seeds, the sampled tokens follow softmax(logits / T) restricted to the
+    nucleus and renormalised (chi-square goodness of fit), and never leave the nucleus."""
+    import torch
+    from scipy.stats import chisquare
+
+    from polyculture.llm import _SeededSampler
+
+    logits = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0])
+    temperature, top_p, rows = 0.8, 0.9, 4000
+    sampler = _SeededSampler(
+        [derive_seed(5, i) for i in range(rows)], temperature, top_p, device="cpu"
+    )
+    out = sampler(None, logits.expand(rows, -1).clone())
+    assert torch.isfinite(out).sum(-1).eq(1).all()
+    counts = torch.bincount(out.argmax(-1), minlength=len(logits)).double()
+    probs = (logits / temperature).softmax(-1)
+    keep = top_p_keep(probs[None], top_p)[0]
+    assert counts[~keep].sum() == 0 and keep.sum() < len(logits)
+    kept = probs[keep].double()
+    expected = kept / kept.sum() * rows
+    assert chisquare(counts[keep].numpy(), expected.numpy()).pvalue > 1e-3
 
 
 def test_greedy_repeats_one_continuation(gen: HFGenerator) -> None:

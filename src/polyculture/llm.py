@@ -285,38 +285,63 @@ class Generator:
 # hf backend
 
 
+TOP_P_CANDIDATES = 64
+
+
+def top_p_keep(probs: Any, top_p: float, candidates: int = TOP_P_CANDIDATES) -> Any:
+    """Boolean mask of the nucleus of each row of `probs` (rows of probabilities): the most
+    probable tokens whose preceding mass, in descending order, is below `top_p` (so at least the
+    most probable one). Tie rule: every token as probable as the least probable kept token is
+    kept too, so the mask does not depend on how a sort orders equal values.
+
+    The cut is looked for among the `candidates` most probable tokens of each row; only rows whose
+    nucleus is larger than that are sorted in full."""
+    import torch
+
+    k = min(candidates, probs.shape[-1])
+    vals = probs.topk(k, dim=-1).values
+    cum = vals.cumsum(-1)
+    wide = cum[:, -1] < top_p
+    if bool(wide.any()):
+        full = probs[wide].sort(dim=-1, descending=True).values
+        widened = torch.zeros(probs.shape[0], probs.shape[-1], dtype=probs.dtype)
+        widened = widened.to(probs.device)
+        widened[:, :k] = vals
+        widened[wide] = full
+        vals, cum = widened, widened.cumsum(-1)
+    kept = ((cum - vals) < top_p).sum(-1, keepdim=True)
+    threshold = vals.gather(-1, kept - 1)
+    return probs >= threshold
+
+
 class _SeededSampler:
-    """Last logits processor of the hf backend: temperature and top-p, then Gumbel-max sampling
-    with one random generator per row, returning a one-hot score row so that transformers'
-    multinomial step picks exactly the sampled token.
+    """Last logits processor of the hf backend: temperature and top-p (`top_p_keep`), then
+    Gumbel-max sampling with one random generator per row, returning a score row that is finite
+    only at the sampled token, so that the greedy step of `generate` picks exactly that token.
 
     Row r of the batch is sample r % n of prompt r // n; its generator is seeded from
     (seed, global prompt index, sample index), so its draws do not depend on the batch."""
 
     def __init__(self, row_seeds: list[int], temperature: float, top_p: float, device: Any) -> None:
         import torch
-        from transformers.generation.logits_process import (
-            TemperatureLogitsWarper,
-            TopPLogitsWarper,
-        )
 
         self.generators = []
         for s in row_seeds:
             g = torch.Generator(device=device)
             g.manual_seed(s)
             self.generators.append(g)
-        self.warpers = [TemperatureLogitsWarper(temperature)]
-        if top_p < 1.0:
-            self.warpers.append(TopPLogitsWarper(top_p))
+        self.temperature = temperature
+        self.top_p = top_p
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
         if scores.shape[0] != len(self.generators):
             raise RuntimeError(f"expected {len(self.generators)} rows, got {scores.shape[0]}")
-        scores = scores.float()
-        for w in self.warpers:
-            scores = w(input_ids, scores)
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            keep = top_p_keep(scores.softmax(dim=-1), self.top_p)
+            scores = scores.masked_fill(~keep, -math.inf)
         vocab = scores.shape[1]
         u = torch.stack(
             [
@@ -332,8 +357,8 @@ class _SeededSampler:
 
 
 class HFGenerator(Generator):
-    """transformers backend: chat template, length-sorted batches with left padding,
-    num_return_sequences=n, per-row seeded sampling, xgrammar for JSON schemas."""
+    """transformers backend: chat template, length-sorted batches with left padding, each prompt
+    repeated n times in its batch, per-row seeded sampling, xgrammar for JSON schemas."""
 
     backend = "hf"
 
@@ -431,18 +456,17 @@ class HFGenerator(Generator):
         order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
         rows = 1 if sampling.greedy else n
         grammar = self._grammar(schema) if schema is not None else None
-        # explicit neutral values: the model's own generation_config must not add warpers
-        # (top_k 50, a temperature) in front of the seeded sampler
-        neutral = {} if sampling.greedy else {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+        # always transformers' greedy search: in sampled mode the seeded sampler (the last logits
+        # processor) leaves one finite score per row, so the argmax is its draw, and neither the
+        # model's sampling defaults nor a second random draw (multinomial) come in
         gen_config = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
             min_new_tokens=sampling.min_new_tokens if schema is None else 0,
-            do_sample=not sampling.greedy,
-            num_return_sequences=rows,
+            do_sample=False,
+            num_return_sequences=1,
             repetition_penalty=1.0,
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
-            **neutral,
         )
         results: list[list[str]] = [[] for _ in convs]
         bar = tqdm(
@@ -451,7 +475,9 @@ class HFGenerator(Generator):
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             enc = self.tokenizer.pad(
-                {"input_ids": [ids[i] for i in batch]}, padding=True, return_tensors="pt"
+                {"input_ids": [ids[i] for i in batch for _ in range(rows)]},
+                padding=True,
+                return_tensors="pt",
             ).to(self.device)
             processors: list[Any] = []
             if grammar is not None:
