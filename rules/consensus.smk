@@ -56,7 +56,7 @@ rule write_paragraphs:
         f"{LOGS}/write_paragraphs/write_paragraphs.log",
     benchmark:
         f"{BENCH}/write_paragraphs/write_paragraphs.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -89,7 +89,7 @@ rule generate_questions:
         f"{LOGS}/generate_questions/generate_questions.log",
     benchmark:
         f"{BENCH}/generate_questions/generate_questions.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -114,7 +114,7 @@ rule translate_questions:
         f"{LOGS}/translate_questions/translate_questions.log",
     benchmark:
         f"{BENCH}/translate_questions/translate_questions.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -139,7 +139,7 @@ rule translate_requests:
         f"{LOGS}/translate_requests/translate_requests.log",
     benchmark:
         f"{BENCH}/translate_requests/translate_requests.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -168,7 +168,7 @@ rule sample_responses:
         f"{LOGS}/sample_responses/shard-{{shard}}.log",
     benchmark:
         f"{BENCH}/sample_responses/shard-{{shard}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -196,7 +196,7 @@ rule embed_responses:
         f"{LOGS}/embed_responses/shard-{{shard}}.log",
     benchmark:
         f"{BENCH}/embed_responses/shard-{{shard}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -269,7 +269,7 @@ rule translate_ground_truth:
         f"{LOGS}/translate_ground_truth/{{selection}}.log",
     benchmark:
         f"{BENCH}/translate_ground_truth/{{selection}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -300,7 +300,7 @@ rule critique:
         f"{LOGS}/critique/{{selection}}.log",
     benchmark:
         f"{BENCH}/critique/{{selection}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:

@@ -116,7 +116,7 @@ rule lm_eval:
         f"{LOGS}/lm_eval/{{general_model}}.log",
     benchmark:
         f"{BENCH}/lm_eval/{{general_model}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:

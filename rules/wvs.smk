@@ -111,7 +111,7 @@ rule wvs_translate_prompts:
         f"{LOGS}/wvs_translate_prompts/{{language}}.log",
     benchmark:
         f"{BENCH}/wvs_translate_prompts/{{language}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1 if config["translator"].get("kind") in ("llm", "nllb") else 0,
     conda:
@@ -143,7 +143,7 @@ rule wvs_survey:
         f"{LOGS}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.log",
     benchmark:
         f"{BENCH}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
@@ -202,7 +202,7 @@ rule wvs_judge:
         f"{LOGS}/wvs_judge/{{model}}/shard{{shard}}.log",
     benchmark:
         f"{BENCH}/wvs_judge/{{model}}/shard{{shard}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
