@@ -44,6 +44,7 @@ def main(argv: list[str]) -> int:
         if previous.get("machine") == results["machine"]:
             results["benchmarks"] = previous.get("benchmarks", {})
     failed = []
+    started = time.perf_counter()
     for name in names:
         module = importlib.import_module(name)
         load_before = os.getloadavg()[0]
@@ -66,8 +67,12 @@ def main(argv: list[str]) -> int:
             value = fig["value"]
             shown = f"{value:.4g}" if isinstance(value, float) else str(value)
             print(f"{name:<24} {key:<34} {shown:>12} {fig['unit']:<10} {fig['compares']}")
+    total = round(time.perf_counter() - started, 1)
+    if not argv:
+        # the whole harness of this run (what `make bench` costs once installed)
+        results["all_benchmarks_seconds"] = total
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    print(f"{len(names)} benchmark(s) in {total} s; wrote {path}")
     return 1 if failed else 0
 
 
