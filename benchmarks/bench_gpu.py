@@ -166,12 +166,15 @@ def read_config(name: str) -> dict[str, Any]:
 def preset_shapes(plan: Plan) -> list[Shape]:
     """The presets' sampled generation shapes: consensus answers and the WVS survey (smoke: the
     new tokens cut to the plan's)."""
+    from polyculture.llm import sampling_from_config
+
     consensus, wvs = read_config("paper-consensus.yaml"), read_config("paper-wvs.yaml")
     stages = (
         (
             "consensus_responses",
             "paper-consensus.yaml consensus.samples, consensus.responses.sampling",
             consensus["consensus"]["samples"],
+            "consensus.responses.sampling",
             consensus["consensus"]["responses"]["sampling"],
             consensus["seed"],
         ),
@@ -179,22 +182,27 @@ def preset_shapes(plan: Plan) -> list[Shape]:
             "wvs_survey",
             "paper-wvs.yaml wvs.samples_per_prompt, wvs.sampling",
             wvs["wvs"]["samples_per_prompt"],
+            "wvs.sampling",
             wvs["wvs"]["sampling"],
             wvs["seed"],
         ),
     )
-    return [
-        Shape(
-            name=name,
-            source=source,
-            n=int(n),
-            temperature=float(s["temperature"]),
-            top_p=float(s["top_p"]),
-            max_new_tokens=plan.new_tokens or int(s["max_new_tokens"]),
-            seed=int(seed),
+    shapes = []
+    for name, source, n, key, section, seed in stages:
+        # the pipeline's own reading of a sampling section: its defaults and checks
+        s = sampling_from_config(section, seed, key=key)
+        shapes.append(
+            Shape(
+                name=name,
+                source=source,
+                n=int(n),
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_new_tokens=plan.new_tokens or s.max_new_tokens,
+                seed=s.seed,
+            )
         )
-        for name, source, n, s, seed in stages
-    ]
+    return shapes
 
 
 def numbered_prompts(count: int, start: int = 0) -> list[str]:

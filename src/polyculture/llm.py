@@ -304,8 +304,7 @@ def top_p_keep(probs: Any, top_p: float, candidates: int = TOP_P_CANDIDATES) -> 
     wide = cum[:, -1] < top_p
     if bool(wide.any()):
         full = probs[wide].sort(dim=-1, descending=True).values
-        widened = torch.zeros(probs.shape[0], probs.shape[-1], dtype=probs.dtype)
-        widened = widened.to(probs.device)
+        widened = torch.zeros_like(probs)
         widened[:, :k] = vals
         widened[wide] = full
         vals, cum = widened, widened.cumsum(-1)
