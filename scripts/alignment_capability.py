@@ -1,11 +1,14 @@
 """Rule alignment_capability: multilingual capability per model × language."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import write_parquet
 from polyculture.wvs.replication import capability_from_general_eval, read_capability_table
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 if p.source == "table":
     table = read_capability_table(

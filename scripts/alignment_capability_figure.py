@@ -1,12 +1,14 @@
 """Rule alignment_capability_figure: alignment against capability per language."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 import polars as pl
 
 from polyculture.wvs.alignment_figures import plot_alignment_vs_capability
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 alignment = pl.read_parquet(snakemake.input.alignment).filter(
     (pl.col("unit") == p.unit)

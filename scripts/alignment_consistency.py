@@ -1,6 +1,10 @@
 """Rule self_consistency: agreement between repeated responses to a topic (no self-pairs),
 against the survey populations' band."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 import polars as pl
@@ -10,7 +14,6 @@ from polyculture.wvs.alignment import load_analysis_data
 from polyculture.wvs.alignment_figures import plot_self_consistency
 from polyculture.wvs.consistency import below_human_band, human_band, self_consistency_table
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 i, p = snakemake.input, snakemake.params
 data = load_analysis_data(i.responses, i.ground_truth, i.country_languages)
 human = pl.read_parquet(i.human_consistency)

@@ -1,6 +1,9 @@
 """Rule alignment_country_heatmap: correlations between the populations' polarity vectors."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 import polars as pl
 
@@ -8,7 +11,6 @@ from polyculture.io import write_parquet
 from polyculture.wvs.alignment import country_correlations
 from polyculture.wvs.alignment_figures import plot_country_heatmap
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 corr = country_correlations(pl.read_parquet(snakemake.input.ground_truth), snakemake.params.levels)
 write_parquet(corr, snakemake.output.table)
 plot_country_heatmap(corr, snakemake.output.figure)

@@ -1,13 +1,16 @@
 """Rule alignment_inputs: responses and ground truth (workflow or released files) as the
 canonical tables every alignment rule reads."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import write_parquet
 from polyculture.wvs.alignment import build_analysis_data, summarise_cells
 from polyculture.wvs.replication import prepare_inputs
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 i, p = snakemake.input, snakemake.params
 inputs = prepare_inputs(
     responses_source=p.responses_source,

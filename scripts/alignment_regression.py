@@ -1,6 +1,10 @@
 """Rules mixed_model and us_bias: one regression in the replicate mode (as released) and the
 cluster-bootstrap mode (sound), side by side."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 import polars as pl
@@ -10,7 +14,6 @@ from polyculture.wvs.alignment import load_analysis_data
 from polyculture.wvs.alignment_figures import plot_forest
 from polyculture.wvs.regressions import RegressionSpec, regression_stage
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 i, p = snakemake.input, snakemake.params
 data = load_analysis_data(i.responses, i.ground_truth, i.country_languages)
 capability = pl.read_parquet(i.capability) if hasattr(i, "capability") else None

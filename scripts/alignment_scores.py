@@ -1,12 +1,15 @@
 """Rule alignment: Spearman alignment per model × language × level × group × unit, with
 seeded bootstrap intervals."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import write_parquet
 from polyculture.wvs.alignment import alignment_table, load_analysis_data
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 i, p = snakemake.input, snakemake.params
 data = load_analysis_data(i.responses, i.ground_truth, i.country_languages)
 table = alignment_table(

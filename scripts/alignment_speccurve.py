@@ -1,6 +1,9 @@
 """Rule speccurve: the regressions refitted over the configured grid of analysis choices."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 import polars as pl
 
@@ -8,7 +11,6 @@ from polyculture.io import write_parquet, write_text
 from polyculture.wvs.alignment import load_analysis_data
 from polyculture.wvs.speccurve import speccurve_stage
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 i, p = snakemake.input, snakemake.params
 data = load_analysis_data(i.responses, i.ground_truth, i.country_languages)
 with open(snakemake.log[0], "a", encoding="utf-8") as log:

@@ -1,6 +1,10 @@
 """Rule blend_generate: one model answers one country's BLEnD questions in every configured
 language with every prompt template, in one backend call."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 import polars as pl
@@ -18,11 +22,6 @@ from polyculture.blend import (
 from polyculture.io import check_columns, write_parquet
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-)
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
 questions = select_questions(

@@ -1,5 +1,9 @@
 """Rule blend_score: SEM-B / SEM-W of one model's BLEnD answers, per run and per question."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 import polars as pl
@@ -7,11 +11,6 @@ import polars as pl
 from polyculture.blend import format_scores, score_generations
 from polyculture.io import check_columns, read_table, write_parquet
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-)
 p = snakemake.params
 answers = pl.concat([read_table(f, p.schemas["answers"]) for f in snakemake.input.answers])
 scores, per_question = score_generations(answers, p.data_dir, max_questions=p.max_questions)

@@ -1,6 +1,9 @@
 """Rule compare_models: adapters vs base models on BLEnD and general benchmarks (tables, figures)."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 import polars as pl
 
@@ -8,11 +11,6 @@ from polyculture import compare as cmp
 from polyculture.general_eval import task_specs
 from polyculture.io import check_columns, read_table, write_parquet, write_text
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-)
 p, out = snakemake.params, snakemake.output
 pairs = [cmp.Pair(**d) for d in p.pairs]
 boot = {"n_boot": p.n_boot, "seed": p.seed, "alpha": p.alpha}

@@ -1,6 +1,9 @@
 """Rule build_training_set: six-turn dialogues, region filter, 3:1 mix with general data."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.dialogues import (
     counts_markdown,
@@ -14,7 +17,6 @@ from polyculture.consensus.dialogues import (
 from polyculture.consensus.tables import write_drops, write_table
 from polyculture.io import check_columns, read_table, write_jsonl, write_text
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 variant = snakemake.wildcards.variant
 lookup = request_lookup(read_table(snakemake.input.requests))

@@ -1,6 +1,9 @@
 """Rule critique: M critiques a sampled weak-side answer against the translated g*."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.critiques import (
     collect_critiques,
@@ -11,7 +14,6 @@ from polyculture.consensus.tables import read_tables, write_drops, write_table
 from polyculture.io import read_table
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 table = pick_weak_answers(
     read_table(snakemake.input.translated, allow_empty=True),

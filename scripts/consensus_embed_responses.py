@@ -1,13 +1,15 @@
 """Rule embed_responses: embeddings of every non-blank answer of one shard."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.responses import embedding_table, usable_responses
 from polyculture.consensus.tables import write_drops, write_table
 from polyculture.embed import embed_texts, load_embedder
 from polyculture.io import read_table
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 responses, drops = usable_responses(read_table(snakemake.input.responses, allow_empty=True))
 drops.group = f"shard-{snakemake.wildcards.shard}"

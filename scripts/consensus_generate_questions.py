@@ -1,6 +1,9 @@
 """Rule generate_questions: K questions per paragraph with country and language (JSON)."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.questions import (
     collect_questions,
@@ -13,7 +16,6 @@ from polyculture.io import read_table
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 from polyculture.translate import TranslatorSettings, load_translator
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 paragraphs = read_table(snakemake.input.paragraphs)
 statements = read_table(snakemake.input.statements)

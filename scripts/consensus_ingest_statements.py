@@ -1,11 +1,14 @@
 """Rule ingest_statements: CANDLE / CultureAtlas sources → filtered statements."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.consensus.statements import ingest, load_source_table
 from polyculture.consensus.tables import write_drops, write_table
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 schemas = {"candle": p.candle_schema, "cultureatlas": p.cultureatlas_schema}
 tables = [(s, *load_source_table(s, p.download_dir, schemas[s["format"]])) for s in p.sources]

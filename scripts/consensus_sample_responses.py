@@ -1,5 +1,9 @@
 """Rule sample_responses: N answers per question and side for one shard (one backend call)."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.consensus.responses import collect_responses, response_conversations
@@ -7,7 +11,6 @@ from polyculture.consensus.tables import write_table
 from polyculture.io import read_table, shard_bounds
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 pairs = read_table(snakemake.input.pairs, allow_empty=True)
 start, stop = shard_bounds(pairs.height, int(snakemake.wildcards.shard), p.n_shards)

@@ -1,11 +1,13 @@
 """Rule score_consistency: C per question and side, mean similarity per sample."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.consistency import score_embeddings
 from polyculture.consensus.tables import read_tables, write_drops, write_table
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 embeddings = read_tables(snakemake.input.embeddings, None)
 consistency, samples, drops = score_embeddings(embeddings, min_samples=p.min_samples)

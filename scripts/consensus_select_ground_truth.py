@@ -1,12 +1,15 @@
 """Rule select_ground_truth: stronger side and g* for one selection mode."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.consensus.ground_truth import attach_texts, select_ground_truth
 from polyculture.consensus.tables import read_tables, write_table
 from polyculture.io import read_table
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 selection = select_ground_truth(
     read_table(snakemake.input.consistency, allow_empty=True),

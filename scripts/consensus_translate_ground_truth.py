@@ -1,13 +1,15 @@
 """Rule translate_ground_truth: g* into the weaker language (skipped where it already is)."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.critiques import translate_ground_truth
 from polyculture.consensus.tables import write_drops, write_table
 from polyculture.io import read_table
 from polyculture.translate import TranslatorSettings, load_translator
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 ground_truth = read_table(snakemake.input.ground_truth, allow_empty=True)
 translator = None

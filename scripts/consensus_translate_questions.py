@@ -1,13 +1,15 @@
 """Rule translate_questions: English questions → local language → bilingual pairs."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.questions import collect_pairs
 from polyculture.consensus.tables import write_drops, write_table
 from polyculture.io import read_table
 from polyculture.translate import TranslatorSettings, load_translator
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 questions = read_table(snakemake.input.questions, allow_empty=True)
 translator = load_translator(

@@ -1,5 +1,9 @@
 """Rule translate_requests: critique/refine request wordings for every weak language."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.consensus.dialogues import missing_request_languages, request_table
@@ -7,7 +11,6 @@ from polyculture.consensus.tables import write_table
 from polyculture.io import read_table
 from polyculture.translate import TranslatorSettings, load_translator
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 pairs = read_table(snakemake.input.pairs, allow_empty=True)
 missing = missing_request_languages(p.requests, pairs["language"].unique().to_list())

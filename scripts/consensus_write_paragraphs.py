@@ -1,13 +1,15 @@
 """Rule write_paragraphs: model M turns each statement into a knowledge paragraph."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
 from polyculture.consensus.tables import write_drops, write_table
 from polyculture.io import read_table
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 statements = read_table(snakemake.input.statements)
 generator = load_generator(p.generator, **generator_kwargs(p.backend))

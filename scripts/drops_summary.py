@@ -1,11 +1,14 @@
 """Rule drops_summary: the drop counts of every enabled pipeline in one table."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.drops import drops_summary
 from polyculture.io import read_table, write_parquet, write_text
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 tables = {
     pipeline: [read_table(path, snakemake.params.schema) for path in snakemake.input[pipeline]]
     for pipeline in snakemake.params.pipelines

@@ -1,6 +1,9 @@
 """Rule lm_eval: general benchmarks of one model through lm-evaluation-harness, per-item logs kept."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import tempfile
 
 import torch
@@ -8,11 +11,6 @@ import torch
 from polyculture import general_eval as ge
 from polyculture.io import check_columns, write_json, write_jsonl, write_parquet
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-)
 torch.set_num_threads(snakemake.threads)
 p, name = snakemake.params, snakemake.wildcards.general_model
 specs = ge.task_specs(p.tasks)

@@ -1,14 +1,12 @@
 """Rule train_lora: train one variant's LoRA adapter (one process, or one accelerate group)."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.train import TrainJob, TrainSettings, launch, threads_per_process
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-)
 num_processes = int(snakemake.resources.gpu)
 job = TrainJob(
     data=snakemake.input.data,

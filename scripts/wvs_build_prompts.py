@@ -1,5 +1,9 @@
 """Rule wvs_build_prompts: templates × topic variants → seeded English prompt sample."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.wvs.prompts import build_prompts
@@ -11,7 +15,6 @@ from polyculture.wvs.topics import (
     select_topics,
 )
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 topics = select_topics(load_topics(snakemake.input.topics), p.topics)
 templates = load_templates(snakemake.input.templates)

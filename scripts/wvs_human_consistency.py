@@ -1,12 +1,15 @@
 """Rule wvs_human_consistency: Pearson correlation between repeated respondent draws."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import read_table
 from polyculture.wvs.polarity import consistency_summary, human_consistency
 from polyculture.wvs.summary import write_checked
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 answers = read_table(snakemake.input.answers, p.schemas["answers"])
 pairs = human_consistency(

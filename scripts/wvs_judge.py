@@ -1,5 +1,9 @@
 """Rule wvs_judge: the judge labels one shard of a model's summaries pro / con / null."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import read_table
@@ -9,7 +13,6 @@ from polyculture.wvs.stances import judge_items, shard_responses
 from polyculture.wvs.summary import write_checked
 from polyculture.wvs.topics import load_topics
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 w = snakemake.wildcards
 items = read_table(snakemake.input.parsed, p.schemas["in"], allow_empty=True)

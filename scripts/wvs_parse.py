@@ -1,12 +1,15 @@
 """Rule wvs_parse: split an eval model's responses into summaries; drop unusable responses."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import write_parquet
 from polyculture.wvs.summary import read_parts, write_checked
 from polyculture.wvs.surveys import LanguageIdentifier, drops_frame, parse_responses
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 responses = read_parts(snakemake.input.responses, p.schemas["in"])
 identifier = LanguageIdentifier(tuple(p.candidates)) if p.check_language else None

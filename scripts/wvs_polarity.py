@@ -1,12 +1,15 @@
 """Rule wvs_polarity: microdata → coded answers → value polarity per country, language, global."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.wvs.polarity import MicrodataColumns, microdata_polarity
 from polyculture.wvs.summary import write_checked
 from polyculture.wvs.topics import load_country_languages, load_topics, select_topics
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 topics = select_topics(load_topics(snakemake.input.topics), p.topics)
 country_languages = load_country_languages(snakemake.input.country_languages)

@@ -1,6 +1,9 @@
 """Rule wvs_report: the WVS tables a person reads (polarity, human band, responses, drops)."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 import polars as pl
 
@@ -8,7 +11,6 @@ from polyculture.io import read_table, write_text
 from polyculture.wvs.summary import drops_report, polarity_wide, read_parts, response_counts
 from polyculture.wvs.topics import load_topics
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 i, o = snakemake.input, snakemake.output
 topics = load_topics(i.topics)
 polarity = read_table(i.polarity)

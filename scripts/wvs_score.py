@@ -1,5 +1,9 @@
 """Rule wvs_score: response polarity from the judge's labels; drop responses without a stance."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import write_parquet
@@ -7,7 +11,6 @@ from polyculture.wvs.stances import score_responses
 from polyculture.wvs.summary import read_parts, write_checked
 from polyculture.wvs.surveys import drops_frame
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 labels = read_parts(snakemake.input.judged, p.schemas["in"])
 scored, judge_drops, score_drops = score_responses(labels)

@@ -1,5 +1,9 @@
 """Rule wvs_survey: one shard of an eval model's responses to one language's prompts."""
 
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 import logging
 
 from polyculture.io import read_table, shard_bounds
@@ -7,7 +11,6 @@ from polyculture.llm import generator_kwargs, load_generator, sampling_from_conf
 from polyculture.wvs.prompts import language_prompts, stage_seed, survey
 from polyculture.wvs.summary import write_checked
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 w = snakemake.wildcards
 prompts = language_prompts(

@@ -1,6 +1,9 @@
 """Rule wvs_translate_prompts: the English prompt sample in one language."""
 
-import logging
+from polyculture.logs import log_to
+
+log_to(snakemake.log[0])
+
 
 from polyculture.drops import concat_drops
 from polyculture.io import read_table, write_parquet
@@ -8,7 +11,6 @@ from polyculture.wvs.prompts import translate_prompts
 from polyculture.wvs.summary import write_checked
 from polyculture.wvs.surveys import LanguageIdentifier
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
 language = snakemake.wildcards.language
 prompts = read_table(snakemake.input.prompts, p.schemas["in"])
