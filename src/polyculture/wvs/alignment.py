@@ -287,6 +287,61 @@ def pair_correlation(
     return float(np.clip(cov / var, -1.0, 1.0)), int(round(pairs))
 
 
+# The released analysis divides its self-consistency by (1 - 0.045), "reliability" = 1 - the
+# judge's error rate (scripts/analyse_hypotheses.py, calculate_consistency(error_rate=0.045),
+# jhrystrom/multicultural-alignment @ f550348).
+RELEASED_ERROR_RATE = 0.045
+
+
+def pair_ranks(cluster: npt.ArrayLike, value: npt.ArrayLike, weight: npt.ArrayLike) -> FloatArray:
+    """Average rank (1-based, ties averaged) of each row's value in one column of the table of
+    all ordered pairs of rows in the same cluster, where row i stands for `weight[i]` rows that
+    are all distinct (a weighted copy pairs with every other copy, never with itself).
+
+    In a cluster of total weight N, row i appears w_i·(N − 1) times in a column of that table,
+    so its value's rank there is what Spearman's correlation over the pair table ranks by.
+    Rows in clusters of total weight ≤ 1 appear in no pair (their rank is NaN)."""
+    c = np.asarray(cluster)
+    v = np.asarray(value, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    _, cidx = np.unique(c, return_inverse=True)
+    n_c = np.bincount(cidx, weights=w)
+    mult = w * (n_c[cidx] - 1.0)
+    uniq, vidx = np.unique(v, return_inverse=True)
+    m_v = np.bincount(vidx, weights=mult, minlength=uniq.size)
+    before = np.concatenate([[0.0], np.cumsum(m_v)[:-1]])
+    ranks = (before + (m_v + 1.0) / 2.0)[vidx]
+    return np.where(mult > 0, ranks, np.nan)
+
+
+def released_pair_spearman(
+    cluster: npt.ArrayLike,
+    value: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    error_rate: float = RELEASED_ERROR_RATE,
+) -> tuple[float, int]:
+    """The released self-consistency: Spearman's correlation over the table of all ordered pairs
+    of (weighted) rows in the same cluster, a row never paired with itself but its copies paired
+    with each other, divided by (1 − `error_rate`); (value, number of pairs).
+
+    This is what a self-join of a table holding row i `weight[i]` times, on the cluster key,
+    dropping only pairs of a row with itself, followed by a Spearman correlation of the two
+    value columns and the division, computes. Note the quotient can exceed 1."""
+    c = np.asarray(cluster)
+    w = np.asarray(weight, dtype=np.float64)
+    keep = w > 0
+    if not keep.any():
+        return float("nan"), 0
+    ranks = pair_ranks(c[keep], np.asarray(value, dtype=np.float64)[keep], w[keep])
+    paired = np.isfinite(ranks)
+    if not paired.any():
+        return float("nan"), 0
+    r, n_pairs = pair_correlation(
+        c[keep][paired], ranks[paired], weight=w[keep][paired], exclude_same_item=False
+    )
+    return r / (1.0 - error_rate), n_pairs
+
+
 def percentile_interval(
     values: npt.ArrayLike, alpha: float = 0.05
 ) -> tuple[float, float, float, int]:
@@ -632,9 +687,7 @@ def replicates(
             if copies is not None:
                 w = copies[cell.topic[d.rows]].astype(np.float64)
                 keep = w > 0
-                r_rel, _ = pair_correlation(
-                    cell.topic[d.rows][keep], vals[keep], weight=w[keep], exclude_same_item=False
-                )
+                r_rel, _ = released_pair_spearman(cell.topic[d.rows][keep], vals[keep], w[keep])
             co_rows.append(
                 {
                     "replicate": b,

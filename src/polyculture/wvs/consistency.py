@@ -9,8 +9,12 @@ copies are not paired with each other.
 
 The released analysis paired rows of a table that held every response once per ground-truth
 group and, in every bootstrap round, duplicated rows too, so responses were paired with
-themselves; ``consistency_released`` reproduces that pairing (mean over rounds of the released
-resampling scheme) so that the inflation can be seen beside the sound value.
+themselves, took Spearman's correlation and divided it by (1 − 0.045);
+``consistency_released`` is that statistic exactly on all responses (no resample;
+:func:`polyculture.wvs.released.released_consistency`) and ``released_ci_low/high`` the
+percentile interval of its bootstrap distribution drawn the released way (rows of the joined
+table; :func:`polyculture.wvs.released.released_replicates`), so the inflation can be seen
+beside the sound value.
 
 The human band is the range of the survey populations' own self-consistency (correlation of
 polarity vectors between resampled halves of respondents; the paper reports 0.66-0.84).
@@ -22,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from polyculture.wvs.alignment import AnalysisData, percentile_interval, replicates
+from polyculture.wvs.released import released_consistency, released_replicates
 
 CONSISTENCY_COLUMNS = (
     "model",
@@ -35,7 +40,10 @@ CONSISTENCY_COLUMNS = (
     "n_topics",
     "n_responses",
     "consistency_released",
+    "released_ci_low",
+    "released_ci_high",
     "n_boot",
+    "released_rounds",
 )
 
 
@@ -53,36 +61,31 @@ def self_consistency_table(
     truth). Columns: see ``CONSISTENCY_COLUMNS``."""
     sound = replicates(data, "cluster", rounds, seed, units=(), released_level=None).consistency
     released = None
-    if released_level is not None and released_rounds > 0:
-        released = (
-            replicates(
-                data,
-                "responses",
-                released_rounds,
-                seed + 1,
-                units=(),
-                released_level=released_level,
-                include_observed=False,
-            )
-            .consistency.group_by("model", "language")
-            .agg(pl.col("consistency_released").fill_nan(None).mean())
-        )
+    released_boot = None
+    if released_level is not None and any(lvl == released_level for lvl, _ in data.ground_truth):
+        released = released_consistency(data, released_level)
+        if released_rounds > 0:
+            released_boot = released_replicates(
+                data, released_level, released_rounds, seed + 1
+            ).consistency
     rows = []
     for cell in data.cells:
         part = sound.filter((pl.col("model") == cell.model) & (pl.col("language") == cell.language))
         observed = part.filter(pl.col("replicate") == -1).row(0, named=True)
         boot = part.filter(pl.col("replicate") >= 0)["consistency"].to_numpy()
         low, high, sd, _ = percentile_interval(boot, alpha)
-        rel = float("nan")
+        rel = rel_low = rel_high = float("nan")
+        mine = (pl.col("model") == cell.model) & (pl.col("language") == cell.language)
         if released is not None:
-            r = released.filter(
-                (pl.col("model") == cell.model) & (pl.col("language") == cell.language)
-            )
+            r = released.filter(mine)
             rel = (
                 float(r["consistency_released"][0])
                 if r.height and r["consistency_released"][0] is not None
                 else float("nan")
             )
+        if released_boot is not None:
+            rb = released_boot.filter(mine)["consistency_released"].to_numpy()
+            rel_low, rel_high, _, _ = percentile_interval(rb, alpha)
         rows.append(
             {
                 "model": cell.model,
@@ -96,7 +99,10 @@ def self_consistency_table(
                 "n_topics": int((cell.counts > 0).sum()),
                 "n_responses": cell.n,
                 "consistency_released": rel,
+                "released_ci_low": rel_low,
+                "released_ci_high": rel_high,
                 "n_boot": rounds,
+                "released_rounds": released_rounds if released_boot is not None else 0,
             }
         )
     schema = {c: pl.String for c in CONSISTENCY_COLUMNS[:3]} | {
@@ -108,7 +114,10 @@ def self_consistency_table(
         "n_topics": pl.Int64,
         "n_responses": pl.Int64,
         "consistency_released": pl.Float64,
+        "released_ci_low": pl.Float64,
+        "released_ci_high": pl.Float64,
         "n_boot": pl.Int64,
+        "released_rounds": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema).sort("model", "language")
 

@@ -48,6 +48,7 @@ from polyculture.wvs.alignment import (
     percentile_interval,
     replicates,
 )
+from polyculture.wvs.released import RELEASED_LEVELS, released_replicates
 from polyculture.wvs.specgrid import GROUND_TRUTH_CHOICES, MODES
 
 KINDS = ("mixedlm", "ols")
@@ -535,6 +536,17 @@ def _fit_observations(
     return design, fit_design(design, pdf)
 
 
+def released_join_level(spec: RegressionSpec, resample_size: int | None) -> str | None:
+    """The ground-truth level whose joined table the released analysis resampled for this
+    regression, or None where the released draw does not apply (the sound pairing, a resample
+    size other than the whole table, the topic unit, or the merged ground truth, which the
+    released regressions never joined to)."""
+    if spec.consistency_pairs != "released" or resample_size is not None or spec.unit != "response":
+        return None
+    level = "country" if spec.name == "us_bias" else spec.ground_truth
+    return level if level in RELEASED_LEVELS else None
+
+
 def run_replicates_mode(
     spec: RegressionSpec,
     data: AnalysisData,
@@ -548,7 +560,12 @@ def run_replicates_mode(
     """As released: R replicate rows per cell, one fit, model-based inference."""
     if rounds < 2:
         raise ConfigError("rounds", "the replicates mode needs at least 2 rounds")
-    if rep is None:
+    joined = released_join_level(spec, resample_size) if rep is None else None
+    if rep is None and joined is not None:
+        rep = released_replicates(
+            data, joined, rounds, seed, consistency=uses_consistency(spec)
+        )
+    elif rep is None:
         rep = replicates(
             data,
             "responses",
@@ -565,11 +582,17 @@ def run_replicates_mode(
     obs = usable_rows(obs, spec)
     design, fit = _fit_observations(spec, obs, sorted({c.model for c in data.cells}))
     n_cells = obs.select("model", "language").unique().height
+    drawn = (
+        f"rows of the table of responses joined to every '{joined}' ground-truth group drawn "
+        "with replacement, all cells together, as many as it has — the released draw"
+        if joined is not None
+        else f"responses resampled with replacement per model × language, "
+        f"{resample_size or 'as many as observed'} per replicate"
+    )
     note = (
-        f"replicates mode (as released): {rounds} bootstrap replicates (responses resampled with "
-        f"replacement per model × language, {resample_size or 'as many as observed'} per replicate) × "
+        f"replicates mode (as released): {rounds} bootstrap replicates ({drawn}) × "
         f"{n_cells} model × language cells = {fit.n_obs} rows, treated as independent observations; "
-        f"consistency with {'the released pairing (self-pairs of duplicated rows)' if column == 'consistency_released' else 'distinct-response pairs'}. "
+        f"consistency {'as released (Spearman over pairs of joined rows, copies and duplicates paired, divided by 1 - 0.045)' if column == 'consistency_released' else 'from distinct-response pairs'}. "
         f"Model-based standard errors shrink like 1/sqrt(rounds): read the p-values as an artefact."
     )
     info = {

@@ -50,11 +50,13 @@ from polyculture.wvs.regressions import (
     drop_terms,
     needed_levels,
     not_estimable_reason,
+    released_join_level,
     run_cluster_mode,
     run_replicates_mode,
     term_regex,
     uses_consistency,
 )
+from polyculture.wvs.released import released_replicates
 from polyculture.wvs.specgrid import (  # noqa: F401 (expand_grid, grid_size_message: public here too)
     REGRESSIONS,
     Spec,
@@ -184,13 +186,24 @@ def run_speccurve(
         if reasons[spec.regression]:
             continue
         scheme = "responses" if spec.observation == "replicates" else "cluster"
+        rspec = _regression_spec(spec, defaults)
+        joined = (
+            released_join_level(rspec, spec.resample_size)
+            if spec.observation == "replicates"
+            else None
+        )
         key = (
             spec.regression if spec.regression == "us_bias" else "models",
-            scheme,
+            scheme if joined is None else f"joined:{joined}",
             spec.resample_size,
             spec.rounds,
         )
-        if key not in cache:
+        if key not in cache and joined is not None:
+            # the released draw: rows of the table joined to the level's groups
+            cache[key] = released_replicates(
+                d, joined, spec.rounds, seed, consistency=with_consistency
+            )
+        elif key not in cache:
             cache[key] = replicates(
                 d,
                 scheme,
@@ -203,7 +216,6 @@ def run_speccurve(
                 consistency=with_consistency,
                 include_observed=scheme == "cluster",
             )
-        rspec = _regression_spec(spec, defaults)
         try:
             if spec.observation == "replicates":
                 res: ModeResult = run_replicates_mode(
