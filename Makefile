@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: a wider range would pull the CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[test]"
+	# BLEnD's official Persian and Indonesian lemmatizers, without their clashing pins (pyproject.toml)
+	$(PY) -m pip install --quiet --no-deps hazm==0.10.0 nlp_id==0.1.23.0
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -261,6 +261,7 @@ rule translate_ground_truth:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
         skip_confidence=CONS_CFG["ground_truth"]["skip_translation_confidence"],
+        skip_same_language=CONS_CFG["ground_truth"]["skip_same_language"],
         max_drop_rate=CONS_CFG["ground_truth"]["max_drop_rate"],
         schema=table_schema("consensus_ground_truth_translated"),
     wildcard_constraints:

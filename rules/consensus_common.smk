@@ -1,6 +1,7 @@
 # Settings and helpers of stage group 'consensus' (kept apart from its rules, as the linter asks).
 import re
 
+from polyculture.consensus.config import check_self_supervision
 from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 
@@ -27,6 +28,7 @@ CONS_SELECTION_RE = "|".join(CONS_SELECTIONS)
 if config["pipelines"]["consensus"]:
     check_sources(CONS_CFG["sources"])
     check_requests(CONS_CFG["requests"])
+    check_self_supervision(config)
 
 
 def consensus_targets():

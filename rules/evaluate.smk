@@ -73,6 +73,7 @@ rule blend_score:
     params:
         data_dir=BLEND_DATA,
         max_questions=BLEND["max_questions"],
+        rules=BLEND["scorer_rules"],
         schemas={
             "answers": table_schema("evaluate_blend_responses"),
             "scores": table_schema("evaluate_blend_scores"),

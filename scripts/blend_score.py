@@ -13,7 +13,9 @@ from polyculture.io import check_columns, read_table, write_parquet
 
 p = snakemake.params
 answers = pl.concat([read_table(f, p.schemas["answers"]) for f in snakemake.input.answers])
-scores, per_question = score_generations(answers, p.data_dir, max_questions=p.max_questions)
+scores, per_question = score_generations(
+    answers, p.data_dir, max_questions=p.max_questions, rules=p.rules
+)
 model = pl.lit(snakemake.wildcards.blend_model).alias("model")
 scores = scores.select(model, pl.all())
 per_question = per_question.select(model, pl.all())

@@ -1,4 +1,5 @@
-"""Rule translate_ground_truth: g* into the weaker language (skipped where it already is)."""
+"""Rule translate_ground_truth: g* into the weaker language (always, or skipped where it already
+is in it: consensus.ground_truth.skip_same_language)."""
 
 from polyculture.logs import log_to
 
@@ -25,7 +26,12 @@ def translate(texts, sources, targets):
     return translator.translate(texts, sources, targets)
 
 
-table, drops = translate_ground_truth(ground_truth, translate, min_confidence=p.skip_confidence)
+table, drops = translate_ground_truth(
+    ground_truth,
+    translate,
+    min_confidence=p.skip_confidence,
+    skip_same_language=p.skip_same_language,
+)
 drops.group = snakemake.wildcards.selection
 write_drops([drops], snakemake.output.drops)
 drops.check(p.max_drop_rate)

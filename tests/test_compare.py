@@ -91,9 +91,14 @@ def test_blend_scores_average_templates_and_pool_countries(scores: pl.DataFrame)
     # US: 8 valid questions, 5 matched
     assert get("base", "US", "en", "all")["n_valid"] == 8
     assert get("base", "US", "en", "all")["sem_b"] == pytest.approx(62.5)
-    # All countries in English: 10 + 8 questions, 5 + 5 matched
-    pooled = get("base", "All", "en", "all")
+    # All countries in English: Greece 5 of 10, US 5 of 8. Headline: the macro mean of the
+    # per-country scores (50 + 62.5) / 2; beside it the pooled 10 of 18
+    macro = get("base", "All", "en", "all")
+    assert (macro["n_valid"], macro["sem_b"]) == (18, pytest.approx((50 + 62.5) / 2))
+    assert macro["sem_w"] == pytest.approx((25 + 62.5) / 2)
+    pooled = get("base", "All (pooled)", "en", "all")
     assert (pooled["n_valid"], pooled["sem_b"]) == (18, pytest.approx(100 * 10 / 18))
+    assert pooled["sem_w"] == pytest.approx(100 * (2.5 + 5) / 18)
     assert get("full", "All", "local", "all")["sem_b"] == pytest.approx(80.0)
     assert get("full", "All", "local", "all")["language_kind"] == "local"
 
@@ -126,6 +131,11 @@ def test_compare_blend_by_hand(scores: pl.DataFrame) -> None:
     # mean over templates: Δ = (60 + 20) / 2
     assert get("Greece", "el", "all")["delta_sem_b"] == pytest.approx(40.0)
     assert get("All", "local", "all")["delta_sem_b"] == pytest.approx(40.0)
+    assert get("All (pooled)", "local", "all")["delta_sem_b"] == pytest.approx(40.0)
+    # English: identical, so the macro and pooled summaries show no difference either
+    assert get("All", "en", "all")["p_sem_b"] == 1.0
+    assert get("All", "en", "all")["sem_b"] == pytest.approx((50 + 62.5) / 2)
+    assert get("All (pooled)", "en", "all")["sem_b"] == pytest.approx(100 * 10 / 18)
     assert get("US", "en", "all")["n_valid"] == 8
     again = cmp.compare_blend(
         q, [cmp.Pair("full", "base", "full")], n_boot=N_BOOT, seed=3, alpha=0.05
@@ -211,12 +221,60 @@ def test_general_scores_and_comparison(items: pl.DataFrame) -> None:
     # one win in four items: a resample differs from 0.25 by 0.25 or more unless it draws the
     # win exactly once; P(exactly one of four draws is the win) = 4 · 1/4 · (3/4)^3 ≈ 0.42
     assert hs_en["p_value"] == pytest.approx(1 - 4 * 0.25 * 0.75**3, abs=0.05)
-    pooled = out.filter((pl.col("benchmark") == "hellaswag") & (pl.col("task") == "all")).row(
+    pooled = out.filter(
+        (pl.col("benchmark") == "hellaswag") & (pl.col("task") == "all (pooled)")
+    ).row(0, named=True)
+    assert pooled["n"] == 8 and pooled["delta"] == pytest.approx(0.125)
+    # macro over the two HellaSwag languages: (0.25 + 0) / 2 with a stratified bootstrap
+    macro = out.filter((pl.col("benchmark") == "hellaswag") & (pl.col("task") == "all")).row(
         0, named=True
     )
-    assert pooled["n"] == 8 and pooled["delta"] == pytest.approx(0.125)
+    assert macro["delta"] == pytest.approx(0.125)
+    assert (macro["value_base"], macro["value"]) == (pytest.approx(0.375), pytest.approx(0.5))
     mmlu = out.filter(pl.col("task") == "mmlu_en").row(0, named=True)
     assert (mmlu["delta"], mmlu["p_value"], mmlu["significant"]) == (0.0, 1.0, False)
+
+
+def test_macro_and_pooled_means_differ_when_the_strata_differ_in_size() -> None:
+    """Benchmarks: 'all' is the mean of the per-language values, 'all (pooled)' the item mean."""
+    rows = []
+    for task, lang, values in (("t_en", "en", [1, 1, 1, 1, 1, 1, 1, 1]), ("t_el", "el", [0, 0])):
+        for v in values:
+            rows.append(
+                {
+                    "model": "m",
+                    "benchmark": "b",
+                    "task": task,
+                    "language": lang,
+                    "metric": "acc",
+                    "value": float(v),
+                }
+            )
+    sc = cmp.general_scores(pl.DataFrame(rows))
+    by_task = {r["task"]: r["value"] for r in sc.iter_rows(named=True)}
+    assert by_task["all"] == pytest.approx(0.5) and by_task["all (pooled)"] == pytest.approx(0.8)
+
+
+def test_stratified_bootstrap_resamples_within_strata() -> None:
+    """Stratum A: the adapter wins every question (no variance within A); stratum B: no
+    difference. Every resample's macro delta is exactly (1 + 0) / 2: a zero-width interval and
+    the smallest p-value. A plain bootstrap over the pooled items would vary with the mix."""
+    a = [1.0] * 5 + [0.0] * 20
+    b = [0.0] * 5 + [0.0] * 20
+    strata = ["A"] * 5 + ["B"] * 20
+    r = cmp.stratified_paired_bootstrap(a, b, strata, 499, 0, 0.05)
+    assert r.delta == pytest.approx(0.5) and r.low == r.high == pytest.approx(0.5)
+    assert r.p_value == pytest.approx(1 / 500)
+    # the same seed gives the same draws; the order of the strata does not matter
+    again = cmp.stratified_paired_bootstrap(a[::-1], b[::-1], strata[::-1], 499, 0, 0.05)
+    assert again.delta == r.delta
+    # with variance inside a stratum the interval has width and covers the delta
+    c = [1.0, 0.0] * 10
+    d = [0.0] * 20
+    r2 = cmp.stratified_paired_bootstrap(c, d, ["A"] * 10 + ["B"] * 10, 999, 1, 0.05)
+    assert r2.low < r2.delta < r2.high
+    with pytest.raises(ValueError):
+        cmp.stratified_paired_bootstrap([1.0], [1.0, 0.0], ["A"], 10, 0, 0.05)
 
 
 def test_general_comparison_checks_documents(items: pl.DataFrame) -> None:

@@ -84,3 +84,58 @@ def test_paper_preset_validates_with_paper_values():
 def test_schema_rejects_bad_values(bad, message):
     with pytest.raises(Exception, match=message):
         validate({"seed": 1, "consensus": bad}, str(CONFIG_SCHEMA))
+
+
+def test_generator_must_be_the_trained_model_unless_the_config_says_otherwise():
+    from polyculture.consensus.config import check_self_supervision
+    from polyculture.errors import ConfigError
+
+    config = {
+        "pipelines": {"consensus": True, "train": True},
+        "consensus": {"generator": "meta-llama/Llama-3.1-8B-Instruct"},
+        "train": {"base_model": "Qwen/Qwen3-8B"},
+    }
+    with pytest.raises(ConfigError) as err:
+        check_self_supervision(config)
+    assert "consensus.generator" in str(err.value) and "train.base_model" in str(err.value)
+    assert "allow_other_generator" in str(err.value)
+    check_self_supervision(
+        {**config, "consensus": {**config["consensus"], "allow_other_generator": True}}
+    )
+    check_self_supervision({**config, "pipelines": {"consensus": True, "train": False}})
+    check_self_supervision({**config, "train": {"base_model": "meta-llama/Llama-3.1-8B-Instruct"}})
+    # the shipped configs keep the premise
+    for path in (REPO / "config.yaml", REPO / "configs" / "paper-consensus.yaml"):
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert cfg["consensus"]["generator"] == cfg["train"]["base_model"], path
+    assert with_defaults({})["allow_other_generator"] is False
+
+
+def test_ground_truth_is_always_translated_unless_skipping_is_asked_for():
+    import polars as pl
+
+    from polyculture.consensus.critiques import translate_ground_truth, translation_plan
+
+    greek = "Οι οικογένειες ψήνουν αρνί στη σούβλα το Πάσχα και το τρώνε μαζί."
+    table = pl.DataFrame(
+        {
+            "question_id": ["a", "b"],
+            "gt_text": ["Families roast lamb on a spit at Easter.", greek],
+            "strong_language": ["en", "en"],
+            "weak_language": ["el", "el"],
+        }
+    )
+    assert translation_plan(table, 0.9, skip_same_language=False) == [True, True]
+    assert translation_plan(table, 0.9, skip_same_language=True) == [True, False]
+    calls = []
+
+    def translate(texts, sources, targets):
+        calls.append(list(texts))
+        return [f"<el>{t}" for t in texts]
+
+    out, _ = translate_ground_truth(table, translate, min_confidence=0.9)
+    assert calls == [table["gt_text"].to_list()]  # the paper: every g* through the translator
+    assert out["gt_translated"].to_list() == [True, True]
+    assert with_defaults({})["ground_truth"]["skip_same_language"] is False
+    preset = yaml.safe_load((REPO / "configs" / "paper-consensus.yaml").read_text(encoding="utf-8"))
+    assert preset["consensus"]["ground_truth"]["skip_same_language"] is False

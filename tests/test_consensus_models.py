@@ -181,7 +181,9 @@ def test_ground_truth_translation_with_the_tiny_llm_translator(builtin_models):
             "weak_language": ["el", "el"],
         }
     )
-    out, drops = translate_ground_truth(table, translator.translate, min_confidence=0.9)
+    out, drops = translate_ground_truth(
+        table, translator.translate, min_confidence=0.9, skip_same_language=True
+    )
     assert drops.total == 2
     by_id = {r["question_id"]: r for r in out.iter_rows(named=True)}
     # g* of 'b' already is Greek, the weak language: kept as it is, no model call

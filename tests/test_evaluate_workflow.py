@@ -97,24 +97,30 @@ def test_comparison_outputs(cfg: dict, ev: Path) -> None:
     blend = pl.read_parquet(cmp_dir / "blend_scores.parquet")
     assert set(blend["model"].to_list()) == set(models(cfg))
     assert {"all", "inst-4", "pers-3"} <= set(blend["prompt_id"].to_list())
-    assert set(blend["country"].to_list()) == {"All", *cfg["evaluate"]["blend"]["countries"]}
+    assert set(blend["country"].to_list()) == {
+        "All",
+        "All (pooled)",
+        *cfg["evaluate"]["blend"]["countries"],
+    }
     general = pl.read_parquet(cmp_dir / "general_scores.parquet")
     assert {"hellaswag", "global_mmlu"} == set(general["benchmark"].to_list())
     adapters = [m for m in cfg["eval_models"] if m.get("adapter")]
     comparison = pl.read_parquet(cmp_dir / "blend_comparison.parquet")
     general_cmp = pl.read_parquet(cmp_dir / "general_comparison.parquet")
     ablation = pl.read_parquet(cmp_dir / "ablation.parquet")
-    # per adapter: each run, each run's mean over templates, and the 'All' countries rows
-    # (English, local) per template and over all templates
+    # per adapter: each run, each run's mean over templates, and the two summary rows ('All'
+    # macro, 'All (pooled)') per language kind (English, local) per template and over all
     n_prompts = len(cfg["evaluate"]["blend"]["prompts"])
     n_runs = len(runs(cfg))
     n_means = n_runs // n_prompts
-    assert comparison.height == len(adapters) * (n_runs + n_means + 2 * (n_prompts + 1))
-    assert general_cmp.height == len(adapters) * (len(cfg["evaluate"]["general"]["tasks"]) + 2)
+    assert comparison.height == len(adapters) * (n_runs + n_means + 2 * 2 * (n_prompts + 1))
+    # per task, and per benchmark (2) the macro mean and the pooled items
+    assert general_cmp.height == len(adapters) * (len(cfg["evaluate"]["general"]["tasks"]) + 2 * 2)
     assert comparison["p_sem_b"].is_between(0, 1).all()
     variants = [m["adapter"] for m in adapters]
     assert ablation.height == (len(variants) + 1 if variants else 0)
     md = (cmp_dir / "comparison.md").read_text(encoding="utf-8")
     assert md.startswith("# Model comparison") and "## Ablation" in md
+    assert "macro mean" in md and "| All (pooled) |" in md
     for fig in ("blend_sem_b.png", "general.png"):
         assert (cmp_dir / fig).read_bytes()[:4] == b"\x89PNG"

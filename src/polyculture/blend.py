@@ -33,28 +33,61 @@ Scoring rule (the BLEnD soft exact match, re-implemented from the paper's evalua
    language, English answers in English.
 5. SEM-B = 100 × matched / valid. SEM-W = 100 × Σ(matched cluster's count / top count) / valid.
 
-Lemmatizers per language (the paper used spaCy, Okt, Spark NLP, CLTK and per-language stemmers;
-here maintained, offline, pip-installable libraries, and plain tokenization where none is):
+Lemmatizers per language (the official scorer, ``evaluation/exact_match.py`` of nlee0212/BLEnD,
+uses spaCy, Okt, Spark NLP, CLTK, hazm, nlp_id, qalsadi, jieba and per-language stemmers; here the
+official tool where it installs from PyPI and runs offline, else a maintained offline library,
+else plain tokenization):
 
 ============================  ======================================================
-en, el, es, id, fa, ar         simplemma (dictionary lemmatizer; its own tokenizer)
-zh                             jieba word segmentation (no lemmas in Chinese)
+fa                             hazm ``Lemmatizer`` per token (official tool; hazm 0.10.0)
+id                             nlp_id ``Lemmatizer`` on the text, split on spaces (official
+                               tool; nlp_id 0.1.23.0)
+zh                             jieba word segmentation (official tool; no lemmas in Chinese)
+en, el, es, ar                 simplemma (dictionary lemmatizer; its own tokenizer). Official:
+                               spaCy en_core_web_sm, CLTK, Spark NLP, qalsadi (models that are
+                               not on PyPI or need Java/Spark)
 ko                             kiwipiepy morphemes: particles (J*) and endings (E*) dropped,
                                verb/adjective stems as dictionary forms (stem + 다), as the
-                               paper's Okt with stem=True; when kiwipiepy is not installed,
-                               the fallback below
+                               official Okt with stem=True (Okt needs Java)
 as, am, ha, su, az, others     fallback: split on whitespace and punctuation, no lemmas
-                               (the paper: Indic trivial tokenizer for Assamese, stemmers for
+                               (official: Indic trivial tokenizer for Assamese, stemmers for
                                Amharic, Hausa, Sundanese, Azerbaijani)
 ============================  ======================================================
 
-Deviations from the released code, each a fix of an accident of it: answers are stripped,
-lowercased and punctuation-mapped before the substring test (the released code compared raw
-answers with a lowercased response, so capitalised answers could only match through tokens);
-empty answers and answers with no tokens never match (the released code let an empty answer
-match any response); all combining diacritics are stripped, not only the acute accent;
-punctuation is any Unicode punctuation or symbol, not only ASCII; only the leading label is
-removed, not every later occurrence of its text.
+hazm and nlp_id declare pins that clash with this project's (numpy==1.24.3; numpy==2.4.4,
+scikit-learn==1.8.0, ...), so they are installed with ``pip install --no-deps`` (the Makefile
+does it); what their lemmatizers import at run time (hazm: nltk, flashtext, python-crfsuite,
+gensim, fasttext-wheel through its package ``__init__``; nlp_id: nothing beyond the standard
+library for the lemmatizer) is in pyproject.toml. Both run offline: their word lists ship in the
+wheels. Where one is not installed, the language falls back to simplemma with a warning, and
+:func:`analyzer_name` says so.
+
+Two rule sets (``rules=``; config ``evaluate.blend.scorer_rules``):
+
+``polyculture`` (default) fixes three bugs of the official code, each an accident of it:
+
+1. *Case-sensitive substring test on the raw answer.* The official ``lemma_check`` tests
+   ``answer in llm_response`` with the annotated answer as written and the response lowercased,
+   so a capitalised answer ("Paella") can only match through tokens. Here the answer is
+   lowercased and punctuation-mapped as the response is.
+2. *An empty answer matches any response.* ``'' in response`` is true, and an answer whose
+   tokens are all punctuation gives an empty token list whose ``all()`` is true. The release has
+   7 empty answers (1 local, 6 English). Here empty answers and answers with no tokens never
+   match.
+3. *A response "None" is read as missing.* The official scorer reads responses with
+   ``pandas.read_csv``, whose default NA strings ("None", "NA", "null", "nan", "N/A", ...) turn
+   such an answer into a float and then into "no response". Here a response is text.
+
+and, less consequential: all combining diacritics are stripped, not only the acute accent;
+punctuation tokens are any Unicode punctuation or symbol, not substrings of ASCII
+``string.punctuation``; only the leading label is removed, not every later occurrence of its
+text; Persian is split on punctuation as well as spaces before hazm lemmatizes it.
+
+``official`` reproduces the official code's behaviour, bugs included (for comparisons with
+published numbers): the three above and the less consequential ones, with the same lemmatizers
+as ``polyculture``. The release lists clusters in vote order (checked on all 8,000 questions by
+``tests/test_blend_parity.py``), so the official walk in file order with the first cluster's
+count as the maximum is the walk in vote order here.
 """
 
 from __future__ import annotations
@@ -62,6 +95,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import string
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +113,35 @@ log = logging.getLogger(__name__)
 
 SKIP_NO_ANSWER_NA = 3  # skip when no-answer + not-applicable >= this
 SKIP_IDK = 5  # skip when idk >= this
+
+# Rule sets of the scorer (module docstring): the project's fixes, or the official code's behaviour.
+SCORER_RULES = ("polyculture", "official")
+
+# pandas.read_csv's default NA strings: the official scorer reads a response that is exactly one
+# of these as missing (pandas 2.x/3.x `na_values` defaults; '' is missing either way).
+PANDAS_NA_STRINGS = frozenset(
+    (
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    )
+)
 
 QUESTION_COLUMNS = ("ID", "Question", "Translation")
 PROMPT_COLUMNS = ("id", "English", "Translation")
@@ -402,13 +465,42 @@ def clean_response(response: str | None, prompt: str = "") -> str:
     return text.strip().strip(".").strip()
 
 
+def clean_response_official(response: str | None, prompt: str = "") -> str:
+    """The official scorer's cleaning (``delete_prompt_from_answer`` then ``.strip('.').lower()``):
+    like :func:`clean_response` but every occurrence of the removed label's text goes, and
+    whitespace inside the surrounding periods stays."""
+    if response is None:
+        return ""
+    text = response.replace(prompt, "").translate(_FULL_WIDTH).lower()
+    prompt_norm = prompt.translate(_FULL_WIDTH).lower()
+    found = re.findall(r"^(\w+:)\s", text)
+    extracted = ""
+    for label in found:
+        if len(label) > len(extracted) and label.replace(":", "") in prompt_norm:
+            extracted = label
+    text = text.replace(extracted, "").strip() if found else text.strip()
+    return text.strip(".").lower()
+
+
+def check_rules(rules: str) -> str:
+    """`rules` if it names a rule set of the scorer, else a ValueError naming the choices."""
+    if rules not in SCORER_RULES:
+        raise ValueError(f"scorer rules {rules!r}: expected one of {', '.join(SCORER_RULES)}")
+    return rules
+
+
 # --------------------------------------------------------------------------- lemmatization
 
 
 def analyzer_name(language: str) -> str:
-    """Which tokenizer/lemmatizer a language gets: simplemma, jieba, kiwipiepy or fallback."""
+    """Which tokenizer/lemmatizer a language gets: hazm, nlp_id, simplemma, jieba, kiwipiepy or
+    fallback."""
     if language == "zh":
         return "jieba"
+    if language == "fa" and _hazm() is not None:
+        return "hazm"
+    if language == "id" and _nlp_id() is not None:
+        return "nlp_id"
     if language == "ko":
         return "kiwipiepy" if _kiwi() is not None else "fallback"
     if language in SIMPLEMMA_LANGUAGES:
@@ -426,6 +518,36 @@ def _kiwi() -> Any:
         )
         return None
     return Kiwi()
+
+
+@cache
+def _hazm() -> Any:
+    """hazm's Lemmatizer (the official scorer's Persian lemmatizer), or None when not installed."""
+    try:
+        from hazm import Lemmatizer
+    except ImportError as exc:
+        log.warning(
+            "hazm is not usable (%s): Persian falls back to simplemma; install it with "
+            "`pip install --no-deps hazm==0.10.0` (see polyculture.blend)",
+            exc,
+        )
+        return None
+    return Lemmatizer()
+
+
+@cache
+def _nlp_id() -> Any:
+    """nlp_id's Lemmatizer (the official scorer's Indonesian lemmatizer), or None."""
+    try:
+        from nlp_id.lemmatizer import Lemmatizer
+    except ImportError as exc:
+        log.warning(
+            "nlp_id is not usable (%s): Indonesian falls back to simplemma; install it with "
+            "`pip install --no-deps nlp_id==0.1.23.0` (see polyculture.blend)",
+            exc,
+        )
+        return None
+    return Lemmatizer()
 
 
 @cache
@@ -473,8 +595,16 @@ def _korean_tokens(text: str) -> list[str]:
     return out
 
 
-def _raw_tokens(text: str, language: str) -> list[str]:
+def _raw_tokens(text: str, language: str, rules: str = "polyculture") -> list[str]:
+    """Tokens of the language's analyzer, before case, accent and punctuation handling.
+    Persian: hazm lemmas of the whitespace-separated terms (official) or of the terms split
+    on punctuation too (polyculture); Indonesian: nlp_id's lemmatized text split on spaces."""
     name = analyzer_name(language)
+    if name == "hazm":
+        terms = text.split() if rules == "official" else fallback_tokens(text)
+        return [_hazm().lemmatize(t) for t in terms]
+    if name == "nlp_id":
+        return _nlp_id().lemmatize(text).split()
     if name == "simplemma":
         import simplemma
 
@@ -503,6 +633,33 @@ def lemma_tokens(text: str, language: str) -> tuple[str, ...]:
         if norm and not all(_is_punct_or_symbol(ch) for ch in norm):
             out.append(norm)
     return tuple(out)
+
+
+_ACUTE = {ord("\N{COMBINING ACUTE ACCENT}"): None}
+
+
+@lru_cache(maxsize=262_144)
+def official_tokens(text: str, language: str) -> tuple[str, ...]:
+    """Tokens as the official ``lemma_check`` compares them: the analyzer's tokens of the text as
+    given, without tokens that are '' or a substring of ASCII ``string.punctuation``, then NFD,
+    the combining acute accent removed, lowercased."""
+    return tuple(
+        unicodedata.normalize("NFD", t).translate(_ACUTE).lower()
+        for t in _raw_tokens(text, language, "official")
+        if t not in string.punctuation and t != ""
+    )
+
+
+def answer_matches_official(answer: str, response: str, language: str) -> bool:
+    """The official ``lemma_check``: the raw answer (case as annotated) or its hyphen/space
+    variants as a substring of the cleaned response, or every official token of the answer among
+    the response's. An empty answer, or one with no tokens, matches every response."""
+    if answer in response or answer.replace("-", " ") in response:
+        return True
+    if answer.replace(" ", "-") in response:
+        return True
+    resp_tokens = set(official_tokens(response, language))
+    return all(t in resp_tokens for t in official_tokens(answer, language))
 
 
 # --------------------------------------------------------------------------- matching
@@ -538,17 +695,21 @@ class Match:
         return self.count / self.top_count if self.top_count else 0.0
 
 
-def match_question(q: Question, response: str, language: str, local_language: str) -> Match | None:
-    """Walk the clusters in vote order; local runs try local answers before English ones."""
+def match_question(
+    q: Question, response: str, language: str, local_language: str, rules: str = "polyculture"
+) -> Match | None:
+    """Walk the clusters in vote order; local runs try local answers before English ones.
+    `rules` = 'official' matches with :func:`answer_matches_official`."""
     if not response:
         return None
+    matches = answer_matches_official if check_rules(rules) == "official" else answer_matches
     for rank, cluster in enumerate(q.clusters):
         if language != "en":
             for a in cluster.answers:
-                if answer_matches(a, response, local_language):
+                if matches(a, response, local_language):
                     return Match(rank, cluster.count, q.top_count, a, "local")
         for a in cluster.en_answers:
-            if answer_matches(a, response, "en"):
+            if matches(a, response, "en"):
                 return Match(rank, cluster.count, q.top_count, a, "en")
     return None
 
@@ -561,12 +722,17 @@ def score_run(
     language: str,
     prompt_id: str = "",
     prompts: Mapping[str, str] | None = None,
+    rules: str = "polyculture",
 ) -> pl.DataFrame:
     """Per-question scores of one run (country × language × prompt template).
 
     `responses` maps question ID → raw model response (None or absent: no response);
     `prompts` maps ID → the prompt text that produced it (for echo and label removal).
-    Every annotated question gets a row; IDs in `responses` without annotations fail."""
+    Every annotated question gets a row; IDs in `responses` without annotations fail.
+    `rules`: 'polyculture' (the project's fixes) or 'official' (the official code's behaviour,
+    a response that pandas reads as NA counting as missing); see the module docstring."""
+    official = check_rules(rules) == "official"
+    clean = clean_response_official if official else clean_response
     country = normalize_region(country)
     if language not in run_languages(country):
         raise InputError(
@@ -584,11 +750,12 @@ def score_run(
     rows = []
     for qid, q in annotations.items():
         raw = responses.get(qid)
-        cleaned = clean_response(raw, prompts.get(qid, "")) if raw is not None else None
+        read = None if official and raw in PANDAS_NA_STRINGS else raw
+        cleaned = clean(read, prompts.get(qid, "")) if read is not None else None
         reason = skip_reason(q)
         match = None
         if reason is None and cleaned:
-            match = match_question(q, cleaned, language, local_language)
+            match = match_question(q, cleaned, language, local_language, rules)
         valid = reason is None
         rows.append(
             {
@@ -725,8 +892,10 @@ def score_responses(
     *,
     source: object = "responses",
     annotations: Mapping[str, Mapping[str, Question]] | None = None,
+    rules: str = "polyculture",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Score a response table against the BLEnD annotations in `data_dir`.
+    """Score a response table against the BLEnD annotations in `data_dir` (`rules`: see
+    :func:`score_run`).
 
     Returns (scores per country × language × prompt_id, per-question table). Prompt text for
     echo/label removal comes from a `prompt` column, else is rebuilt from the prompt templates
@@ -756,6 +925,7 @@ def score_responses(
                 language=language,
                 prompt_id=prompt_id,
                 prompts=prompt_text,
+                rules=rules,
             )
         )
     per_question = pl.concat(frames) if frames else pl.DataFrame(schema=PER_QUESTION_SCHEMA)
@@ -826,7 +996,11 @@ def answer_prompts(
 
 
 def score_generations(
-    responses: pl.DataFrame, data_dir: str | Path, *, max_questions: int | None = None
+    responses: pl.DataFrame,
+    data_dir: str | Path,
+    *,
+    max_questions: int | None = None,
+    rules: str = "polyculture",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Score the workflow's generated answers (all runs of one model) against the annotations
     of the questions that were asked (the first `max_questions` of each country, or all)."""
@@ -840,7 +1014,9 @@ def score_generations(
             ids = set(asked["ID"].to_list())
             ann = {qid: q for qid, q in ann.items() if qid in ids}
         annotations[country] = ann
-    return score_responses(responses, data_dir, source="generated answers", annotations=annotations)
+    return score_responses(
+        responses, data_dir, source="generated answers", annotations=annotations, rules=rules
+    )
 
 
 BLEND_SUBDIRS = ("questions", "annotations", "prompts")

@@ -3,7 +3,8 @@
 Subcommands register themselves in :data:`SUBCOMMANDS` (name → (help, add_arguments, run)); other
 groups add theirs the same way.
 
-    polyculture blend-score --data DIR --responses FILE [--out FILE] [--per-question FILE]
+    polyculture blend-score --data DIR --responses FILE [--rules polyculture|official]
+                            [--out FILE] [--per-question FILE]
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def _blend_score_args(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, help="write the scores table here (.parquet, .csv, .tsv, .json, .jsonl)"
     )
     parser.add_argument("--per-question", type=Path, help="write the per-question table here")
+    parser.add_argument(
+        "--rules",
+        choices=["polyculture", "official"],
+        default="polyculture",
+        help="polyculture: the project's fixes of the official scorer's bugs (default); "
+        "official: the official evaluation/exact_match.py behaviour, bugs included "
+        "(see polyculture.blend)",
+    )
 
 
 @subcommand("blend-score", "score BLEnD short-answer responses (SEM-B / SEM-W)", _blend_score_args)
@@ -85,7 +94,9 @@ def blend_score(args: argparse.Namespace) -> int:
     from polyculture.io import read_table
 
     responses = read_table(args.responses)
-    scores, per_question = score_responses(responses, args.data, source=args.responses)
+    scores, per_question = score_responses(
+        responses, args.data, source=args.responses, rules=args.rules
+    )
     print(format_scores(scores))
     missing = scores.filter(pl.col("n_missing") > 0)
     for r in missing.iter_rows(named=True):

@@ -5,13 +5,21 @@
 - BLEnD: per country, language and prompt template, and per country and language over both
   templates (prompt ``all``: a question's score is its mean over the templates), SEM-B and SEM-W
   of both models on the same valid questions, the difference and a paired bootstrap over
-  questions (:func:`polyculture.stats.paired_bootstrap`). Rows with country ``All`` pool the
-  questions of every country asked in English (``language_kind`` English) or in its own
-  language (``local``; UK and US have none).
-- General benchmarks: per task and per benchmark over all its languages, the compared metric
-  on the same items, the difference and a paired bootstrap over items.
+  questions (:func:`polyculture.stats.paired_bootstrap`). Two summary rows per language kind
+  (questions in English, ``language_kind`` English; or in each country's own language,
+  ``local``; UK and US have none):
+
+  - country ``All`` — the **macro mean**, the headline: the mean of the per-country scores, as
+    the paper reports its results (its +5.03 SEM-B is the mean over the 16 regions). Its paired
+    bootstrap resamples questions within each country and averages the per-country
+    differences (:func:`stratified_paired_bootstrap`), so every country keeps its weight.
+  - country ``All (pooled)`` — every country's questions pooled into one sample (larger
+    countries weigh more), labelled as such, beside it.
+- General benchmarks: per task, and per benchmark over its languages as the macro mean of the
+  per-task scores (task ``all``: the paper's Table 2 averages over languages; bootstrap within
+  each task) and pooled over items (task ``all (pooled)``).
 - Ablation: one row per training variant (full / random_selection / no_region_filter) with the
-  pooled differences to the base model, and the base model's own scores.
+  macro-mean differences to the base model, and the base model's own scores.
 """
 
 from __future__ import annotations
@@ -20,13 +28,18 @@ from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import polars as pl
 
 from polyculture.errors import InputError
-from polyculture.stats import paired_bootstrap
+from polyculture.stats import PairedBootstrap, paired_bootstrap
 
-ALL = "all"  # prompt id of scores averaged over the prompt templates
-ALL_COUNTRIES = "All"
+ALL = "all"  # prompt id of scores averaged over the prompt templates; benchmark macro mean
+ALL_POOLED = "all (pooled)"  # benchmark task: items of every language pooled
+ALL_COUNTRIES = "All"  # macro mean over countries (the headline)
+ALL_POOLED_COUNTRIES = "All (pooled)"  # every country's questions pooled
+SUMMARY_COUNTRIES = (ALL_COUNTRIES, ALL_POOLED_COUNTRIES)
+_BOOT_CHUNK = 1000
 _Label = TypeVar("_Label", bound=Hashable)  # what a bar of a grouped bar chart stands for
 
 BLEND_SCORE_SCHEMA = {
@@ -167,30 +180,99 @@ def blend_question_scores(per_question: pl.DataFrame) -> pl.DataFrame:
     ).sort(["model", "country", "language", "prompt_id", "ID"])
 
 
+def stratified_paired_bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    strata: Sequence[Hashable],
+    n_boot: int,
+    seed: int,
+    alpha: float,
+) -> PairedBootstrap:
+    """Paired bootstrap of the macro mean difference: the mean over strata (countries, tasks) of
+    mean(a − b) within each stratum. Each resample draws every stratum's items with replacement
+    from that stratum only, so each stratum keeps its own size and weight 1/#strata. p-value and
+    interval as in :func:`polyculture.stats.paired_bootstrap` (two-sided, bootstrap distribution
+    centred on the observed δ)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    labels = np.asarray([str(s) for s in strata])
+    if x.shape != y.shape or x.shape != labels.shape or x.ndim != 1:
+        raise ValueError("stratified bootstrap: a, b and strata must be 1-D of the same length")
+    if x.size == 0:
+        raise ValueError("cannot bootstrap an empty sample")
+    if n_boot < 1 or not 0 < alpha < 1:
+        raise ValueError(f"n_boot must be >= 1 and alpha in (0, 1); got {n_boot}, {alpha}")
+    d = x - y
+    groups = [d[labels == s] for s in sorted(set(labels.tolist()))]
+    delta = float(np.mean([g.mean() for g in groups]))
+    rng = np.random.default_rng(seed)
+    sums = np.zeros(n_boot)
+    for g in groups:
+        for start in range(0, n_boot, _BOOT_CHUNK):
+            size = min(_BOOT_CHUNK, n_boot - start)
+            idx = rng.integers(0, g.size, size=(size, g.size))
+            sums[start : start + size] += g[idx].mean(axis=1)
+    deltas = sums / len(groups)
+    tol = 1e-12 * max(1.0, abs(delta))
+    extreme = int(np.count_nonzero(np.abs(deltas - delta) >= abs(delta) - tol))
+    low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
+    p_value = min(1.0, (1 + extreme) / (n_boot + 1))
+    return PairedBootstrap(delta, float(low), float(high), float(p_value), int(x.size), n_boot)
+
+
 def _with_all_countries(q: pl.DataFrame) -> pl.DataFrame:
-    """Add rows for country 'All': every country's questions pooled per language kind."""
-    pooled = q.with_columns(
+    """Add the summary rows of every language kind: country 'All (pooled)' holds every
+    country's questions (ID prefixed with the country) and country 'All' the same questions
+    for the macro mean (the country stays in column `stratum`)."""
+    q = q.with_columns(stratum=pl.col("country"))
+    summary = q.with_columns(
         ID=pl.col("country") + "/" + pl.col("ID"),
-        country=pl.lit(ALL_COUNTRIES),
         language=pl.when(pl.col("language_kind") == "English")
         .then(pl.lit("en"))
         .otherwise(pl.lit("local")),
     )
-    return pl.concat([q, pooled.select(q.columns)])
+    return pl.concat(
+        [
+            q,
+            summary.with_columns(country=pl.lit(ALL_COUNTRIES)),
+            summary.with_columns(country=pl.lit(ALL_POOLED_COUNTRIES)),
+        ]
+    )
 
 
 def blend_scores(question_scores: pl.DataFrame) -> pl.DataFrame:
     """SEM-B / SEM-W per model, country, language and prompt (templates and 'all'), with the
-    'All' countries rows."""
+    summary rows: 'All' = mean of the per-country scores, 'All (pooled)' = questions pooled."""
     q = _with_all_countries(question_scores)
-    return (
-        q.group_by(["model", "country", "language", "language_kind", "prompt_id"])
+    keys = ["model", "country", "language", "language_kind", "prompt_id"]
+    per_stratum = q.group_by([*keys, "stratum"]).agg(
+        sem_b=100 * pl.col("match").mean(),
+        sem_w=100 * pl.col("weight").mean(),
+        n_valid=pl.len().cast(pl.Int64),
+        n_pooled_b=pl.col("match").sum(),
+        n_pooled_w=pl.col("weight").sum(),
+    )
+    pooled = pl.col("country") == ALL_POOLED_COUNTRIES
+    macro_rows = (
+        per_stratum.filter(~pooled)
+        .group_by(keys)
+        .agg(pl.col("sem_b").mean(), pl.col("sem_w").mean(), pl.col("n_valid").sum())
+    )
+    pooled_rows = (
+        per_stratum.filter(pooled)
+        .group_by(keys)
         .agg(
-            sem_b=100 * pl.col("match").mean(),
-            sem_w=100 * pl.col("weight").mean(),
-            n_valid=pl.len().cast(pl.Int64),
+            sem_b=100 * pl.col("n_pooled_b").sum() / pl.col("n_valid").sum(),
+            sem_w=100 * pl.col("n_pooled_w").sum() / pl.col("n_valid").sum(),
+            n_valid=pl.col("n_valid").sum(),
         )
-        .select(list(BLEND_SCORE_SCHEMA))
+    )
+    return (
+        pl.concat(
+            [
+                macro_rows.select(list(BLEND_SCORE_SCHEMA)),
+                pooled_rows.select(list(BLEND_SCORE_SCHEMA)),
+            ]
+        )
         .cast(BLEND_SCORE_SCHEMA)
         .sort(["country", "language", "prompt_id", "model"])
     )
@@ -210,11 +292,22 @@ def _aligned(a: pl.DataFrame, b: pl.DataFrame, key: str, what: str) -> pl.DataFr
     return joined.sort(key)
 
 
+def _pooled(j: pl.DataFrame, column: str) -> float:
+    """100 × the mean of `column` over every row."""
+    return 100 * float(j[column].mean())
+
+
+def _macro(j: pl.DataFrame, column: str) -> float:
+    """100 × the mean over strata of the mean of `column` within the stratum."""
+    return 100 * float(j.group_by("stratum").agg(pl.col(column).mean())[column].mean())
+
+
 def compare_blend(
     question_scores: pl.DataFrame, pairs: Sequence[Pair], *, n_boot: int, seed: int, alpha: float
 ) -> pl.DataFrame:
-    """Adapter vs base per country × language × prompt (and pooled rows): ΔSEM-B and ΔSEM-W
-    with paired bootstrap p-values over questions."""
+    """Adapter vs base per country × language × prompt and in the summary rows: ΔSEM-B and
+    ΔSEM-W with paired bootstrap p-values over questions ('All': macro mean over countries,
+    resampled within each country; 'All (pooled)': pooled questions)."""
     q = _with_all_countries(question_scores)
     rows = []
     groups = ["country", "language", "language_kind", "prompt_id"]
@@ -233,17 +326,28 @@ def compare_blend(
             )
             what = f"BLEnD {pair.model} vs {pair.base}, {country}/{language}/{prompt_id}"
             j = _aligned(
-                part.select("ID", "match", "weight"),
-                other.select("ID", "match", "weight"),
+                part.select("ID", "stratum", "match", "weight"),
+                other.select("ID", "stratum", "match", "weight"),
                 "ID",
                 what,
             )
-            b = paired_bootstrap(
-                j["match"].to_numpy(), j["match_base"].to_numpy(), n_boot, seed, alpha
-            )
-            w = paired_bootstrap(
-                j["weight"].to_numpy(), j["weight_base"].to_numpy(), n_boot, seed, alpha
-            )
+            if country == ALL_COUNTRIES:
+                strata = j["stratum"].to_list()
+                b, w = (
+                    stratified_paired_bootstrap(
+                        j[c].to_numpy(), j[f"{c}_base"].to_numpy(), strata, n_boot, seed, alpha
+                    )
+                    for c in ("match", "weight")
+                )
+                score = _macro
+            else:
+                b, w = (
+                    paired_bootstrap(
+                        j[c].to_numpy(), j[f"{c}_base"].to_numpy(), n_boot, seed, alpha
+                    )
+                    for c in ("match", "weight")
+                )
+                score = _pooled
             rows.append(
                 {
                     "model": pair.model,
@@ -254,15 +358,15 @@ def compare_blend(
                     "language_kind": kind,
                     "prompt_id": prompt_id,
                     "n_valid": j.height,
-                    "sem_b_base": 100 * float(j["match_base"].mean()),
-                    "sem_b": 100 * float(j["match"].mean()),
+                    "sem_b_base": score(j, "match_base"),
+                    "sem_b": score(j, "match"),
                     "delta_sem_b": 100 * b.delta,
                     "ci_low_sem_b": 100 * b.low,
                     "ci_high_sem_b": 100 * b.high,
                     "p_sem_b": b.p_value,
                     "significant_sem_b": b.p_value < alpha,
-                    "sem_w_base": 100 * float(j["weight_base"].mean()),
-                    "sem_w": 100 * float(j["weight"].mean()),
+                    "sem_w_base": score(j, "weight_base"),
+                    "sem_w": score(j, "weight"),
                     "delta_sem_w": 100 * w.delta,
                     "p_sem_w": w.p_value,
                     "significant_sem_w": w.p_value < alpha,
@@ -283,21 +387,30 @@ def compared_items(items: pl.DataFrame, metrics: Mapping[str, str]) -> pl.DataFr
 
 
 def general_scores(items: pl.DataFrame) -> pl.DataFrame:
-    """Compared metric per model and task, and per benchmark over all its tasks ('all')."""
+    """Compared metric per model and task, and per benchmark over all its tasks: task 'all' =
+    the macro mean of the per-task values (the headline), 'all (pooled)' = items pooled."""
     per_task = items.group_by(["model", "benchmark", "task", "language", "metric"]).agg(
         value=pl.col("value").mean(), n=pl.len().cast(pl.Int64)
     )
     per_bench = items.group_by(["model", "benchmark"]).agg(
-        task=pl.lit(ALL),
+        task=pl.lit(ALL_POOLED),
         language=pl.lit(ALL),
         metric=pl.col("metric").unique().sort().str.join("/"),
         value=pl.col("value").mean(),
         n=pl.len().cast(pl.Int64),
     )
+    macro = per_task.group_by(["model", "benchmark"]).agg(
+        task=pl.lit(ALL),
+        language=pl.lit(ALL),
+        metric=pl.col("metric").unique().sort().str.join("/"),
+        value=pl.col("value").mean(),
+        n=pl.col("n").sum(),
+    )
     return (
         pl.concat(
             [
                 per_task.select(list(GENERAL_SCORE_SCHEMA)),
+                macro.select(list(GENERAL_SCORE_SCHEMA)),
                 per_bench.select(list(GENERAL_SCORE_SCHEMA)),
             ]
         )
@@ -309,8 +422,9 @@ def general_scores(items: pl.DataFrame) -> pl.DataFrame:
 def compare_general(
     items: pl.DataFrame, pairs: Sequence[Pair], *, n_boot: int, seed: int, alpha: float
 ) -> pl.DataFrame:
-    """Adapter vs base per task and per benchmark (items of all its languages pooled): the
-    compared metric's difference and a paired bootstrap p-value over items."""
+    """Adapter vs base per task and per benchmark: the compared metric's difference and a paired
+    bootstrap p-value over items; per benchmark as the macro mean over its tasks (task 'all',
+    items resampled within each task) and with its items pooled (task 'all (pooled)')."""
     rows = []
     for pair in pairs:
         mine = items.filter(pl.col("model") == pair.model)
@@ -322,14 +436,19 @@ def compare_general(
             units.append((bench, task, lang, metric, part, base.filter(pl.col("task") == task)))
         for (bench,), part in sorted(mine.group_by(["benchmark"]), key=lambda kv: kv[0]):
             metric = "/".join(sorted(set(part["metric"].to_list())))
-            units.append((bench, ALL, ALL, metric, part, base.filter(pl.col("benchmark") == bench)))
+            other = base.filter(pl.col("benchmark") == bench)
+            units.append((bench, ALL, ALL, metric, part, other))
+            units.append((bench, ALL_POOLED, ALL, metric, part, other))
         for bench, task, lang, metric, part, other in units:
             what = f"{bench}/{task}: {pair.model} vs {pair.base}"
             if other.height == 0:
                 raise InputError("general benchmark items", f"{what}: no items of {pair.base}")
+            keyed = [
+                t.with_columns(unit=pl.col("task") + "/" + pl.col("unit")) for t in (part, other)
+            ]
             j = _aligned(
-                part.select("unit", "value", "doc_hash"),
-                other.select("unit", "value", "doc_hash"),
+                keyed[0].select("unit", "task", "value", "doc_hash"),
+                keyed[1].select("unit", "task", "value", "doc_hash"),
                 "unit",
                 what,
             )
@@ -338,9 +457,25 @@ def compare_general(
                 raise InputError(
                     what, f"item {differ['unit'][0]} holds different documents for the two models"
                 )
-            r = paired_bootstrap(
-                j["value"].to_numpy(), j["value_base"].to_numpy(), n_boot, seed, alpha
-            )
+            if task == ALL:
+                r = stratified_paired_bootstrap(
+                    j["value"].to_numpy(),
+                    j["value_base"].to_numpy(),
+                    j["task"].to_list(),
+                    n_boot,
+                    seed,
+                    alpha,
+                )
+                by_task = j.group_by("task").agg(pl.col("value", "value_base").mean())
+                value, value_base = (
+                    float(by_task["value"].mean()),
+                    float(by_task["value_base"].mean()),
+                )
+            else:
+                r = paired_bootstrap(
+                    j["value"].to_numpy(), j["value_base"].to_numpy(), n_boot, seed, alpha
+                )
+                value, value_base = float(j["value"].mean()), float(j["value_base"].mean())
             rows.append(
                 {
                     "model": pair.model,
@@ -351,8 +486,8 @@ def compare_general(
                     "language": lang,
                     "metric": metric,
                     "n": j.height,
-                    "value_base": float(j["value_base"].mean()),
-                    "value": float(j["value"].mean()),
+                    "value_base": value_base,
+                    "value": value,
                     "delta": r.delta,
                     "ci_low": r.low,
                     "ci_high": r.high,
@@ -491,8 +626,12 @@ def markdown_report(
         "# Model comparison",
         "",
         f"Paired bootstrap over questions (BLEnD) or items (benchmarks), {n_boot:,} resamples; "
-        f"`*` marks p < {alpha}. SEM-B/SEM-W in percent; 'all' = mean over the prompt templates; "
-        f"country 'All' pools the questions of every country.",
+        f"`*` marks p < {alpha}. SEM-B/SEM-W in percent; 'all' = mean over the prompt templates. "
+        "Headline: country 'All' = **macro mean**, the mean of the per-country scores (as the "
+        "paper reports; bootstrap resamples questions within each country); 'All (pooled)' = "
+        "every country's questions pooled (larger countries weigh more). Benchmarks: task "
+        "'all' = macro mean over the benchmark's languages (tasks), 'all (pooled)' = items "
+        "pooled.",
         "",
     ]
     out += [f"> {n}" for n in notes] + ([""] if notes else [])
@@ -500,7 +639,8 @@ def markdown_report(
     wide = blend_sc.filter(pl.col("prompt_id") == ALL)
     rows = []
     for (country, language), part in sorted(
-        wide.group_by(["country", "language"]), key=lambda kv: (kv[0][0] == ALL_COUNTRIES, kv[0])
+        wide.group_by(["country", "language"]),
+        key=lambda kv: (kv[0][0] in SUMMARY_COUNTRIES, kv[0]),
     ):
         rows.append(
             [country, language, str(part["n_valid"].max())] + _model_cells(part, models, "sem_b")
@@ -548,7 +688,7 @@ def markdown_report(
     rows = []
     for (bench, task), part in sorted(
         general_sc.group_by(["benchmark", "task"]),
-        key=lambda kv: (kv[0][0], kv[0][1] == ALL, kv[0][1]),
+        key=lambda kv: (kv[0][0], kv[0][1] in (ALL, ALL_POOLED), kv[0][1]),
     ):
         first = part.row(0, named=True)
         rows.append(
@@ -589,7 +729,7 @@ def markdown_report(
             ),
             "",
         ]
-    out += ["## Ablation (all countries, mean over prompt templates)", ""]
+    out += ["## Ablation (macro mean over countries, mean over prompt templates)", ""]
     if ablation.height:
         benches = [
             c
@@ -681,7 +821,9 @@ def plot_blend(blend_sc: pl.DataFrame, blend_cmp: pl.DataFrame, path: str, *, al
     )
     for ax, kind in zip(axes[:, 0], kinds, strict=True):
         part = data.filter(pl.col("language_kind") == kind)
-        countries = sorted(set(part["country"].to_list()) - {ALL_COUNTRIES}) + [ALL_COUNTRIES]
+        countries = sorted(set(part["country"].to_list()) - set(SUMMARY_COUNTRIES)) + list(
+            SUMMARY_COUNTRIES
+        )
         values = {
             m: {
                 r["country"]: r["sem_b"]
@@ -715,7 +857,7 @@ def plot_general(
     models = sorted(set(general_sc["model"].to_list()))
     labels = sorted(
         {(r["benchmark"], r["task"]) for r in general_sc.iter_rows(named=True)},
-        key=lambda bt: (bt[0], bt[1] == ALL, bt[1]),
+        key=lambda bt: (bt[0], bt[1] in (ALL, ALL_POOLED), bt[1]),
     )
     sig = {
         (r["model"], r["benchmark"], r["task"])
@@ -733,7 +875,10 @@ def plot_general(
     _grouped_bars(ax, models, labels, values, starred, star_offset=0.01)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(
-        [f"{b}: {t}" if t == ALL else t for b, t in labels], rotation=30, ha="right", fontsize=8
+        [f"{b}: {t}" if t in (ALL, ALL_POOLED) else t for b, t in labels],
+        rotation=30,
+        ha="right",
+        fontsize=8,
     )
     ax.set_ylabel("score (compared metric)")
     ax.set_ylim(0, 1.05)

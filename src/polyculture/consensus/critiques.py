@@ -1,7 +1,8 @@
 """Ground truth into the weaker language, and M's critique of its own weak-language answer.
 
-Following paper §3.2: g* is translated into the weaker language λ- (skipped where g* already is
-in λ-), one weak-side answer m_k is sampled (seeded per question), and M writes a critique c_k
+Following paper §3.2: g* is translated into the weaker language λ- with the configured translator
+(the paper: Google Translate, every g*; optionally skipped where a detector finds g* already in
+λ-, a project option), one weak-side answer m_k is sampled (seeded per question), and M writes a critique c_k
 comparing m_k with the translated ground truth.
 """
 
@@ -53,8 +54,13 @@ def already_in_language(text: str, target: str, other: str, min_confidence: floa
     return detector.compute_language_confidence(text, want) >= min_confidence
 
 
-def translation_plan(ground_truth: pl.DataFrame, min_confidence: float) -> list[bool]:
-    """Per row: whether g* needs translating from the strong into the weak language."""
+def translation_plan(
+    ground_truth: pl.DataFrame, min_confidence: float, *, skip_same_language: bool = True
+) -> list[bool]:
+    """Per row: whether g* is translated from the strong into the weak language: always where
+    `skip_same_language` is False (the paper), else unless it already is in the weak language."""
+    if not skip_same_language:
+        return [True] * ground_truth.height
     return [
         not already_in_language(text, weak, strong, min_confidence)
         for text, strong, weak in ground_truth.select(
@@ -68,13 +74,16 @@ def translate_ground_truth(
     translate: Callable[[list[str], list[str], list[str]], list[str]],
     *,
     min_confidence: float,
+    skip_same_language: bool = False,
 ) -> tuple[pl.DataFrame, DropCounter]:
     """Add gt_weak (g* in the weak language) and gt_translated; blank translations are dropped.
 
-    `translate(texts, sources, targets)` is called once with the rows that need translating."""
+    `translate(texts, sources, targets)` is called once with the rows that need translating:
+    every row (the paper) or, with `skip_same_language`, those a detector does not find at
+    least `min_confidence` in the weak language already."""
     drops = DropCounter(stage="translate_ground_truth")
     drops.seen(ground_truth.height)
-    plan = translation_plan(ground_truth, min_confidence)
+    plan = translation_plan(ground_truth, min_confidence, skip_same_language=skip_same_language)
     idx = [i for i, need in enumerate(plan) if need]
     texts = ground_truth["gt_text"].to_list()
     gt_weak = list(texts)
