@@ -327,6 +327,9 @@ rule build_training_set:
         drops=f"{CONS}/drops/build_training_set/{{variant}}.parquet",
     params:
         region_filter=lambda wildcards: CONS_VARIANTS[wildcards.variant]["region_filter"],
+        language_filter=lambda wildcards: CONS_VARIANTS[wildcards.variant].get(
+            "language_filter", False
+        ),
         general=CONS_CFG["general"],
         seed=CONS_SEED["mix"],
         aya_schema=table_schema("consensus_aya"),

@@ -1,4 +1,5 @@
-"""Rule build_training_set: six-turn dialogues, region filter, 3:1 mix with general data."""
+"""Rule build_training_set: six-turn dialogues, region/language filters, 3:1 mix with general
+data, counts per region and language (the paper's Table 4)."""
 
 from polyculture.logs import log_to
 
@@ -25,6 +26,7 @@ cultural, drops = cultural_records(
     lookup,
     variant=variant,
     region_filter=p.region_filter,
+    language_filter=p.language_filter,
 )
 aya, origin = load_general(p.general, p.aya_schema)
 pool, general_drops = general_pool(aya, origin, p.general["languages"])

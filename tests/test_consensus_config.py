@@ -1,5 +1,5 @@
-"""The consensus config section: schema defaults (the paper's values), the demo section, and the
-paper preset."""
+"""The consensus config section: schema defaults (each with its source: the paper, CulFiT's code
+or a project choice), the demo section, and the paper preset."""
 
 from __future__ import annotations
 
@@ -34,17 +34,55 @@ def test_defaults_are_filled_recursively_and_given_values_kept():
     assert section["paragraphs"]["max_drop_rate"] == 0.2
     assert section["questions"]["sampling"]["temperature"] == 0.7
     assert section["requests"]["critique"]["en"].startswith("Please check")
-    # paper values
-    assert section["samples"] == 10
+    # stated in the paper (§3.2, §4.1)
     assert section["embedder"] == "Qwen/Qwen3-Embedding-0.6B"
     assert section["generator"] == "meta-llama/Llama-3.1-8B-Instruct"
-    assert section["candle"] == {"min_combined_score": 0.5, "subject_types": ["countries"]}
     assert section["general"]["cultural_per_general"] == 3
+    assert section["ground_truth"]["skip_same_language"] is False
     assert section["variants"] == {
-        "full": {"selection": "consistency", "region_filter": True},
-        "random_selection": {"selection": "random", "region_filter": True},
-        "no_region_filter": {"selection": "consistency", "region_filter": False},
+        "full": {"selection": "consistency", "region_filter": True, "language_filter": False},
+        "random_selection": {"selection": "random", "region_filter": True, "language_filter": False},
+        "no_region_filter": {
+            "selection": "consistency",
+            "region_filter": False,
+            "language_filter": False,
+        },
     }
+    # CulFiT's code: CANDLE combined_score >= 0.5, sampling temperature 0.7
+    assert section["candle"]["min_combined_score"] == 0.5
+    assert section["responses"]["sampling"]["temperature"] == 0.7
+    # project choices (not stated in the paper): N = 10, K = 3, countries only, top-p 0.95
+    assert section["samples"] == 10 and section["questions"]["k"] == 3
+    assert section["candle"]["subject_types"] == ["countries"]
+
+
+def test_every_consensus_default_names_its_source():
+    """Each description of a key with a default that is a number, a model or a filter says
+    where the value comes from (the paper, CulFiT's code, BLEnD's code or a project choice)."""
+    schema = yaml.safe_load(
+        (REPO / "schemas" / "config-consensus.schema.yaml").read_text(encoding="utf-8")
+    )
+    props = schema["properties"]
+    keyed = {
+        "generator": props["generator"],
+        "embedder": props["embedder"],
+        "samples": props["samples"],
+        "questions.k": props["questions"]["properties"]["k"],
+        "candle.min_combined_score": props["candle"]["properties"]["min_combined_score"],
+        "candle.subject_types": props["candle"]["properties"]["subject_types"],
+        "general.cultural_per_general": props["general"]["properties"]["cultural_per_general"],
+        "ground_truth.skip_same_language": props["ground_truth"]["properties"][
+            "skip_same_language"
+        ],
+        "responses (sampling)": props["responses"],
+        "allow_other_generator": props["allow_other_generator"],
+    }
+    sources = ("paper §", "CulFiT's code", "BLEnD's code", "project choice", "Project choice")
+    for key, prop in keyed.items():
+        text = " ".join(prop["description"].split())
+        assert any(s in text for s in sources), key
+    # no default is called a paper value unless the paper states it
+    assert "paper's values where" not in schema["description"]
 
 
 def test_demo_section_is_tiny():

@@ -217,3 +217,24 @@ def test_counts_table_and_markdown():
     assert "| region | el | en | total |" in md
     assert "| Greece | 0 | 1 | 1 |" in md
     assert "| en | 2 |" in md and "cultural: 8, general: 3, total: 11" in md
+    # per-language totals over the regions (the paper's Table 4): 4 Greek, 4 English
+    assert "| **all regions** | 4 | 4 | 8 |" in md
+
+
+def test_language_filter_keeps_only_blends_13_languages():
+    table = critiques_table(6).with_columns(
+        pl.Series("weak_language", ["en", "el", "ja", "fa", "tr", "su"])
+    )
+    kept, drops = cultural_records(
+        table, lookup(), variant="lf", region_filter=False, language_filter=True
+    )
+    assert [r["language"] for r in kept] == ["en", "el", "fa", "su"]
+    assert drops.reasons == {"not_blend_language": 2}
+    # both filters: Japan (row 1 ... ) is not a BLEnD region either way
+    both, drops = cultural_records(
+        table, lookup(), variant="lf", region_filter=True, language_filter=True
+    )
+    assert all(is_blend_country(r["region"]) and r["language"] != "ja" for r in both)
+    assert set(drops.reasons) <= {"not_blend_region", "not_blend_language"}
+    unfiltered, _ = cultural_records(table, lookup(), variant="v", region_filter=False)
+    assert len(unfiltered) == 6

@@ -26,11 +26,14 @@ import polars as pl
 from polyculture.consensus.countries import is_blend_country
 from polyculture.drops import DropCounter
 from polyculture.errors import ConfigError, InputError
-from polyculture.languages import is_language_code
+from polyculture.languages import BLEND_REGIONS, is_language_code
 
 ROLES_SIX = ("user", "assistant", "user", "assistant", "user", "assistant")
 REQUEST_KINDS = ("critique", "refine")
 AYA_COLUMNS = ("inputs", "targets", "language_code")
+# BLEnD's 13 languages (paper §4.1: English, Chinese, Spanish, Indonesian, Korean, Greek, Persian,
+# Arabic, Azerbaijani, Sundanese, Assamese, Hausa, Amharic)
+BLEND_LANGUAGES = frozenset(BLEND_REGIONS.values())
 
 # ISO 639-3 / 639-2 codes (as in the Aya dataset's language_code) → ISO 639-1
 ISO639_3_TO_1: dict[str, str] = {
@@ -300,9 +303,13 @@ def cultural_records(
     *,
     variant: str,
     region_filter: bool,
+    language_filter: bool = False,
 ) -> tuple[list[dict[str, Any]], DropCounter]:
     """Six-turn records from the critique table; with `region_filter`, only questions whose
-    country is one of the 16 BLEnD regions are kept (others counted as 'not_blend_region')."""
+    country is one of the 16 BLEnD regions are kept (paper §3.2; others counted as
+    'not_blend_region'); with `language_filter`, only instances in one of BLEnD's 13 languages
+    (the instance's language: the weak language λ-; the filter of the paper's ablation, §5.2;
+    others counted as 'not_blend_language')."""
     drops = DropCounter(stage="build_training_set", group=variant)
     drops.seen(critiques.height)
     records: list[dict[str, Any]] = []
@@ -320,6 +327,9 @@ def cultural_records(
     for qid, country, lang, question, answer, critique, gt in critiques.select(cols).iter_rows():
         if region_filter and not is_blend_country(country):
             drops.drop("not_blend_region")
+            continue
+        if language_filter and lang not in BLEND_LANGUAGES:
+            drops.drop("not_blend_language")
             continue
         messages = six_turn_messages(
             question,
@@ -443,8 +453,9 @@ def counts_table(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
 
 
 def counts_markdown(counts: pl.DataFrame, variant: str) -> str:
-    """Markdown: cultural examples per region (rows, by total) and language (columns), then the
-    general examples per language, then totals."""
+    """Markdown: cultural examples per region (rows, by total) and language (columns) with the
+    per-language totals (the paper's Table 4), then the general examples per language, then
+    totals."""
     lines = [f"# Training examples, variant `{variant}`", ""]
     cultural = counts.filter(pl.col("source") == "cultural")
     if cultural.height:
@@ -460,6 +471,12 @@ def counts_markdown(counts: pl.DataFrame, variant: str) -> str:
             lines.append(
                 f"| {region} | " + " | ".join(cells) + f" | {sum(by_region[region].values())} |"
             )
+        per_lang = [sum(by_region[r].get(lang, 0) for r in order) for lang in langs]
+        lines.append(
+            "| **all regions** | "
+            + " | ".join(str(n) for n in per_lang)
+            + f" | {sum(per_lang)} |"
+        )
     else:
         lines.append("No cultural examples.")
     general = counts.filter(pl.col("source") == "general")
