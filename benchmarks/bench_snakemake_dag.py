@@ -1,10 +1,11 @@
 """DAG scale: seconds of `snakemake -n` (the whole process: start, config check, DAG) and the
 number of planned jobs for both paper presets with all their shards (configs/paper-consensus.yaml:
-16 response/embedding shards, 4 models; configs/paper-wvs.yaml: 3 models x 4 languages x 4
+16 response/embedding shards, 4 models; configs/paper-wvs.yaml: 6 models x 4 languages x 4
 survey shards, 4 judge shards), in a temporary copy of the workflow where the input files the
 presets name and this repository does not have (CANDLE/CultureAtlas assertions, the WVS joint
-file) are empty placeholders, and so is the GOOGLE_API_KEY that the config check asks of the
-google translator where the environment has none (a dry run never calls the API). Then the
+file) are empty placeholders, and so are the GOOGLE_API_KEY and OPENAI_API_KEY that the config
+check asks of the google translator and of API models where the environment has none (a dry run
+never calls an API). Then the
 no-op rerun: `snakemake -n` right after a full demo run in the same directory, which should
 plan no job. Best of two runs each; target < 10 s each.
 
@@ -27,7 +28,10 @@ REPEATS = 2
 TARGET_S = 10.0
 # environment variables the config check requires of a preset, with placeholder values for a
 # dry run that never uses them (a value already in the environment is kept)
-PLACEHOLDER_ENV = {"GOOGLE_API_KEY": "placeholder-for-a-dry-run"}
+PLACEHOLDER_ENV = {
+    "GOOGLE_API_KEY": "placeholder-for-a-dry-run",
+    "OPENAI_API_KEY": "placeholder-for-a-dry-run",
+}
 
 
 def input_paths(config: Any, key: str = "") -> Iterator[str]:

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from polyculture.config_check import check_config, fill_schema_defaults
+from polyculture.api import is_api_spec, usage_path_for
 from polyculture.models import is_builtin, builtin_name, resolve_model_spec
 
 
@@ -41,6 +42,11 @@ def model_input(spec):
     return [f"{MODELS_DIR}/{builtin_name(spec)}"] if is_builtin(spec) else []
 
 
+def model_gpus(spec):
+    """GPUs a job running model `spec` asks for: none for an API model, else one."""
+    return 0 if is_api_spec(spec) else 1
+
+
 def adapter_dir(variant):
     """PEFT adapter directory that train_lora writes for a training variant."""
     return f"{RESULTS}/train/{variant}/adapter"
@@ -68,9 +74,24 @@ def eval_model_params(name):
     }
 
 
+API_CACHE = config["backend"]["openai"].get("cache_dir") or f"{RESULTS}/api_cache"
+
+
 def generation_params():
-    """Backend settings shared by every generating rule."""
-    return dict(config["backend"])
+    """Backend settings shared by every generating rule, as a params function of the job: the
+    openai backend's settings get the cache directory and the job's usage file (beside its first
+    output), which only jobs of API models write."""
+
+    def params(wildcards, output):
+        backend = dict(config["backend"])
+        backend["openai"] = {
+            **backend["openai"],
+            "cache_dir": API_CACHE,
+            "usage_path": usage_path_for(output[0]),
+        }
+        return backend
+
+    return params
 
 
 def enabled(group, targets):

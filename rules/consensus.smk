@@ -186,7 +186,7 @@ rule embed_responses:
         drops=f"{CONS}/drops/embed_responses/shard-{{shard}}.parquet",
     params:
         embedder=consensus_embedder,
-        batch_size=CONS_BACKEND["embed_batch_size"],
+        batch_size=config["backend"]["embed_batch_size"],
         prompt_name=CONS_CFG["embed_prompt_name"],
         max_drop_rate=CONS_CFG["responses"]["max_drop_rate"],
         schema=table_schema("consensus_embeddings"),

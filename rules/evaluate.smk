@@ -54,7 +54,7 @@ rule blend_generate:
         f"{BENCH}/blend_generate/{{blend_model}}/{{blend_country}}.tsv"
     threads: 1
     resources:
-        gpu=1,
+        gpu=lambda w: model_gpus(EVAL_MODELS[w.blend_model]["model"]),
     conda:
         "../envs/evaluate.yaml"
     script:

@@ -26,3 +26,26 @@ rule drops_summary:
         "../envs/report.yaml"
     script:
         "../scripts/drops_summary.py"
+
+
+# Runs after every pipeline's drop tables, i.e. after every generating job; sums the usage files
+# that jobs of API models write beside their outputs (*.api-usage.json).
+rule api_usage:
+    input:
+        unpack(drop_tables),
+    output:
+        tsv=report(
+            f"{REPORT_DIR}/api_usage.tsv",
+            caption="../report/api_usage.rst",
+            category="API usage",
+        ),
+    params:
+        results=RESULTS,
+    log:
+        f"{LOGS}/api_usage/api_usage.log",
+    benchmark:
+        f"{BENCH}/api_usage/api_usage.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/api_usage.py"

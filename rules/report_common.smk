@@ -1,5 +1,7 @@
 # Settings and helpers of stage group 'report' (rules/report.smk), and report_targets().
 
+from polyculture.config_check import api_models_used
+
 REPORT_DIR = f"{RESULTS}/report"
 PIPELINES_WITH_DROPS = ["consensus", "train", "evaluate", "wvs", "alignment"]
 
@@ -25,4 +27,5 @@ def report_targets():
     """Final outputs of this stage group that rule all requests."""
     if not drop_tables():
         return []
-    return [f"{REPORT_DIR}/drops.parquet", f"{REPORT_DIR}/drops.tsv"]
+    api = [f"{REPORT_DIR}/api_usage.tsv"] if api_models_used(config) else []
+    return [f"{REPORT_DIR}/drops.parquet", f"{REPORT_DIR}/drops.tsv", *api]

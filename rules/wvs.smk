@@ -113,7 +113,11 @@ rule wvs_translate_prompts:
         f"{BENCH}/wvs_translate_prompts/{{language}}.tsv"
     threads: 1
     resources:
-        gpu=1 if config["translator"].get("kind") in ("llm", "nllb") else 0,
+        gpu=(
+            model_gpus(config["translator"].get("model"))
+            if config["translator"].get("kind") in ("llm", "nllb")
+            else 0
+        ),
     conda:
         "../envs/wvs.yaml"
     script:
@@ -145,7 +149,7 @@ rule wvs_survey:
         f"{BENCH}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.tsv"
     threads: 1
     resources:
-        gpu=1,
+        gpu=lambda w: model_gpus(EVAL_MODELS[w.model]["model"]),
     conda:
         "../envs/wvs.yaml"
     script:
@@ -204,7 +208,7 @@ rule wvs_judge:
         f"{BENCH}/wvs_judge/{{model}}/shard{{shard}}.tsv"
     threads: 1
     resources:
-        gpu=1,
+        gpu=model_gpus(WVS_CFG["judge"]),
     conda:
         "../envs/wvs.yaml"
     script:

@@ -32,6 +32,7 @@ translator = load_translator(
     TranslatorSettings(**p.translator),
     backend=p.backend["generation"],
     batch_size=p.backend["batch_size"],
+    api=p.backend.get("openai"),
     generator=generator if same_model else None,
 )
 questions, drops = collect_questions(

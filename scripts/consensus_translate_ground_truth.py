@@ -22,6 +22,7 @@ def translate(texts, sources, targets):
         TranslatorSettings(**p.translator),
         backend=p.backend["generation"],
         batch_size=p.backend["batch_size"],
+        api=p.backend.get("openai"),
     )
     return translator.translate(texts, sources, targets)
 

@@ -16,6 +16,7 @@ translator = load_translator(
     TranslatorSettings(**p.translator),
     backend=p.backend["generation"],
     batch_size=p.backend["batch_size"],
+    api=p.backend.get("openai"),
 )
 texts = questions["question_en"].to_list()
 translations = translator.translate(texts, "en", questions["language"].to_list()) if texts else []

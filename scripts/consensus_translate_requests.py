@@ -20,6 +20,7 @@ if missing and p.translate_missing:
         TranslatorSettings(**p.translator),
         backend=p.backend["generation"],
         batch_size=p.backend["batch_size"],
+        api=p.backend.get("openai"),
     )
     texts = [p.requests[kind]["en"] for kind, _ in missing]
     out = translator.translate(texts, "en", [lang for _, lang in missing])

@@ -22,6 +22,7 @@ if language != "en":
         TranslatorSettings(**p.translator),
         backend=p.backend["generation"],
         batch_size=p.backend["batch_size"],
+        api=p.backend.get("openai"),
     )
 identifier = LanguageIdentifier(tuple(p.candidates)) if p.check_language else None
 out, drops = translate_prompts(prompts, language, translator, identifier=identifier)

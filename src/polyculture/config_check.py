@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from polyculture.api import ApiSettings, is_api_spec, parse_api_spec
 from polyculture.errors import ConfigError, ModelSpecError
 from polyculture.languages import is_language_code
 from polyculture.models import builtin_name, classify_model_spec, is_builtin
@@ -88,6 +89,13 @@ def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
     )
 
 
+def api_models_used(config: Mapping[str, Any]) -> list[str]:
+    """The API model specs (openai:...) that some model key of the config names, sorted."""
+    return sorted(
+        {value for _, key, value in _walk(config) if is_model_key(key) and is_api_spec(value)}
+    )
+
+
 def check_eval_models(config: Mapping[str, Any]) -> None:
     """Eval model names are unique and every adapter names a configured training variant."""
     names = [m["name"] for m in config.get("eval_models", [])]
@@ -122,6 +130,55 @@ def check_translator(config: Mapping[str, Any], environ: Mapping[str, str] | Non
         )
 
 
+def _weights_needed(config: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """(key, model spec, why) of every model that an enabled stage loads as weights."""
+    pipelines = config.get("pipelines", {})
+    if pipelines.get("train", True):
+        yield "train.base_model", config.get("train", {}).get("base_model"), "LoRA training"
+    if pipelines.get("consensus", True):
+        yield "consensus.embedder", config.get("consensus", {}).get("embedder"), "embeddings"
+    tr = config.get("translator", {})
+    if tr.get("kind") == "nllb":
+        yield "translator.model", tr.get("model"), "the nllb translator (seq2seq weights)"
+    for i, m in enumerate(config.get("eval_models", [])):
+        if m.get("adapter"):
+            yield f"eval_models[{i}].model", m.get("model"), "a LoRA adapter"
+        if pipelines.get("evaluate", True):
+            yield (
+                f"eval_models[{i}].model",
+                m.get("model"),
+                "the evaluate pipeline's lm-eval log-likelihood tasks (switch it off with "
+                "pipelines.evaluate: false to run only the WVS pipeline on API models)",
+            )
+
+
+def check_api_models(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    """API model specs (openai:...) appear only where text is generated, name a configured
+    endpoint, and that endpoint's key variable is set in the environment."""
+    for key, spec, why in _weights_needed(config):
+        if is_api_spec(spec):
+            raise ConfigError(
+                key, f"'{spec}' is an API model, but {why} needs model weights; use a local model"
+            )
+    settings = None
+    env = os.environ if environ is None else environ
+    for dotted, key, value in _walk(config):
+        if not (is_model_key(key) and is_api_spec(value)):
+            continue
+        if settings is None:
+            try:
+                settings = ApiSettings.from_config(config.get("backend", {}).get("openai"))
+            except TypeError as exc:
+                raise ConfigError("backend.openai", str(exc)) from None
+        name, _ = parse_api_spec(value)
+        try:
+            endpoint = settings.endpoint(name)
+            endpoint.api_key(env)
+        except ConfigError as exc:
+            problem = str(exc).removeprefix(f"config key '{exc.key}': ")
+            raise ConfigError(dotted, f"'{value}' ({exc.key}): {problem}") from None
+
+
 def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None:
     """Run every cross-key check on a schema-validated config."""
     check_paths(config, workdir or Path.cwd())
@@ -129,6 +186,7 @@ def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None
     check_model_specs(config)
     check_eval_models(config)
     check_translator(config)
+    check_api_models(config)
 
 
 def inline_schema_refs(schema: Any, base: Path, _root: Mapping[str, Any] | None = None) -> Any:

@@ -229,6 +229,8 @@ def generator_kwargs(backend_config: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in backend_config.items():
         if key.startswith("vllm_"):
             kwargs[key] = value
+    if backend_config.get("openai") is not None:
+        kwargs["openai"] = backend_config["openai"]
     return kwargs
 
 
@@ -660,6 +662,7 @@ def load_generator(
     merge_adapter: bool = False,
     batch_size: int = 16,
     dtype: str = "auto",
+    openai: Mapping[str, Any] | None = None,
     **vllm_options: Any,
 ) -> Generator:
     """Load a chat model (a loadable path or hub id: resolve `builtin:` specs first) on the hf or
@@ -667,7 +670,18 @@ def load_generator(
 
     vllm_options go to vllm.LLM (a `vllm_` prefix is dropped, so the config's
     vllm_gpu_memory_utilization / vllm_max_model_len can be passed as they are); the hf
-    backend ignores them."""
+    backend ignores them.
+
+    An API model spec (`openai:<model>`, `openai@<endpoint>:<model>`) is served by the openai
+    backend (polyculture.api) with the config's backend.openai settings, whatever `backend` says."""
+    from polyculture.api import is_api_spec
+
+    if is_api_spec(model):
+        from polyculture.api import OpenAIGenerator
+
+        if adapter:
+            raise ConfigError("adapter", f"'{model}' is an API model: it cannot load a LoRA adapter")
+        return OpenAIGenerator(model, openai)
     if model.startswith("builtin:"):
         raise ConfigError(
             "model", f"'{model}' is a model spec; resolve it to a path first (model_path)"

@@ -1,4 +1,6 @@
-"""Model specs → loadable paths (Hugging Face id, local directory or built-in tiny model)."""
+"""Model specs → loadable paths (Hugging Face id, local directory or built-in tiny model), and
+API model specs (`openai:<model>`, `openai@<endpoint>:<model>`; see polyculture.api), which stay
+as they are: no weights to load."""
 
 from __future__ import annotations
 
@@ -37,11 +39,17 @@ def looks_like_path(spec: str) -> bool:
 
 
 def classify_model_spec(spec: str) -> str:
-    """'builtin', 'path' or 'hub'; fails with the spec named when it is none of them."""
+    """'builtin', 'path', 'hub' or 'api'; fails with the spec named when it is none of them."""
+    from polyculture.api import is_api_spec, parse_api_spec
+
     if not isinstance(spec, str) or not spec.strip():
         raise ModelSpecError(
-            f"model spec {spec!r}: expected a Hugging Face id, a directory or a builtin: name"
+            f"model spec {spec!r}: expected a Hugging Face id, a directory, a builtin: name "
+            f"or an API model (openai:<model>)"
         )
+    if is_api_spec(spec):
+        parse_api_spec(spec)
+        return "api"
     if is_builtin(spec):
         builtin_name(spec)
         return "builtin"
@@ -53,12 +61,14 @@ def classify_model_spec(spec: str) -> str:
         return "hub"
     raise ModelSpecError(
         f"model spec '{spec}': neither a Hugging Face id (owner/name), an existing directory, "
-        f"nor one of {', '.join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS)}"
+        f"one of {', '.join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS)}, "
+        f"nor an API model (openai:<model>)"
     )
 
 
 def resolve_model_spec(spec: str, builtin_dir: str | os.PathLike[str]) -> str:
-    """A path or hub id that transformers / sentence-transformers can load for `spec`."""
+    """A path or hub id that transformers / sentence-transformers can load for `spec`; an API
+    model spec as it is (polyculture.llm.load_generator serves it on the openai backend)."""
     kind = classify_model_spec(spec)
     if kind == "builtin":
         return str(Path(builtin_dir) / builtin_name(spec))

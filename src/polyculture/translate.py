@@ -555,14 +555,18 @@ def load_translator(
     batch_size: int = 16,
     seed: int = 0,
     generator: Any = None,
+    api: Any = None,
 ) -> Translator:
     """The translator the settings describe. For kind llm an already loaded Generator of the
-    same model can be passed (no second copy is loaded); otherwise one is loaded on `backend`."""
+    same model can be passed (no second copy is loaded); otherwise one is loaded on `backend`
+    (an API model spec on the openai backend, with `api` = the config's backend.openai)."""
     if settings.kind == "llm":
         if generator is None:
             from polyculture.llm import load_generator
 
-            generator = load_generator(str(settings.model), backend=backend, batch_size=batch_size)
+            generator = load_generator(
+                str(settings.model), backend=backend, batch_size=batch_size, openai=api
+            )
         return LLMTranslator(generator, settings.max_new_tokens, seed=seed)
     if settings.kind == "nllb":
         return NLLBTranslator(str(settings.model), settings.max_new_tokens, batch_size=batch_size)
