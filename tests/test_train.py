@@ -150,10 +150,20 @@ def test_prefix_mask_on_a_template_without_generation_markers(tiny_chat, convers
         assert runs == [m["content"] + "<|eot_id|>" for m in conv if m["role"] == "assistant"]
 
 
-def test_template_that_is_not_prefix_preserving_is_refused(tiny_chat, conversations) -> None:
+def test_template_that_is_not_prefix_preserving_is_masked_by_content(
+    tiny_chat, conversations
+) -> None:
     tok = T.load_tokenizer(tiny_chat)
     tok.chat_template = NOT_PREFIX_PRESERVING
-    with pytest.raises(ConfigError, match="prefix-preserving"):
+    for conv in conversations:
+        ids, mask = T.assistant_mask_by_prefix(tok, conv)
+        runs = [tok.decode(r) for r in masked_runs(ids, mask)]
+        assert [r.strip() for r in runs] == [
+            m["content"].strip() for m in conv if m["role"] == "assistant"
+        ]
+    # a template that rewrites the assistant's text cannot be masked: refused, naming the turn
+    tok.chat_template = NOT_PREFIX_PRESERVING.replace("m['content']", "m['content'] | upper")
+    with pytest.raises(ConfigError, match="assistant turn 2"):
         T.assistant_mask_by_prefix(tok, conversations[0])
 
 

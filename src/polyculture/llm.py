@@ -23,6 +23,15 @@ Sampling semantics shared by both backends:
 - min_new_tokens is honoured for free generation; for JSON generation it is ignored (the
   grammar decides where the object ends).
 - Special tokens are stripped from the output, and so is surrounding whitespace.
+
+Chat templates (``polyculture.chat``): conversations are rendered by the model's own template;
+a system turn is merged into the first user turn where the template rejects or drops it, a
+tokenizer without a template gets ``chat.PLAIN_CHAT_TEMPLATE`` (or the config's
+``backend.chat_template``), and generation stops at the template's end-of-turn tokens as well
+as at EOS (and at the plain format's stop strings, which are cut from the text).
+
+Label scoring (`score_continuations`, hf backend): the log-probability of each candidate reply
+to a conversation, for judges that pick a label by likelihood instead of generating it.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from polyculture.chat import cut_at_stop_strings
 from polyculture.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -223,7 +233,7 @@ def generator_kwargs(backend_config: Mapping[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if "generation" in backend_config:
         kwargs["backend"] = backend_config["generation"]
-    for key in ("batch_size", "dtype"):
+    for key in ("batch_size", "dtype", "chat_template"):
         if key in backend_config:
             kwargs[key] = backend_config[key]
     for key, value in backend_config.items():
@@ -278,6 +288,18 @@ class Generator:
         schema: dict[str, Any] | None,
     ) -> list[list[str]]:
         raise NotImplementedError
+
+    def score_continuations(
+        self, conversations: Sequence[Conversation], continuations: Sequence[str]
+    ) -> list[list[float]]:
+        """The log-probability of each continuation as the assistant's reply to each
+        conversation (summed over its tokens): one row per conversation, one column per
+        continuation."""
+        raise ConfigError(
+            "backend.generation",
+            f"label scoring by log-probability is implemented on the hf backend, not on "
+            f"'{self.backend}'",
+        )
 
     def close(self) -> None:
         """Free the model (and any temporary files)."""
@@ -372,9 +394,12 @@ class HFGenerator(Generator):
         batch_size: int = 16,
         dtype: str = "auto",
         device: str | None = None,
+        chat_template: str | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
+
+        from polyculture.chat import analyze_template
 
         super().__init__(model, adapter)
         if batch_size < 1:
@@ -387,8 +412,7 @@ class HFGenerator(Generator):
         local = Path(model).is_dir()
         tok_source = tokenizer_source(model, adapter)
         self.tokenizer = load_tokenizer(tok_source)
-        if not self.tokenizer.chat_template:
-            raise InputError(tok_source, "the tokenizer has no chat template")
+        self.chat_format = analyze_template(self.tokenizer, chat_template)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -399,6 +423,9 @@ class HFGenerator(Generator):
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids: list[int] = [eos] if isinstance(eos, int) else list(eos)
+        # the template's end-of-turn tokens stop generation too (e.g. <end_of_turn> where the
+        # model's config names only <eos>)
+        self.eos_ids += [t for t in self.chat_format.end_of_turn_ids if t not in self.eos_ids]
         # a clean generation config: only the token ids survive from the model's own, so that its
         # sampling defaults (temperature, top_k, min_p, ...) never mix with ours
         lm.generation_config = GenerationConfig(
@@ -418,11 +445,46 @@ class HFGenerator(Generator):
 
     def prompt_ids(self, convs: list[list[dict[str, str]]]) -> list[list[int]]:
         """Token ids of each conversation under the chat template, ready for the assistant turn."""
-        texts = [
-            self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-            for c in convs
-        ]
+        from polyculture.chat import render_prompts
+
+        texts = render_prompts(self.tokenizer, convs, self.chat_format)
         return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+    def score_continuations(
+        self, conversations: Sequence[Conversation], continuations: Sequence[str]
+    ) -> list[list[float]]:
+        import torch
+
+        convs = check_conversations(conversations)
+        if not continuations or any(not isinstance(c, str) or not c for c in continuations):
+            raise InputError("continuations", "expected a list of non-empty strings")
+        if not convs:
+            return []
+        prompts = self.prompt_ids(convs)
+        conts = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        pairs = [(i, j) for i in range(len(convs)) for j in range(len(conts))]
+        scores = [[0.0] * len(conts) for _ in convs]
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(pairs), self.batch_size):
+            batch = pairs[start : start + self.batch_size]
+            seqs = [prompts[i] + conts[j] for i, j in batch]
+            width = max(len(q) for q in seqs)
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            attn = torch.zeros((len(seqs), width), dtype=torch.long)
+            for r, q in enumerate(seqs):  # left padding, as in generation
+                ids[r, width - len(q) :] = torch.tensor(q)
+                attn[r, width - len(q) :] = 1
+            with torch.inference_mode():
+                logits = self.lm(
+                    input_ids=ids.to(self.device), attention_mask=attn.to(self.device)
+                ).logits.float()
+            logp = logits.log_softmax(dim=-1)
+            for r, (i, j) in enumerate(batch):
+                k = len(conts[j])
+                pos = torch.arange(width - k - 1, width - 1, device=logp.device)
+                target = ids[r, width - k :].to(logp.device)
+                scores[i][j] = float(logp[r, pos, target].sum())
+        return scores
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
         """The compiled xgrammar grammar of a JSON schema (compiled once per schema)."""
@@ -460,7 +522,9 @@ class HFGenerator(Generator):
         # always transformers' greedy search: in sampled mode the seeded sampler (the last logits
         # processor) leaves one finite score per row, so the argmax is its draw, and neither the
         # model's sampling defaults nor a second random draw (multinomial) come in
+        stops = list(self.chat_format.stop_strings) if schema is None else []
         gen_config = GenerationConfig(
+            stop_strings=stops or None,
             max_new_tokens=sampling.max_new_tokens,
             min_new_tokens=sampling.min_new_tokens if schema is None else 0,
             do_sample=False,
@@ -492,12 +556,17 @@ class HFGenerator(Generator):
                 )
             with torch.inference_mode():
                 out = self.lm.generate(
-                    **enc, generation_config=gen_config, logits_processor=processors
+                    **enc,
+                    generation_config=gen_config,
+                    logits_processor=processors,
+                    **({"tokenizer": self.tokenizer} if stops else {}),
                 )
             new = out[:, enc["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for k, i in enumerate(batch):
-                mine = [t.strip() for t in texts[k * rows : (k + 1) * rows]]
+                mine = [
+                    cut_at_stop_strings(t, stops).strip() for t in texts[k * rows : (k + 1) * rows]
+                ]
                 results[i] = mine * n if sampling.greedy else mine
             bar.update(len(batch))
         bar.close()
@@ -568,6 +637,7 @@ class VLLMGenerator(Generator):
         adapter: str | None = None,
         merge_adapter: bool = False,
         dtype: str = "auto",
+        chat_template: str | None = None,
         **options: Any,
     ) -> None:
         import torch
@@ -603,6 +673,9 @@ class VLLMGenerator(Generator):
             engine[key.removeprefix("vllm_")] = value
         log.info("vLLM engine options: %s", engine)
         self.llm = LLM(**engine)
+        from polyculture.chat import analyze_template
+
+        self.chat_format = analyze_template(self.llm.get_tokenizer(), chat_template)
 
     def _params(self, n: int, sampling: Sampling, index: int, schema: dict[str, Any] | None) -> Any:
         from vllm import SamplingParams
@@ -619,6 +692,8 @@ class VLLMGenerator(Generator):
             max_tokens=sampling.max_new_tokens,
             min_tokens=sampling.min_new_tokens if schema is None else 0,
             seed=derive_seed(sampling.seed, index, bits=31),
+            stop=list(self.chat_format.stop_strings) if schema is None else None,
+            stop_token_ids=list(self.chat_format.end_of_turn_ids) or None,
             skip_special_tokens=True,
             **extra,
         )
@@ -630,9 +705,13 @@ class VLLMGenerator(Generator):
         sampling: Sampling,
         schema: dict[str, Any] | None,
     ) -> list[list[str]]:
+        from polyculture.chat import prepare_conversation
+
         params = [self._params(n, sampling, i, schema) for i in range(len(convs))]
         outputs = self.llm.chat(
-            convs,
+            [prepare_conversation(c, self.chat_format) for c in convs],
+            chat_template=self.chat_format.template if self.chat_format.plain else None,
+            chat_template_kwargs={"enable_thinking": False},
             sampling_params=params,
             use_tqdm=True,
             lora_request=self.lora_request,
@@ -663,6 +742,7 @@ def load_generator(
     batch_size: int = 16,
     dtype: str = "auto",
     openai: Mapping[str, Any] | None = None,
+    chat_template: str | None = None,
     **vllm_options: Any,
 ) -> Generator:
     """Load a chat model (a loadable path or hub id: resolve `builtin:` specs first) on the hf or
@@ -694,10 +774,20 @@ def load_generator(
                 "backend.generation", "backend 'vllm' requested but vllm is not installed"
             )
         return VLLMGenerator(
-            model, adapter=adapter, merge_adapter=merge_adapter, dtype=dtype, **vllm_options
+            model,
+            adapter=adapter,
+            merge_adapter=merge_adapter,
+            dtype=dtype,
+            chat_template=chat_template,
+            **vllm_options,
         )
     if vllm_options:
         log.info("hf backend: ignoring vLLM options %s", sorted(vllm_options))
     return HFGenerator(
-        model, adapter=adapter, merge_adapter=merge_adapter, batch_size=batch_size, dtype=dtype
+        model,
+        adapter=adapter,
+        merge_adapter=merge_adapter,
+        batch_size=batch_size,
+        dtype=dtype,
+        chat_template=chat_template,
     )

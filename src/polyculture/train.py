@@ -14,8 +14,11 @@ rendering conversation prefixes (the "prefix diff"): the characters that the tem
 between "prefix up to turn i with a generation prompt" and "prefix through turn i" are turn
 i's assistant output (content and end-of-turn token; trailing whitespace, a separator between
 turns, is left out as generation-marker templates leave it out); the tokens of the full
-rendering that overlap those characters are trained. A template that rewrites earlier turns
-when later ones are added (not prefix-preserving) is refused rather than masked wrongly. On
+rendering that overlap those characters are trained. A template that renders a turn
+differently once later turns follow (not prefix-preserving, e.g. Qwen3's empty ``<think>``
+block on the last assistant turn) is masked by locating each assistant turn's own text and the
+end-of-turn tokens after it (``polyculture.chat.assistant_spans_by_content``); one that does not
+render the assistant's text verbatim is refused rather than masked wrongly. On
 the tiny model's template both ways give the same mask (tested).
 
 Truncation keeps the first ``max_length`` tokens (``truncation_side: right``, TRL's default) or
@@ -353,12 +356,11 @@ def assistant_char_spans(
         if not (
             full.startswith(before) and full.startswith(through) and len(through) > len(before)
         ):
-            raise ConfigError(
-                "train.base_model",
-                f"the chat template is not prefix-preserving at turn {i + 1} (rendering the "
-                "conversation up to a turn does not give a prefix of the whole rendering), so "
-                "assistant tokens cannot be located; use a template with {% generation %} markers",
-            )
+            # not prefix-preserving (e.g. Qwen3's empty <think> block on the last assistant
+            # turn only): locate each turn by its own text and the end-of-turn tokens after it
+            from polyculture.chat import assistant_spans_by_content, end_of_turn
+
+            return full, assistant_spans_by_content(full, msgs, end_of_turn(tokenizer)[1])
         end = len(through)
         while end > len(before) and through[end - 1].isspace():
             end -= 1  # separator after the end-of-turn token, outside the assistant's output
@@ -426,14 +428,19 @@ def build_examples(
     settings: TrainSettings,
     drops: DropCounter,
 ) -> list[dict[str, list[int]]]:
-    """Tokenize every conversation; count those without assistant tokens after truncation."""
+    """Tokenize every conversation; count those without assistant tokens after truncation.
+    A tokenizer without a chat template gets the plain format (polyculture.chat); system turns
+    are merged into the first user turn where the template rejects them."""
+    from polyculture.chat import analyze_template, prepare_conversation
+
+    fmt = analyze_template(tokenizer)
     method = resolve_mask_method(tokenizer, settings.mask_method)
     examples = []
     for conv in conversations:
         drops.seen()
         ex = tokenize_conversation(
             tokenizer,
-            conv,
+            prepare_conversation(conv, fmt),
             max_length=settings.max_length,
             truncation_side=settings.truncation_side,
             method=method,
