@@ -16,6 +16,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/prefetch.smk"
 include: "rules/models.smk"
 include: "rules/consensus.smk"
 include: "rules/train.smk"
@@ -25,8 +26,48 @@ include: "rules/alignment.smk"
 include: "rules/report.smk"
 
 
+# Rules that run in the Snakemake process itself, on the submit host, never as cluster jobs:
+# downloads (compute nodes are offline: rules/prefetch.smk) and small CPU steps (summaries,
+# figures, drop tables, scoring, the alignment analysis), each a few seconds, for which a cluster
+# job would cost a submission, a queue wait and two parses of the workflow
+# (benchmarks/bench_slurm_overhead.py). CPU rules that are not listed (the built-in model builds)
+# and every GPU rule run as cluster jobs; tests/test_slurm.py checks that no GPU rule is local.
+localrules:
+    all,
+    prefetch,
+    prefetch_item,
+    blend_fetch,
+    alignment_fetch_responses,
+    ingest_statements,
+    score_consistency,
+    select_ground_truth,
+    build_training_set,
+    consensus_drops,
+    plot_train_loss,
+    train_summary,
+    blend_score,
+    compare_models,
+    wvs_polarity,
+    wvs_human_consistency,
+    wvs_build_prompts,
+    wvs_parse,
+    wvs_score,
+    wvs_report,
+    alignment_inputs,
+    alignment_capability,
+    alignment,
+    alignment_country_heatmap,
+    self_consistency,
+    mixed_model,
+    us_bias,
+    alignment_capability_figure,
+    speccurve,
+    drops_summary,
+
+
 rule all:
     input:
+        [f"{PREFETCH_DIR}/{kind}/{slug}.json" for kind, slug in PREFETCH_ITEMS],
         models_targets(),
         enabled("consensus", consensus_targets),
         enabled("train", train_targets),

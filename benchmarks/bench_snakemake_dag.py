@@ -16,57 +16,16 @@ minutes). Named to sort after bench_demo, whose demo run it reuses in a full `ma
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import yaml
 from workspace import copy_workflow, demo_run, planned_jobs, scratch_dir, snakemake
 
+from polyculture.project import add_placeholders, placeholder_env
+
 PRESETS = ("paper-consensus", "paper-wvs")
 REPEATS = 2
 TARGET_S = 10.0
-# environment variables the config check requires of a preset, with placeholder values for a
-# dry run that never uses them (a value already in the environment is kept)
-PLACEHOLDER_ENV = {
-    "GOOGLE_API_KEY": "placeholder-for-a-dry-run",
-    "OPENAI_API_KEY": "placeholder-for-a-dry-run",
-}
-
-
-def input_paths(config: Any, key: str = "") -> Iterator[str]:
-    """Every relative file path of a config: the values of keys named `path` or `*_path`."""
-    if isinstance(config, dict):
-        for k, v in config.items():
-            yield from input_paths(v, str(k))
-    elif isinstance(config, list):
-        for v in config:
-            yield from input_paths(v, key)
-    elif (
-        isinstance(config, str)
-        and (key == "path" or key.endswith("_path"))
-        and not Path(config).is_absolute()
-        and "://" not in config
-    ):
-        yield config
-
-
-def add_placeholders(workdir: Path, preset: str) -> list[str]:
-    """Create an empty file for each input path of the preset missing in `workdir`."""
-    config = yaml.safe_load((workdir / "configs" / f"{preset}.yaml").read_text(encoding="utf-8"))
-    made = []
-    for rel in input_paths(config):
-        path = workdir / rel
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-            made.append(rel)
-    return made
-
-
-def placeholder_env() -> dict[str, str]:
-    """The placeholder variables that the environment does not already set."""
-    return {k: v for k, v in PLACEHOLDER_ENV.items() if not os.environ.get(k)}
 
 
 def dry_run(
@@ -84,9 +43,10 @@ def preset_figures() -> dict:
     """Dry-run seconds and job counts of both paper presets."""
     figures: dict[str, dict] = {}
     workdir = copy_workflow(scratch_dir("dag"))
-    env = placeholder_env()
+    env = placeholder_env(os.environ)
     for preset in PRESETS:
-        made = add_placeholders(workdir, preset)
+        config = yaml.safe_load((workdir / "configs" / f"{preset}.yaml").read_text("utf-8"))
+        made = add_placeholders(workdir, config)
         seconds, jobs = dry_run(workdir, "--configfile", f"configs/{preset}.yaml", env=env)
         name = preset.replace("-", "_")
         figures[f"{name}_seconds"] = {

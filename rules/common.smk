@@ -6,7 +6,8 @@ from snakemake.utils import validate
 
 from polyculture.config_check import check_config, fill_schema_defaults
 from polyculture.api import is_api_spec, usage_path_for
-from polyculture.models import is_builtin, builtin_name, resolve_model_spec
+from polyculture.models import is_builtin, builtin_name, classify_model_spec, resolve_model_spec
+from polyculture.prefetch import OFFLINE_ENV, hub_items, item_slug
 
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -19,6 +20,27 @@ MODELS_DIR = f"{RESULTS}/models"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 SEED = config["seed"]
+
+# Cluster jobs run offline: compute nodes often have no internet, and whatever a job would
+# download is fetched before by the prefetch rules on the submit host (rules/prefetch.smk) into
+# the Hugging Face cache that HF_HOME names. A job that still needs the network fails naming the
+# missing item and the prefetch target (polyculture.logs). POLYCULTURE_ONLINE_JOBS=1 in the
+# submitting environment keeps jobs online (a cluster whose nodes reach the hub).
+if workflow.remote_exec and os.environ.get("POLYCULTURE_ONLINE_JOBS") != "1":
+    os.environ.update(OFFLINE_ENV)
+
+PREFETCH_DIR = f"{RESULTS}/prefetch"
+#: (kind, slug) → what the prefetch rules fetch: every hub model, dataset and lm-eval task.
+PREFETCH_ITEMS = {(item.kind, item_slug(item)): item for item in hub_items(config)}
+
+
+def prefetched(kind, name):
+    """Marker files of the prefetched items of `kind` named `name` (all of the kind for None)."""
+    return [
+        f"{PREFETCH_DIR}/{k}/{slug}.json"
+        for (k, slug), item in PREFETCH_ITEMS.items()
+        if k == kind and (name is None or item.name == name)
+    ]
 
 
 def table_schema(name):
@@ -38,8 +60,13 @@ def model_path(spec):
 
 
 def model_input(spec):
-    """Input files of a model spec: the built model directory for built-ins, else none."""
-    return [f"{MODELS_DIR}/{builtin_name(spec)}"] if is_builtin(spec) else []
+    """Input files of a model spec: the built model directory for built-ins, the prefetch marker
+    for hub ids (the job then finds the model in the cache, offline), else none."""
+    if is_builtin(spec):
+        return [f"{MODELS_DIR}/{builtin_name(spec)}"]
+    if classify_model_spec(spec) == "hub":
+        return prefetched("model", spec)
+    return []
 
 
 def model_gpus(spec):

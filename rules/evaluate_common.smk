@@ -126,8 +126,8 @@ def general_model_params(wildcards):
 
 
 def general_tasks_input(wildcards):
-    """The custom task folder, when one is configured."""
-    return [GENERAL["tasks_path"]] if GENERAL.get("tasks_path") else []
+    """The custom task folder, when one is configured, else the prefetched hub tasks."""
+    return [GENERAL["tasks_path"]] if GENERAL.get("tasks_path") else prefetched("lm_eval_task", None)
 
 
 def compare_pairs():

@@ -44,7 +44,9 @@ def test_log_to_routes_everything_into_the_log(tmp_path: Path) -> None:
     lines = text.splitlines()
     record = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
     assert re.search(rf"^{record}INFO polyculture\.demo: a record from the library$", text, re.M)
-    assert re.search(rf"^{record}WARNING py\.warnings: .*UserWarning: a library warning", text, re.M)
+    assert re.search(
+        rf"^{record}WARNING py\.warnings: .*UserWarning: a library warning", text, re.M
+    )
     order = ["python stderr line", "native stderr line", "child stderr line"]
     assert [line for line in lines if line in order] == order
     crit = re.search(rf"^{record}CRITICAL polyculture: uncaught exception$", text, re.M)

@@ -32,11 +32,23 @@ import yte
 from conftest import copy_workflow
 from polars.testing import assert_frame_equal
 
+from polyculture.prefetch import OFFLINE_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 OVERLAY = REPO / "profiles" / "slurm-test" / "config.yaml"
-SITE_NAMES = ("ACCOUNT", "CPU_PARTITION", "GPU_PARTITION", "GPU_MODEL", "STATUS_COMMAND")
+SITE_NAMES = (
+    "ACCOUNT",
+    "CPU_PARTITION",
+    "GPU_PARTITION",
+    "GPU_MODEL",
+    "STATUS_COMMAND",
+    "QOS",
+    "GPU_CONSTRAINT",
+    "SLURM_EXTRA",
+    "RESOURCE_OVERRIDES",
+)
 #: Resources that carry site values (they may differ between the profile and the overlay).
 SITE_RESOURCES = {"slurm_account", "slurm_partition", "gpu_model"}
 #: Keys the overlay may add on top of the site values: what a test cluster needs.
@@ -48,8 +60,8 @@ OVERLAY_KEYS = {
     "slurm-keep-successful-logs",
     "jobs",
 }
-#: Rules that aggregate targets and run no code: Snakemake never submits them.
-TARGET_RULES = {"all"}
+#: Environment of the SLURM runs: no hub (an endpoint on the discard port refuses connections).
+NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9", "TOKENIZERS_PARALLELISM": "false"}
 SLURM_ARGS = (
     "--profile",
     "profiles/slurm",
@@ -88,14 +100,16 @@ def gpu_entries(profile: dict) -> dict[str, dict]:
     }
 
 
-def declared_resources(workdir: Path) -> dict[str, list[str]]:
-    """Rule name → names of the resources the rule declares, from the parsed workflow."""
+def probe_workflow(workdir: Path) -> tuple[dict[str, list[str]], set[str]]:
+    """From the parsed workflow: rule name → names of the resources the rule declares, and the
+    names of the localrules."""
     probe = workdir / "probe_resources.smk"
     probe.write_text(
         'include: "Snakefile"\n'
         "import json as _json\n"
         'print("RULE_RESOURCES " + _json.dumps({r.name: sorted(r.resources.keys())'
         " for r in workflow.rules}))\n"
+        'print("LOCAL_RULES " + _json.dumps(sorted(workflow._localrules)))\n'
     )
     proc = subprocess.run(
         [SNAKEMAKE, "-s", str(probe), "--list-rules", "--workflow-profile", "none"],
@@ -106,8 +120,13 @@ def declared_resources(workdir: Path) -> dict[str, list[str]]:
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RULE_RESOURCES "))
-    return json.loads(line.removeprefix("RULE_RESOURCES "))
+    lines = proc.stdout.splitlines()
+    resources = next(x for x in lines if x.startswith("RULE_RESOURCES "))
+    local = next(x for x in lines if x.startswith("LOCAL_RULES "))
+    return (
+        json.loads(resources.removeprefix("RULE_RESOURCES ")),
+        set(json.loads(local.removeprefix("LOCAL_RULES "))),
+    )
 
 
 @dataclass
@@ -155,13 +174,12 @@ def scontrol_jobs(workdir: Path) -> list[dict[str, str]]:
 
 def run_through_slurm(workdir: Path, *args: str, timeout: int) -> SlurmRun:
     """Run Snakemake in `workdir` with the SLURM profile and the test overlay, under timeout -k."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    env.pop("SLURM_CONF", None)
+    # The network cut off: a hub endpoint that refuses every connection, and an empty local
+    # cache. Snakemake itself (and so the localrules) is not told to be offline: the cluster jobs
+    # must be offline by the workflow's own doing (rules/common.smk).
+    env = {**os.environ, **NO_NETWORK, "HF_HOME": str(workdir / "hf-cache")}
+    for name in (*OFFLINE_ENV, "SLURM_CONF"):
+        env.pop(name, None)
     log_path = workdir / "slurm-run.log"
     t0 = time.monotonic()
     with log_path.open("w") as log:
@@ -196,8 +214,43 @@ def overlay() -> dict:
 
 
 @pytest.fixture(scope="module")
-def rule_resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    return declared_resources(copy_workflow(tmp_path_factory.mktemp("slurm-rules")))
+def workflow_probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, set[str]]:
+    return probe_workflow(copy_workflow(tmp_path_factory.mktemp("slurm-rules")))
+
+
+@pytest.fixture(scope="module")
+def rule_resources(workflow_probe) -> dict[str, list[str]]:
+    return workflow_probe[0]
+
+
+@pytest.fixture(scope="module")
+def local_rules(workflow_probe) -> set[str]:
+    return workflow_probe[1]
+
+
+def test_localrules_are_cpu_rules(rule_resources, local_rules: set[str]) -> None:
+    """No GPU rule runs on the submit host; every localrule exists; the downloads are local
+    (compute nodes are offline) and so is the prefetch."""
+    assert local_rules <= set(rule_resources), local_rules - set(rule_resources)
+    gpu_rules = {r for r, keys in rule_resources.items() if "gpu" in keys}
+    assert not local_rules & gpu_rules, local_rules & gpu_rules
+    downloads = {"prefetch", "prefetch_item", "blend_fetch", "alignment_fetch_responses"}
+    assert downloads <= local_rules, downloads - local_rules
+
+
+def test_groups_are_rules_and_chains_share_resources(profile: dict, rule_resources) -> None:
+    """Every grouped rule exists; rules of one group ask the same resources (a group job runs
+    them in turn, with one request); group-components names only groups."""
+    groups = profile["groups"]
+    assert set(groups) <= set(rule_resources), set(groups) - set(rule_resources)
+    for name in set(groups.values()):
+        members = [r for r, g in groups.items() if g == name]
+        assert len(members) >= 2, (name, members)
+        requests = {
+            json.dumps(profile["set-resources"].get(r, {}), sort_keys=True) for r in members
+        }
+        assert len(requests) == 1, (name, requests)
+    assert set(profile["group-components"]) <= set(groups.values())
 
 
 def test_site_block_holds_every_site_value(profile: dict) -> None:
@@ -205,7 +258,9 @@ def test_site_block_holds_every_site_value(profile: dict) -> None:
     begin, end = text.index("SITE BLOCK"), text.index("end of the site block")
     block = text[begin:end]
     for name in SITE_NAMES:
-        assert re.search(rf"^\s*- {name} = ", block, flags=re.M), f"{name} not in the site block"
+        assert re.search(rf"^\s*(?:- )?{name} = ", block, flags=re.M), (
+            f"{name} not in the site block"
+        )
     other = with_site(
         text, ACCOUNT="acct9", CPU_PARTITION="small", GPU_PARTITION="h200q", GPU_MODEL="b200"
     )
@@ -262,6 +317,62 @@ def test_every_gpu_rule_is_routed(profile: dict, rule_resources: dict[str, list[
     unknown = set(profile["set-resources"]) - set(rule_resources)
     assert not unknown, f"set-resources for rules that do not exist: {unknown}"
     assert set(profile.get("set-threads", {})) <= set(rule_resources)
+
+
+def with_overrides(text: str, overrides: str) -> str:
+    """The profile text with the site block's RESOURCE_OVERRIDES dict replaced."""
+    text, n = re.subn(
+        r"^(\s*)RESOURCE_OVERRIDES = \{.*?^\1\}",
+        rf"\1RESOURCE_OVERRIDES = {overrides}",
+        text,
+        flags=re.M | re.S,
+    )
+    assert n == 1, f"RESOURCE_OVERRIDES is not assigned exactly once in {PROFILE}"
+    return text
+
+
+def test_resource_overrides_merge_after_the_gpu_rules(profile: dict) -> None:
+    """A site's per-rule overrides change only the keys they name, on CPU and GPU rules alike."""
+    assert render(with_overrides(PROFILE.read_text(), "{}")) == profile
+    gpu_rule = next(r for r, res in gpu_entries(profile).items() if res.get("gpu") == 1)
+    overrides = (
+        '{"mixed_model": {"mem_mb": "32000 * attempt"}, '
+        f'"{gpu_rule}": {{"runtime": "600 * attempt", "mem_mb_per_cpu": 12000}}}}'
+    )
+    changed = render(with_overrides(PROFILE.read_text(), overrides))
+    assert changed["set-resources"]["mixed_model"] == {"mem_mb": "32000 * attempt"}
+    expected = {**profile["set-resources"][gpu_rule], "runtime": "600 * attempt"}
+    expected["mem_mb_per_cpu"] = 12000
+    assert changed["set-resources"][gpu_rule] == expected
+    others = set(profile["set-resources"]) - {gpu_rule}
+    assert {r: changed["set-resources"][r] for r in others} == {
+        r: profile["set-resources"][r] for r in others
+    }
+
+
+def test_qos_constraint_and_extra_flags_slots(profile: dict) -> None:
+    assert not {"qos", "constraint"} & profile["default-resources"].keys()
+    text = with_site(PROFILE.read_text(), QOS="high", GPU_CONSTRAINT="h200&ib")
+    text = with_site(text, SLURM_EXTRA="--mail-type=FAIL")
+    changed = render(text)
+    defaults = changed["default-resources"]
+    assert defaults["qos"] == "high"
+    assert defaults["slurm_extra"] == "--mail-type=FAIL"
+    for rule, res in gpu_entries(changed).items():
+        assert res["constraint"] == "h200&ib", rule
+    assert all("constraint" not in res for res in profile["set-resources"].values())
+
+
+def test_documented_plugin_options_exist(profile: dict) -> None:
+    """Each commented `slurm-...:` option in the profile is a setting of the installed plugin
+    (or the executor-independent keep-logs flag), so the documentation cannot drift."""
+    from snakemake_executor_plugin_slurm import ExecutorSettings
+
+    settings = {f"slurm-{f.replace('_', '-')}" for f in ExecutorSettings.__dataclass_fields__}
+    documented = re.findall(r"^# (slurm-[a-z-]+):", PROFILE.read_text(), flags=re.M)
+    assert {"slurm-logdir", "slurm-efficiency-report"} <= set(documented), documented
+    assert set(documented) <= settings, set(documented) - settings
+    assert set(k for k in profile if k.startswith("slurm-")) <= settings
 
 
 def test_overlay_changes_only_site_values(profile: dict, overlay: dict) -> None:
@@ -409,42 +520,90 @@ def slurm_demo(cluster, builtin_models: dict[str, Path], tmp_path_factory) -> Sl
     return run
 
 
+def job_rules(job: dict[str, str], groups: dict[str, str]) -> set[str]:
+    """The rules a SLURM job ran: its rule, or every rule of its group."""
+    members = {r for r, g in groups.items() if g == job["rule"]}
+    return members or {job["rule"]}
+
+
 @pytest.mark.slurm
 @pytest.mark.workflow
-def test_demo_every_rule_ran_as_slurm_job(slurm_demo: SlurmRun) -> None:
-    local = set(re.findall(r"^localrule (\S+):$", slurm_demo.log, flags=re.M))
-    assert local <= TARGET_RULES, f"rules that ran outside SLURM: {local - TARGET_RULES}"
-    expected = Counter({r: n for r, n in slurm_demo.job_stats().items() if r not in TARGET_RULES})
-    completed = Counter(j["rule"] for j in slurm_demo.jobs if j["JobState"] == "COMPLETED")
-    assert completed == expected
+def test_demo_rules_ran_where_the_workflow_says(
+    slurm_demo: SlurmRun, local_rules: set[str], profile: dict
+) -> None:
+    """localrules ran in the Snakemake process; every other rule in a SLURM job (alone, or with
+    the other rules of its group in one job)."""
+    stats = slurm_demo.job_stats()
+    ran_local = set(re.findall(r"^localrule (\S+):$", slurm_demo.log, flags=re.M))
+    assert ran_local == {r for r in stats if r in local_rules}, ran_local
+    groups = profile["groups"]
+    completed = [j for j in slurm_demo.jobs if j["JobState"] == "COMPLETED"]
+    assert len(completed) == len(slurm_demo.jobs), [j["JobState"] for j in slurm_demo.jobs]
+    alone = Counter(j["rule"] for j in completed if j["rule"] not in set(groups.values()))
+    assert alone == Counter(
+        {r: n for r, n in stats.items() if r not in local_rules and r not in groups}
+    )
+    group_jobs = Counter(j["rule"] for j in completed if j["rule"] in set(groups.values()))
+    assert group_jobs["consensus_questions"] == 1, group_jobs  # one chain, one job
+    grouped_rules = {r for r in stats if r in groups}
+    assert grouped_rules and all(group_jobs[groups[r]] for r in grouped_rules), group_jobs
+    # fewer SLURM jobs than non-local Snakemake jobs: the groups saved submissions
+    assert len(completed) < sum(n for r, n in stats.items() if r not in local_rules)
     submitted = dict(
         re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", slurm_demo.log)
     )
     for job in slurm_demo.jobs:
         log = Path(submitted[job["JobId"]])
-        # the plugin writes .snakemake/slurm_logs/rule_<rule>[/<wildcards>]/<jobid>.log
+        # the plugin writes .snakemake/slurm_logs/{rule,group}_<name>[/<wildcards>]/<jobid>.log
         rel = log.relative_to(slurm_demo.workdir / ".snakemake" / "slurm_logs")
-        assert log.is_file() and rel.parts[0] == f"rule_{job['rule']}", log
+        assert log.is_file() and rel.parts[0] in (f"rule_{job['rule']}", f"group_{job['rule']}")
         assert job["JobId"] == log.stem
 
 
 @pytest.mark.slurm
 @pytest.mark.workflow
 def test_demo_gpu_rules_went_to_gpu_partition(
-    slurm_demo: SlurmRun, rule_resources: dict[str, list[str]]
+    slurm_demo: SlurmRun, rule_resources: dict[str, list[str]], profile: dict
 ) -> None:
     gpu_rules = {r for r, keys in rule_resources.items() if "gpu" in keys}
-    ran = {j["rule"] for j in slurm_demo.jobs}
+    ran = set().union(*(job_rules(j, profile["groups"]) for j in slurm_demo.jobs))
     assert ran & gpu_rules, "the demo ran no GPU rule"
-    assert ran - gpu_rules, "the demo ran no CPU rule"
     for job in slurm_demo.jobs:
-        if job["rule"] in gpu_rules:
+        rules = job_rules(job, profile["groups"])
+        if rules & gpu_rules:
+            assert rules <= gpu_rules, job  # no group mixes GPU and CPU rules
             assert job["Partition"] == "gpu", job
+            assert gpu_request(job) == "gres:gpu:h200:1" or "train_lora" in rules, job
             assert re.fullmatch(r"gres:gpu:h200:\d+", gpu_request(job)), job
             assert job["NumTasks"] == "1", job
         else:
             assert job["Partition"] == "cpu", job
             assert gpu_request(job) == "", job
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_demo_jobs_ran_offline_and_localrules_online(
+    slurm_demo: SlurmRun, local_rules: set[str], profile: dict
+) -> None:
+    """With the network cut off (a hub endpoint that refuses connections, an empty cache) the
+    demo ran; every cluster job's scripts ran with the hub libraries offline (set by the workflow
+    in the job, not inherited: Snakemake itself was not offline), every localrule online."""
+    logs = slurm_demo.workdir / "results" / "logs"
+    stats = slurm_demo.job_stats()
+    remote = set().union(*(job_rules(j, profile["groups"]) for j in slurm_demo.jobs))
+    checked = {"offline": 0, "online": 0}
+    for rule in stats:
+        rule_logs = sorted((logs / rule).rglob("*.log")) if (logs / rule).is_dir() else []
+        for log in rule_logs:
+            text = log.read_text()
+            if rule in remote:
+                assert "hub access: offline (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE)" in text, log
+                checked["offline"] += 1
+            elif rule in local_rules:
+                assert "hub access: online" in text, log
+                checked["online"] += 1
+    assert checked["offline"] >= 10 and checked["online"] >= 10, checked
 
 
 # What "equal results" means: every table (Parquet), JSON and JSONL file and every text table

@@ -11,7 +11,9 @@ and on a cluster alike (not in `.snakemake/slurm_logs/` or a terminal that is go
   is pointed at the log;
 - the traceback of an uncaught exception, logged as one record; a single line naming the
   exception and the log file also goes to the stderr the script started with, so Snakemake's
-  terminal (or the SLURM job log) says where to look.
+  terminal (or the SLURM job log) says where to look. When the exception is a hub access that
+  failed because the job runs offline, both also say which item was missing and how to prefetch
+  it (`polyculture.prefetch.offline_hint`).
 
 Nothing here imports snakemake: the script passes the path.
 """
@@ -22,6 +24,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -56,10 +59,39 @@ def log_to(path: str | os.PathLike[str], level: int = logging.INFO) -> Path:
             sys.__excepthook__(kind, error, tb)
             return
         logging.getLogger("polyculture").critical("uncaught exception", exc_info=(kind, error, tb))
-        sys.stderr.flush()
         last = traceback.format_exception_only(kind, error)[-1].strip()
+        hint = _offline_hint(error)
+        if hint:
+            logging.getLogger("polyculture").critical("%s", hint)
+            last = f"{last}\n{hint}"
+        sys.stderr.flush()
         original.write(f"{last}\n(full traceback in {path})\n")
         original.flush()
 
     sys.excepthook = excepthook
+    logging.getLogger("polyculture").info("%s", hub_access())
     return path
+
+
+def hub_access(environ: Mapping[str, str] | None = None) -> str:
+    """One line saying whether this process may reach the Hugging Face hub and which cache it
+    reads (cluster jobs run offline: rules/common.smk, polyculture.prefetch)."""
+    env = os.environ if environ is None else environ
+    offline = [k for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if _truthy(env.get(k))]
+    cache = env.get("HF_HOME") or "~/.cache/huggingface"
+    mode = f"offline ({', '.join(offline)})" if offline else "online"
+    return f"hub access: {mode}; Hugging Face cache {cache}"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _offline_hint(error: BaseException) -> str | None:
+    """polyculture.prefetch.offline_hint, imported only on a crash; never raises."""
+    try:
+        from polyculture.prefetch import offline_hint
+
+        return offline_hint(error)
+    except Exception:
+        return None

@@ -1,0 +1,33 @@
+# Rules of the prefetch stage: everything the config loads from the Hugging Face hub — models
+# (eval models, adapter bases, generator, embedder, translator, judge), hub datasets and
+# lm-evaluation-harness tasks, listed by polyculture.prefetch.hub_items — fetched into one cache
+# (HF_HOME; the libraries' default ~/.cache/huggingface where unset) by the submit host (these
+# are localrules), before any job that loads them. Cluster jobs then run offline (common.smk).
+#
+#   snakemake --profile profiles/slurm --workflow-profile none prefetch   # only the prefetch
+#
+# One marker file per item: adding a model to the config fetches that model and reruns only the
+# rules that load it.
+from dataclasses import asdict
+
+
+rule prefetch_item:
+    output:
+        f"{PREFETCH_DIR}/{{kind}}/{{slug}}.json",
+    wildcard_constraints:
+        kind="model|dataset|lm_eval_task",
+    params:
+        item=lambda w: asdict(PREFETCH_ITEMS[(w.kind, w.slug)]),
+    log:
+        f"{LOGS}/prefetch/{{kind}}/{{slug}}.log",
+    benchmark:
+        f"{BENCH}/prefetch/{{kind}}/{{slug}}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/prefetch.py"
+
+
+rule prefetch:
+    input:
+        [f"{PREFETCH_DIR}/{kind}/{slug}.json" for kind, slug in PREFETCH_ITEMS],
