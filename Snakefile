@@ -1,8 +1,21 @@
 # polyculture: culturally aligned language models and cultural-alignment measurement.
 # Entry point; the stages live in rules/*.smk, the logic in src/polyculture/.
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The library the rules and scripts use is this workflow's own src/polyculture, whatever else is
+# installed: first on this file's import path, and on PYTHONPATH for the scripts, also inside the
+# conda environments of `--sdm conda` (envs/*.yaml hold only third-party packages; the profiles
+# set conda-not-block-search-path-envvars, without which Snakemake drops PYTHONPATH there).
+WORKFLOW_SRC = os.path.join(workflow.basedir, "src")
+if os.path.isdir(os.path.join(WORKFLOW_SRC, "polyculture")):
+    sys.path.insert(0, WORKFLOW_SRC)
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ.update(PYTHONPATH=os.pathsep.join([WORKFLOW_SRC, *inherited]))
 
 
 # The demo config applies only when no --configfile is given: a preset is a whole config, not

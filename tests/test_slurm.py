@@ -59,6 +59,7 @@ OVERLAY_KEYS = {
     "slurm-init-seconds-before-status-checks",
     "slurm-keep-successful-logs",
     "jobs",
+    "set-threads",
 }
 #: Environment of the SLURM runs: no hub (an endpoint on the discard port refuses connections).
 NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9", "TOKENIZERS_PARALLELISM": "false"}
@@ -449,7 +450,10 @@ def mechanics(cluster, profile: dict, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("slurm-mechanics")
     shutil.copytree(REPO / "profiles", work / "profiles")
     entries = gpu_entries(profile)
-    gpu_rule = next(r for r, res in entries.items() if res.get("gpu") == 1)
+    # an ungrouped one: a grouped rule runs as a job named after its group
+    gpu_rule = next(
+        r for r, res in entries.items() if res.get("gpu") == 1 and r not in profile["groups"]
+    )
     train_rule = "train_lora"
     (work / "Snakefile").write_text(
         MECHANICS_SNAKEFILE.format(gpu_rule=gpu_rule, train_rule=train_rule, train_gpus=4)

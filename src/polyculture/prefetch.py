@@ -151,6 +151,39 @@ _OFFLINE_TEXT = re.compile(
 _REPO_ID = re.compile(r"['\"]([A-Za-z0-9][\w.-]*/[\w.-]+)['\"]")
 
 
+#: Argument names under which the hub clients (huggingface_hub, transformers, datasets,
+#: sentence-transformers) hold the id they are loading.
+_ID_ARGUMENTS = (
+    "repo_id",
+    "path_or_repo_id",
+    "pretrained_model_name_or_path",
+    "model_name_or_path",
+    "path",
+)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _frame_repo_ids(chain: list[BaseException]) -> list[str]:
+    """Hub ids the failing calls were loading, from the arguments in the tracebacks' frames
+    (outermost first: the id the workflow asked for)."""
+    ids = []
+    for error in chain:
+        tb = error.__traceback__
+        while tb is not None:
+            local = tb.tb_frame.f_locals
+            for name in _ID_ARGUMENTS:
+                value = local.get(name)
+                if (
+                    isinstance(value, str)
+                    and _HUB_ID.fullmatch(value)
+                    and not Path(value).exists()
+                    and value not in ids
+                ):
+                    ids.append(value)
+            tb = tb.tb_next
+    return ids
+
+
 def _chain(error: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     while error is not None and error not in seen:
@@ -172,7 +205,9 @@ def offline_hint(error: BaseException, environ: Mapping[str, str] | None = None)
         or any(_OFFLINE_TEXT.search(t) for t in texts)
     ):
         return None
-    ids = [m for t in texts for m in _REPO_ID.findall(t) if not m.startswith(("http", "/"))]
+    ids = _frame_repo_ids(chain) + [
+        m for t in texts for m in _REPO_ID.findall(t) if not m.startswith(("http", "/"))
+    ]
     what = f"'{ids[0]}'" if ids else "a hub model or dataset"
     return (
         f"this job runs offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are set) and needed {what}, "

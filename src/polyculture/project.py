@@ -19,6 +19,7 @@ WORKFLOW_FILES = (
     "profiles",
     "configs",
     "envs",
+    "src",
 )
 
 
