@@ -462,14 +462,13 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
         from tqdm import tqdm
 
         replies: dict[str, dict[str, Any]] = {}
-        missing: list[tuple[dict[str, Any], str]] = []
+        missing: dict[str, dict[str, Any]] = {}
         for _, _, body, key in units:
-            if key in replies:
+            if key in replies or key in missing:
                 continue
             entry = self.cache.get(key)
             if entry is None:
-                if key not in {k for _, k in missing}:
-                    missing.append((body, key))
+                missing[key] = body
             else:
                 replies[key] = entry
                 self.usage.add(entry.get("usage"), sent=False)
@@ -483,7 +482,7 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
             return replies
         bar = tqdm(total=len(missing), desc="requests (openai)", unit="req", file=sys.stderr)
         with ThreadPoolExecutor(max_workers=self.settings.max_concurrency) as pool:
-            futures = {pool.submit(self._fetch, body, key): key for body, key in missing}
+            futures = {pool.submit(self._fetch, body, key): key for key, body in missing.items()}
             pending = set(futures)
             error: BaseException | None = None
             while pending:
