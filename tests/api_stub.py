@@ -60,7 +60,11 @@ class StubServer:
                 with stub._lock:
                     count = len(stub.requests)
                     stub.requests.append(
-                        {"body": body, "headers": {k.lower(): v for k, v in self.headers.items()}, "t": time.monotonic()}
+                        {
+                            "body": body,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                            "t": time.monotonic(),
+                        }
                     )
                 status, headers, reply = stub.scenario(body, count)
                 data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()

@@ -95,7 +95,11 @@ def _config(**over) -> dict:
 
 def test_config_check_refuses_api_models_where_weights_are_needed() -> None:
     env = {"OPENAI_API_KEY": "x", "LOCAL_KEY": "y"}
-    local = {"openai": {"endpoints": {"local": {"base_url": "http://h:1/v1", "api_key_env": "LOCAL_KEY"}}}}
+    local = {
+        "openai": {
+            "endpoints": {"local": {"base_url": "http://h:1/v1", "api_key_env": "LOCAL_KEY"}}
+        }
+    }
     check_api_models(_config(backend=local), env)
     assert api_models_used(_config()) == ["openai:gpt-4.1", "openai:gpt-4o", "openai@local:judge"]
     with pytest.raises(ConfigError, match=r"'wvs.judge'.*no endpoint named 'local'"):
@@ -181,7 +185,11 @@ def test_500s_past_the_budget_fail_naming_endpoint_and_status_and_keep_the_rest(
         gen2 = generator(stub.base_url, tmp_path)
         out = gen2.generate(CONVS, n=2, sampling=SAMPLED)
         resent = [r["body"]["messages"][-1]["content"] for r in stub.requests[sent_first:]]
-    ok_before = [r for r in stub.requests[:sent_first] if r["body"]["messages"][-1]["content"] != "question 2"]
+    ok_before = [
+        r
+        for r in stub.requests[:sent_first]
+        if r["body"]["messages"][-1]["content"] != "question 2"
+    ]
     assert len(ok_before) == gen.usage.sent  # what succeeded before the failure was cached
     assert gen2.usage.cache_hits == gen.usage.sent
     assert gen2.usage.sent == 8 - gen.usage.sent and "question 2" in resent
@@ -249,7 +257,9 @@ def test_the_key_stays_out_of_cache_usage_and_logs(
 def test_load_generator_dispatches_api_specs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("STUB_API_KEY", SECRET)
     with StubServer(echo) as stub:
-        gen = load_generator("openai:stub-model", backend="hf", openai=settings(stub.base_url, tmp_path))
+        gen = load_generator(
+            "openai:stub-model", backend="hf", openai=settings(stub.base_url, tmp_path)
+        )
         assert isinstance(gen, OpenAIGenerator)
         assert gen.generate(CONVS[:1], n=1, sampling=Sampling(temperature=0, max_new_tokens=4)) == [
             ["question 0 seed=None t=0.0"]

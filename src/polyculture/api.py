@@ -219,7 +219,9 @@ class ReplyCache:
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({**entry, "key": key}, ensure_ascii=False, sort_keys=True), "utf-8")
+        tmp.write_text(
+            json.dumps({**entry, "key": key}, ensure_ascii=False, sort_keys=True), "utf-8"
+        )
         os.replace(tmp, p)
 
 

@@ -760,7 +760,9 @@ def load_generator(
         from polyculture.api import OpenAIGenerator
 
         if adapter:
-            raise ConfigError("adapter", f"'{model}' is an API model: it cannot load a LoRA adapter")
+            raise ConfigError(
+                "adapter", f"'{model}' is an API model: it cannot load a LoRA adapter"
+            )
         return OpenAIGenerator(model, openai)
     if model.startswith("builtin:"):
         raise ConfigError(
