@@ -610,7 +610,7 @@ def summarize_usage(paths: list[str | os.PathLike[str]], results: str) -> Any:
         .sort(["stage", "model"])
     )
     total = per.select([pl.col(c).sum() for c in counts]).with_columns(
-        stage=pl.lit("TOTAL"), model=pl.lit("all"), base_url=pl.lit("")
+        stage=pl.lit("TOTAL"), model=pl.lit("all"), base_url=pl.lit("all")
     )
     return pl.concat([per, total.select(per.columns)])
 
