@@ -325,3 +325,57 @@ def test_concurrency_is_bounded(tmp_path: Path) -> None:
         gen.generate(CONVS, n=4, sampling=SAMPLED)
         assert len(stub.requests) == 16
     assert peak[0] == 3
+
+
+@pytest.mark.workflow
+def test_survey_rule_fails_naming_endpoint_and_last_status(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A server that answers 500 past the retry budget fails the wvs_survey job; its log names
+    the endpoint, the model and the last status, and nothing else of the run is lost."""
+    import yaml
+    from conftest import copy_workflow, run_snakemake
+
+    work = copy_workflow(tmp_path_factory.mktemp("api-500"))
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    for section in ("consensus", "train", "evaluate", "alignment"):
+        config.pop(section)
+    config["pipelines"] = {
+        "consensus": False,
+        "train": False,
+        "evaluate": False,
+        "wvs": True,
+        "alignment": False,
+    }
+    config["eval_models"] = [{"name": "api-chat", "model": "openai:stub-model"}]
+    config["translator"] = {"kind": "llm", "model": "openai:stub-model"}
+    config["wvs"]["judge"] = "openai:stub-model"
+    with StubServer(lambda b, c: (500, {}, error(500, "the stub is down"))) as stub:
+        config["backend"] = {
+            "openai": {
+                "base_url": stub.base_url,
+                "api_key_env": "STUB_API_KEY",
+                "max_retries": 1,
+                "backoff_s": 0.05,
+                "backoff_max_s": 0.1,
+            }
+        }
+        (work / "api.yaml").write_text(yaml.safe_dump(config))
+        target = "results/wvs/responses/api-chat/en/shard0.parquet"
+        proc = run_snakemake(
+            work,
+            target,
+            "--configfile",
+            "api.yaml",
+            check=False,
+            env={"STUB_API_KEY": SECRET},
+        )
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    logs = list((work / "results" / "logs" / "wvs_survey" / "api-chat" / "en").glob("*.log"))
+    assert len(logs) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = logs[0].read_text()
+    assert f"{stub.base_url}: model 'stub-model': request failed after 2 attempts" in text
+    assert "last status 500: the stub is down" in text
+    assert SECRET not in text and SECRET not in proc.stdout + proc.stderr
+    assert not (work / target).exists()
+    assert (work / "results" / "wvs" / "prompts" / "en.parquet").is_file()  # kept
