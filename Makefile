@@ -36,6 +36,8 @@ test: $(STAMP)
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check src scripts tests benchmarks
+	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(VENV)/bin/pytest -q tests/test_boundaries.py
 	$(VENV)/bin/snakemake --lint --cores 1
 
 bench: $(STAMP)

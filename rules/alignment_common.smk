@@ -2,8 +2,6 @@
 from polyculture.errors import ConfigError
 from polyculture.wvs.specgrid import expand_grid, grid_size_message
 
-# validate() does not fill defaults inside $ref'd section schemas: validate the section itself
-validate(config["alignment"], "../schemas/config-alignment.schema.yaml", set_default=True)
 AL = config["alignment"]
 ALIGN = f"{RESULTS}/alignment"
 AL_SEED = {

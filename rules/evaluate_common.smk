@@ -11,8 +11,6 @@ from polyculture.blend import (
 from polyculture.compare import pair_models
 from polyculture.errors import ConfigError
 
-# validate() does not fill defaults inside $ref'd section schemas: validate the section itself
-validate(config["evaluate"], "../schemas/config-evaluate.schema.yaml", set_default=True)
 EVAL = config["evaluate"]
 BLEND = EVAL["blend"]
 GENERAL = EVAL["general"]

@@ -3,9 +3,6 @@ import re
 
 from polyculture.train import check_adapter_bases, settings_from_config
 
-# Defaults of a section schema reached through $ref are not filled in by the top-level
-# validation (jsonschema switches to the plain validator at a $ref'd file); fill them here.
-validate(config["train"], "../schemas/config-train.schema.yaml", set_default=True)
 TRAIN = config["train"]
 TRAIN_VARIANTS = TRAIN["variants"]
 TRAIN_VARIANT_RE = "|".join(re.escape(v) for v in TRAIN_VARIANTS)

@@ -4,8 +4,6 @@ from pathlib import Path
 
 from polyculture.errors import ConfigError
 
-# validate() does not fill defaults inside $ref'd section schemas: validate the section itself
-validate(config["wvs"], "../schemas/config-wvs.schema.yaml", set_default=True)
 WVS = f"{RESULTS}/wvs"
 WVS_CFG = config["wvs"]
 WVS_LANGUAGES = WVS_CFG["languages"]
