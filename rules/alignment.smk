@@ -1,4 +1,4 @@
-# Rules of stage group 'alignment': the WVS alignment analysis, stages 7-10 (DESIGN.md §2;
+# Rules of stage group 'alignment': the WVS alignment analysis, stages 7-10 (docs/design.md §2;
 # paper §2, §3.2-3.3, app. F).
 #
 # [hub download] → alignment_inputs (responses of the workflow's models or released judged

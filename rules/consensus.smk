@@ -1,4 +1,4 @@
-# Rules of stage group 'consensus': cross-lingual consensus training data (DESIGN.md §1, paper §3).
+# Rules of stage group 'consensus': cross-lingual consensus training data (docs/design.md §1, paper §3).
 #
 # statements → paragraphs → questions → question pairs → responses (shards) → embeddings (shards)
 # → consistency → ground truth per selection mode → translated ground truth → critiques

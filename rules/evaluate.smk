@@ -1,6 +1,6 @@
 # Rules of stage group 'evaluate': every eval model on BLEnD short-answer questions (SEM-B /
 # SEM-W, English and local language) and general benchmarks (lm-evaluation-harness), then
-# adapters against their base model with paired bootstrap tests (DESIGN.md §1, issue 4).
+# adapters against their base model with paired bootstrap tests (docs/design.md §1, issue 4).
 #
 # [hub download] → blend_generate (model × country: every language × template in one call)
 # → blend_score (model)

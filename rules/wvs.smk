@@ -1,4 +1,4 @@
-# Rules of stage group 'wvs': WVS cultural alignment, stages 1-6 (DESIGN.md §2; paper §2, app. A-B).
+# Rules of stage group 'wvs': WVS cultural alignment, stages 1-6 (docs/design.md §2; paper §2, app. A-B).
 #
 # microdata → coded answers → polarity per country / language / global, human self-consistency
 # topic table × templates → English prompt sample → prompts per language (translated)

@@ -1,4 +1,4 @@
-"""Cross-lingual consensus: self-supervised cultural training data (DESIGN.md §1).
+"""Cross-lingual consensus: self-supervised cultural training data (docs/design.md §1).
 
 statements → knowledge paragraphs → bilingual questions → N sampled answers per language →
 embeddings → intra-language consistency → ground truth from the stronger language →
