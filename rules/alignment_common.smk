@@ -4,13 +4,7 @@ from polyculture.wvs.specgrid import expand_grid, grid_size_message
 
 AL = config["alignment"]
 ALIGN = f"{RESULTS}/alignment"
-AL_SEED = {
-    "alignment": SEED + 7100,
-    "consistency": SEED + 7200,
-    "mixed_model": SEED + 7300,
-    "us_bias": SEED + 7400,
-    "speccurve": SEED + 7500,
-}
+AL_SEED = stage_seeds("alignment")
 
 
 def _alignment_checks():

@@ -21,6 +21,35 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 SEED = config["seed"]
 
+#: Seed offset of every seeded stage, in one table: a stage's seed is the config's `seed` plus its
+#: offset, so that stages draw independent streams and a changed seed changes them all. (The
+#: evaluation's offsets are config keys, `evaluate.*.seed_offset`; shards add their index.)
+SEED_OFFSETS = {
+    "models": {"tiny-chat": 100, "tiny-embed": 200},
+    "consensus": {
+        "ingest": 3100,
+        "paragraphs": 3200,
+        "questions": 3300,
+        "responses": 3400,
+        "selection": 3500,
+        "critique": 3600,
+        "mix": 3700,
+    },
+    "wvs": {"consistency": 5100, "prompts": 5200, "survey": 5300, "judge": 5400},
+    "alignment": {
+        "alignment": 7100,
+        "consistency": 7200,
+        "mixed_model": 7300,
+        "us_bias": 7400,
+        "speccurve": 7500,
+    },
+}
+
+
+def stage_seeds(group):
+    """Stage → seed of one stage group, from SEED_OFFSETS."""
+    return {stage: SEED + offset for stage, offset in SEED_OFFSETS[group].items()}
+
 # Cluster jobs run offline: compute nodes often have no internet, and whatever a job would
 # download is fetched before by the prefetch rules on the submit host (rules/prefetch.smk) into
 # the Hugging Face cache that HF_HOME names. A job that still needs the network fails naming the

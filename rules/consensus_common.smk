@@ -13,15 +13,7 @@ CONS_TRANSLATOR = config["translator"]
 CONS_VARIANTS = CONS_CFG["variants"]
 CONS_SELECTIONS = sorted({v["selection"] for v in CONS_VARIANTS.values()})
 CONS_SHARDS = [str(i) for i in range(CONS_CFG["shards"])]
-CONS_SEED = {
-    "ingest": SEED + 3100,
-    "paragraphs": SEED + 3200,
-    "questions": SEED + 3300,
-    "responses": SEED + 3400,
-    "selection": SEED + 3500,
-    "critique": SEED + 3600,
-    "mix": SEED + 3700,
-}
+CONS_SEED = stage_seeds("consensus")
 CONS_VARIANT_RE = "|".join(re.escape(v) for v in CONS_VARIANTS)
 CONS_SELECTION_RE = "|".join(CONS_SELECTIONS)
 

@@ -8,7 +8,7 @@ from polyculture.tiny_corpus import CORPUS_FILES
 BUILTIN_CFG = config["builtin_models"]
 # exactly the corpus files (other demo files under resources/demo do not rebuild the models)
 TINY_CORPUS = [f"{BUILTIN_CFG['corpus_path']}/{name}" for name in CORPUS_FILES]
-MODELS_SEED = {"tiny-chat": SEED + 100, "tiny-embed": SEED + 200}
+MODELS_SEED = stage_seeds("models")
 
 
 def models_targets():

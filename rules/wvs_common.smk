@@ -10,12 +10,7 @@ WVS_LANGUAGES = WVS_CFG["languages"]
 WVS_SHARDS = [str(i) for i in range(WVS_CFG["shards"])]
 WVS_JUDGE_SHARDS = [str(i) for i in range(WVS_CFG["judge_shards"])]
 WVS_MODELS = list(EVAL_MODELS)
-WVS_SEED = {
-    "consistency": SEED + 5100,
-    "prompts": SEED + 5200,
-    "survey": SEED + 5300,
-    "judge": SEED + 5400,
-}
+WVS_SEED = stage_seeds("wvs")
 WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
 WVS_LANGUAGE_RE = "|".join(WVS_LANGUAGES)
 

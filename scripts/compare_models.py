@@ -9,7 +9,7 @@ import polars as pl
 
 from polyculture import compare as cmp
 from polyculture.general_eval import task_specs
-from polyculture.io import check_columns, read_table, write_parquet, write_text
+from polyculture.io import read_table, write_parquet, write_table, write_text
 
 p, out = snakemake.params, snakemake.output
 pairs = [cmp.Pair(**d) for d in p.pairs]
@@ -34,8 +34,7 @@ tables = {
     "general_comparison": general_cmp,
 }
 for key, table in tables.items():
-    check_columns(table, p.schemas[key], out[key])
-    write_parquet(table, out[key])
+    write_table(table, out[key], p.schemas[key])
 write_parquet(ablation, out.ablation)
 write_text(
     cmp.markdown_report(

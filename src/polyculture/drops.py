@@ -21,6 +21,23 @@ DROP_SCHEMA = {
 DROP_COLUMNS = tuple(DROP_SCHEMA)
 
 
+def drop_rate(dropped: int, total: int) -> float:
+    """The share of `total` items that were dropped; 0.0 where nothing was seen (nothing seen,
+    nothing lost). The one convention of every drops table, summary and limit check."""
+    return dropped / total if total else 0.0
+
+
+def drop_rate_expr() -> pl.Expr:
+    """`drop_rate` of the `dropped` and `total` columns, as a Float64 column named `rate`."""
+    return (
+        pl.when(pl.col("total") > 0)
+        .then(pl.col("dropped") / pl.col("total"))
+        .otherwise(0.0)
+        .cast(pl.Float64)
+        .alias("rate")
+    )
+
+
 @dataclass
 class DropCounter:
     """Dropped items by reason for one stage and group (e.g. a model × language)."""
@@ -44,7 +61,7 @@ class DropCounter:
 
     @property
     def rate(self) -> float:
-        return self.dropped / self.total if self.total else 0.0
+        return drop_rate(self.dropped, self.total)
 
     def to_frame(self) -> pl.DataFrame:
         """One row per reason (a row with reason 'none' when nothing was dropped)."""
@@ -96,9 +113,4 @@ def drops_summary(tables: Mapping[str, Sequence[pl.DataFrame]]) -> pl.DataFrame:
         for frame in frames
     ]
     out = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
-    return out.with_columns(
-        rate=pl.when(pl.col("total") > 0)
-        .then(pl.col("dropped") / pl.col("total"))
-        .otherwise(0.0)
-        .cast(pl.Float64)
-    )
+    return out.with_columns(rate=drop_rate_expr())

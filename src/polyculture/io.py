@@ -222,6 +222,25 @@ def check_columns(
             )
 
 
+def write_table(df: pl.DataFrame, path: str | os.PathLike[str], schema: Any) -> None:
+    """Check `df` against a row schema (file or mapping), then write it as Parquet atomically:
+    the one checked writer of every stage's tables."""
+    check_columns(df, schema, path)
+    write_parquet(df, path)
+
+
+def read_parts(paths: Sequence[str | os.PathLike[str]], schema: Any) -> pl.DataFrame:
+    """Several Parquet parts (shards) with the same row schema, stacked in the given order;
+    empty parts allowed (all empty: an empty table with the first part's columns)."""
+    if not paths:
+        raise ValueError("read_parts needs at least one path")
+    parts = [read_table(p, schema, allow_empty=True) for p in paths]
+    nonempty = [p for p in parts if p.height]
+    if not nonempty:
+        return parts[0].clear()
+    return pl.concat(nonempty, how="vertical_relaxed")
+
+
 def shard_bounds(n_items: int, shard: int, n_shards: int) -> tuple[int, int]:
     """Contiguous [start, stop) rows of shard `shard` of `n_shards` over `n_items` rows."""
     if n_shards < 1 or not 0 <= shard < n_shards:

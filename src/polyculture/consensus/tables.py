@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import polars as pl
 
-from polyculture.drops import DropCounter, concat_drops
-from polyculture.io import check_columns, read_table, write_parquet
+from polyculture.drops import DropCounter, concat_drops, drop_rate
+from polyculture.io import read_parts as read_tables
+from polyculture.io import write_parquet, write_table
 
-
-def write_table(df: pl.DataFrame, path: str | os.PathLike[str], schema: Any) -> None:
-    """Check `df` against a row schema (file or mapping), then write it as Parquet atomically."""
-    check_columns(df, schema, path)
-    write_parquet(df, path)
-
-
-def read_tables(paths: Sequence[str | os.PathLike[str]], schema: Any) -> pl.DataFrame:
-    """Several Parquet parts (e.g. shards) with the same schema, stacked; empty parts allowed."""
-    parts = [read_table(p, schema, allow_empty=True) for p in paths]
-    parts = [p for p in parts if p.height]
-    if not parts:
-        return read_table(paths[0], schema, allow_empty=True).clear()
-    return pl.concat(parts, how="vertical_relaxed")
+#: read_tables and write_table are polyculture.io's one table reader and writer (read_parts,
+#: write_table), re-exported under the names the consensus scripts use.
+__all__ = ["drops_markdown", "read_tables", "write_drops", "write_table"]
 
 
 def write_drops(counters: Sequence[DropCounter], path: str | os.PathLike[str]) -> None:
@@ -43,6 +32,6 @@ def drops_markdown(drops: pl.DataFrame) -> str:
     for stage, group, reason, dropped, total in drops.select(
         "stage", "group", "reason", "dropped", "total"
     ).iter_rows():
-        rate = f"{dropped / total:.1%}" if total else "-"
+        rate = f"{drop_rate(dropped, total):.1%}"
         lines.append(f"| {stage} | {group} | {reason} | {dropped} | {total} | {rate} |")
     return "\n".join(lines) + "\n"

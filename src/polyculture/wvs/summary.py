@@ -11,32 +11,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import polars as pl
 
-from polyculture.drops import DROP_COLUMNS, DROP_SCHEMA
-from polyculture.io import check_columns, read_table, write_parquet
+from polyculture.drops import DROP_COLUMNS, DROP_SCHEMA, drop_rate_expr
+from polyculture.io import read_parts
+from polyculture.io import write_table as write_checked
 from polyculture.wvs.topics import Topic
 
-
-def write_checked(df: pl.DataFrame, path: str | os.PathLike[str], schema: Any) -> None:
-    """Check `df` against a row schema (file or mapping), then write Parquet atomically."""
-    check_columns(df, schema, path)
-    write_parquet(df, path)
-
-
-def read_parts(paths: Sequence[str | os.PathLike[str]], schema: Any) -> pl.DataFrame:
-    """Several Parquet parts with the same schema, stacked in the given order; empty parts allowed."""
-    if not paths:
-        raise ValueError("read_parts needs at least one path")
-    parts = [read_table(p, schema, allow_empty=True) for p in paths]
-    nonempty = [p for p in parts if p.height]
-    if not nonempty:
-        return parts[0].clear()
-    return pl.concat(nonempty, how="vertical_relaxed")
+#: read_parts and write_checked are polyculture.io's one table reader and writer, re-exported
+#: under the names the wvs scripts use.
+__all__ = ["drops_report", "polarity_wide", "read_parts", "response_counts", "write_checked"]
 
 
 def polarity_wide(polarity: pl.DataFrame, topics: Mapping[str, Topic]) -> pl.DataFrame:
@@ -100,10 +86,4 @@ def drops_report(drops: Sequence[pl.DataFrame]) -> pl.DataFrame:
     if not frames:
         return pl.DataFrame(schema={**DROP_SCHEMA, "rate": pl.Float64})
     df = pl.concat(frames, how="vertical_relaxed")
-    return df.with_columns(
-        pl.when(pl.col("total") > 0)
-        .then(pl.col("dropped") / pl.col("total"))
-        .otherwise(None)
-        .round(4)
-        .alias("rate")
-    )
+    return df.with_columns(drop_rate_expr())
