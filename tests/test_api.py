@@ -199,6 +199,24 @@ def test_500s_past_the_budget_fail_naming_endpoint_and_status_and_keep_the_rest(
     assert usage["cache_hits"] == gen2.usage.cache_hits and usage["replies"] == 8
 
 
+def test_a_garbled_200_is_retried(tmp_path: Path) -> None:
+    """A 200 whose body is not a chat completion (cut-off JSON, no choices) is a transient
+    fault: asked again, and the good reply is what gets cached."""
+
+    def scenario(body, count):
+        if count == 0:
+            return 200, {}, b'{"id": "chatcmpl-x", "choices": [{"mess'
+        if count == 1:
+            return 200, {}, {"id": "chatcmpl-x", "object": "chat.completion", "choices": []}
+        return echo(body, count)
+
+    with StubServer(scenario) as stub:
+        gen = generator(stub.base_url, tmp_path)
+        out = gen.generate(CONVS[:1], n=1, sampling=Sampling(temperature=0, max_new_tokens=4))
+        assert len(stub.requests) == 3
+    assert out == [["question 0 seed=None t=0.0"]] and gen.usage.retries == 2
+
+
 def test_client_errors_fail_at_once(tmp_path: Path) -> None:
     with StubServer(lambda b, c: (401, {}, error(401, "Incorrect API key provided"))) as stub:
         gen = generator(stub.base_url, tmp_path)

@@ -423,7 +423,13 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
             except (openai.APITimeoutError, openai.APIConnectionError) as err:
                 last = f"{type(err).__name__}: {_short(err)}"
                 wait_s = None
-            except (openai.APIResponseValidationError, json.JSONDecodeError, AttributeError) as err:
+            except (
+                openai.APIResponseValidationError,
+                json.JSONDecodeError,
+                AttributeError,
+                IndexError,
+                TypeError,
+            ) as err:  # a 200 whose body is not a chat completion (no choices, not JSON, ...)
                 last = f"malformed reply ({type(err).__name__}: {_short(err)})"
                 wait_s = None
             if attempt + 1 == attempts:
