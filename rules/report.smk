@@ -41,6 +41,7 @@ rule api_usage:
         ),
     params:
         results=RESULTS,
+        rules=lambda wildcards: output_regexes(),
     log:
         f"{LOGS}/api_usage/api_usage.log",
     benchmark:

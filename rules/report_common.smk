@@ -23,6 +23,18 @@ def drop_tables(wildcards=None):
     return {p: tables[p] for p in PIPELINES_WITH_DROPS if config["pipelines"][p] and tables[p]}
 
 
+def output_regexes():
+    """Rule name → regular expression of its first output, so that a job's API usage file (beside
+    that output) is summed under its rule."""
+    from snakemake.io import regex_from_filepattern
+
+    return {
+        r.name: regex_from_filepattern(str(r.output[0]))
+        for r in workflow.rules
+        if r.output and r.name != "api_usage"
+    }
+
+
 def report_targets():
     """Final outputs of this stage group that rule all requests."""
     if not drop_tables():

@@ -1,4 +1,4 @@
-"""Rule api_usage: the API usage files of every job (beside their outputs), summed per stage and
+"""Rule api_usage: the API usage files of every job (beside their outputs), summed per rule and
 model, with a total."""
 
 from polyculture.logs import log_to
@@ -13,6 +13,6 @@ from polyculture.io import write_text
 
 results = snakemake.params.results
 paths = sorted(Path(results).rglob("*.api-usage.json"))
-table = summarize_usage(paths, results)
+table = summarize_usage(paths, results, snakemake.params.rules)
 logging.info("%d usage files, %d rows", len(paths), table.height)
 write_text(table.write_csv(separator="\t"), snakemake.output.tsv)

@@ -289,15 +289,16 @@ def test_load_generator_dispatches_api_specs(tmp_path: Path, monkeypatch) -> Non
         load_generator("openai:x", openai=settings(stub.base_url, tmp_path))
 
 
-def test_usage_summary(tmp_path: Path) -> None:
-    results = tmp_path / "results"
+def test_usage_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     recs = {
-        "wvs/responses/m/da/shard0.parquet": ("gpt-4o", 10, 4, 100, 50, 60, 30),
-        "wvs/responses/m/en/shard0.parquet": ("gpt-4o", 10, 10, 100, 50, 0, 0),
-        "wvs/judged/m/shard0.parquet": ("gpt-4.1", 5, 0, 20, 5, 20, 5),
+        "results/wvs/responses/m/da/shard0.parquet": ("gpt-4o", 10, 4, 100, 50, 60, 30),
+        "results/wvs/responses/m/en/shard0.parquet": ("gpt-4o", 10, 10, 100, 50, 0, 0),
+        "results/wvs/judged/m/shard0.parquet": ("gpt-4.1", 5, 0, 20, 5, 20, 5),
+        "results/other/x/y.parquet": ("gpt-4.1", 1, 0, 1, 1, 1, 1),
     }
     for out, (model, replies, hits, p, c, sp, sc) in recs.items():
-        path = Path(usage_path_for(results / out))
+        path = Path(usage_path_for(out))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
             json.dumps(
@@ -315,12 +316,18 @@ def test_usage_summary(tmp_path: Path) -> None:
                 }
             )
         )
-    table = summarize_usage(sorted(results.rglob("*.api-usage.json")), str(results))
-    rows = {r["stage"]: r for r in table.to_dicts()}
-    assert set(rows) == {"wvs/responses", "wvs/judged", "TOTAL"}
-    assert rows["wvs/responses"]["prompt_tokens"] == 200 and rows["wvs/responses"]["sent"] == 6
-    assert rows["TOTAL"]["prompt_tokens"] == 220 and rows["TOTAL"]["sent_completion_tokens"] == 35
-    assert summarize_usage([], str(results)).height == 0
+    rules = {
+        "wvs_survey": r"results/wvs/responses/(?P<model>.+)/(?P<language>.+)/shard(?P<shard>.+)\.parquet$",
+        "wvs_judge": r"results/wvs/judged/(?P<model>.+)/shard(?P<shard>.+)\.parquet$",
+        "wvs_parse": r"results/wvs/parsed/(?P<model>.+)\.parquet$",
+    }
+    paths = sorted(Path("results").rglob("*.api-usage.json"))
+    table = summarize_usage(paths, "results", rules)
+    rows = {r["rule"]: r for r in table.to_dicts()}
+    assert set(rows) == {"wvs_survey", "wvs_judge", "other/x", "TOTAL"}
+    assert rows["wvs_survey"]["prompt_tokens"] == 200 and rows["wvs_survey"]["sent"] == 6
+    assert rows["TOTAL"]["prompt_tokens"] == 221 and rows["TOTAL"]["sent_completion_tokens"] == 36
+    assert summarize_usage([], "results").height == 0
 
 
 def test_concurrency_is_bounded(tmp_path: Path) -> None:

@@ -591,19 +591,33 @@ def usage_path_for(output: str | os.PathLike[str]) -> str:
     return f"{output}.api-usage.json"
 
 
-def summarize_usage(paths: list[str | os.PathLike[str]], results: str) -> Any:
-    """One row per stage (output directory under `results`) and model, summed over jobs, plus a
-    total row: requests, cache hits, sent, retries, tokens."""
+def summarize_usage(
+    paths: list[str | os.PathLike[str]],
+    results: str,
+    rules: Mapping[str, str] | None = None,
+) -> Any:
+    """One row per rule and model, summed over that rule's jobs, plus a TOTAL row: replies, cache
+    hits, requests sent, retries, tokens. A usage file belongs to the rule whose first-output
+    regular expression (`rules`: name → regex, paths relative to the working directory) matches
+    the output it sits beside (the most specific one: longest regex); a file no rule claims is
+    labelled by its output folder under `results`."""
     import polars as pl
 
+    compiled = sorted(
+        ((name, re.compile(rx)) for name, rx in (rules or {}).items()),
+        key=lambda item: -len(item[1].pattern),
+    )
     rows = []
     for p in paths:
         rec = json.loads(Path(p).read_text(encoding="utf-8"))
-        rel = os.path.relpath(Path(p).parent, results)
-        parts = Path(rel).parts
-        stage = "/".join(parts[:2]) if parts else "."
-        rows.append({"stage": stage, **{k: rec[k] for k in _USAGE_COLUMNS if k in rec}})
-    schema = {"stage": pl.String, "model": pl.String, "base_url": pl.String} | {
+        output = str(p).removesuffix(".api-usage.json")
+        rel_out = os.path.relpath(output)
+        rule = next((name for name, rx in compiled if rx.match(rel_out)), None)
+        if rule is None:
+            parts = Path(os.path.relpath(Path(p).parent, results)).parts
+            rule = "/".join(parts[:2]) if parts else "."
+        rows.append({"rule": rule, **{k: rec[k] for k in _USAGE_COLUMNS if k in rec}})
+    schema = {"rule": pl.String, "model": pl.String, "base_url": pl.String} | {
         k: pl.Int64 for k in _USAGE_COLUMNS[2:]
     }
     if not rows:
@@ -611,12 +625,12 @@ def summarize_usage(paths: list[str | os.PathLike[str]], results: str) -> Any:
     df = pl.DataFrame(rows, schema=schema)
     counts = _USAGE_COLUMNS[2:]
     per = (
-        df.group_by(["stage", "model", "base_url"])
+        df.group_by(["rule", "model", "base_url"])
         .agg([pl.col(c).sum() for c in counts])
-        .sort(["stage", "model"])
+        .sort(["rule", "model"])
     )
     total = per.select([pl.col(c).sum() for c in counts]).with_columns(
-        stage=pl.lit("TOTAL"), model=pl.lit("all"), base_url=pl.lit("all")
+        rule=pl.lit("TOTAL"), model=pl.lit("all"), base_url=pl.lit("all")
     )
     return pl.concat([per, total.select(per.columns)])
 
