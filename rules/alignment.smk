@@ -44,6 +44,7 @@ rule alignment_inputs:
         template_type=AL["responses"]["template_type"],
         ground_truth_source=AL["ground_truth"]["source"],
         use_merged=AL["ground_truth"]["use_merged"],
+        countries=AL["countries"],
     log:
         f"{LOGS}/alignment_inputs/alignment_inputs.log",
     benchmark:
@@ -80,9 +81,18 @@ rule alignment:
         **ALIGN_DATA,
     output:
         alignment=f"{ALIGN}/alignment.parquet",
+        distribution=f"{ALIGN}/distribution.parquet",
+        distribution_tsv=report(
+            f"{ALIGN}/distribution.tsv",
+            caption="../report/alignment_distribution.rst",
+            category="WVS",
+            subcategory="Alignment",
+        ),
     params:
         bootstrap=AL["bootstrap"],
         units=AL["units"],
+        min_responses=AL["min_responses"],
+        distribution=AL["distribution"],
         seed=AL_SEED["alignment"],
     log:
         f"{LOGS}/alignment/alignment.log",
@@ -290,3 +300,81 @@ rule speccurve:
         "../envs/wvs.yaml"
     script:
         "../scripts/alignment_speccurve.py"
+
+
+rule replication_report:
+    input:
+        unpack(replication_inputs),
+    output:
+        table=f"{ALIGN}/replication.parquet",
+        table_tsv=report(
+            f"{ALIGN}/replication.tsv",
+            caption="../report/alignment_replication.rst",
+            category="WVS",
+            subcategory="Replication",
+        ),
+        summary=report(
+            f"{ALIGN}/replication_summary.tsv",
+            caption="../report/alignment_replication_summary.rst",
+            category="WVS",
+            subcategory="Replication",
+        ),
+    params:
+        alpha=AL["bootstrap"]["alpha"],
+    log:
+        f"{LOGS}/replication_report/replication_report.log",
+    benchmark:
+        f"{BENCH}/replication_report/replication_report.tsv"
+    conda:
+        "../envs/wvs.yaml"
+    script:
+        "../scripts/alignment_replication.py"
+
+
+rule alignment_paper_figures:
+    input:
+        alignment=f"{ALIGN}/alignment.parquet",
+        country_languages=ALIGN_DATA["country_languages"],
+        capability=f"{ALIGN}/inputs/capability.parquet",
+        mixed_observations=f"{ALIGN}/mixed_model_observations.parquet",
+        us_observations=f"{ALIGN}/us_bias_observations.parquet",
+    output:
+        breakdown=report(
+            directory(f"{ALIGN}/figures/language_breakdown"),
+            patterns=["{name}.png"],
+            caption="../report/alignment_language_breakdown.rst",
+            category="WVS",
+            subcategory="Alignment",
+        ),
+        mixed_residuals=report(
+            f"{ALIGN}/figures/mixed_model_residuals.png",
+            caption="../report/alignment_residuals.rst",
+            category="WVS",
+            subcategory="Regressions",
+        ),
+        us_residuals=report(
+            f"{ALIGN}/figures/us_bias_residuals.png",
+            caption="../report/alignment_residuals.rst",
+            category="WVS",
+            subcategory="Regressions",
+        ),
+        adjusted=f"{ALIGN}/adjusted_alignment.parquet",
+        adjusted_figure=report(
+            f"{ALIGN}/figures/adjusted_alignment_vs_capability.png",
+            caption="../report/alignment_adjusted.rst",
+            category="WVS",
+            subcategory="Regressions",
+        ),
+    params:
+        unit=AL["unit"],
+        us_group=AL["us_group"],
+        rounds=100,  # the released calculate_adjusted_alignments' N_ITERATIONS
+        seed=AL_SEED["mixed_model"] + 1,
+    log:
+        f"{LOGS}/alignment_paper_figures/alignment_paper_figures.log",
+    benchmark:
+        f"{BENCH}/alignment_paper_figures/alignment_paper_figures.tsv"
+    conda:
+        "../envs/wvs.yaml"
+    script:
+        "../scripts/alignment_paper_figures.py"

@@ -1,6 +1,6 @@
 # Settings and helpers of the 'alignment' rules (rules/alignment.smk), and alignment_targets().
 from polyculture.errors import ConfigError
-from polyculture.wvs.specgrid import expand_grid, grid_size_message
+from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mixed_formula
 
 AL = config["alignment"]
 ALIGN = f"{RESULTS}/alignment"
@@ -33,6 +33,8 @@ def _alignment_checks():
             "ground truth 'merged' exists only in released response files (responses.source: file, "
             "ground_truth.use_merged: true)",
         )
+    if AL["published"] and not os.path.exists(AL["published"]):
+        raise ConfigError("alignment.published", f"'{AL['published']}' does not exist")
     cap = AL["capability"]
     if cap["source"] == "table" and not os.path.exists(cap["path"]):
         raise ConfigError("alignment.capability.path", f"'{cap['path']}' does not exist")
@@ -46,6 +48,7 @@ def _alignment_checks():
 
 
 _alignment_checks()
+MIXED_FORMULA_NAME, MIXED_FORMULA = resolve_mixed_formula(AL["mixed_model"]["formula"])
 
 
 def alignment_targets():
@@ -58,6 +61,11 @@ def alignment_targets():
         f"{ALIGN}/figures/country_correlations.png",
         f"{ALIGN}/figures/self_consistency.png",
         f"{ALIGN}/figures/alignment_vs_capability.png",
+        f"{ALIGN}/distribution.parquet",
+        f"{ALIGN}/figures/language_breakdown",
+        f"{ALIGN}/figures/mixed_model_residuals.png",
+        f"{ALIGN}/figures/us_bias_residuals.png",
+        f"{ALIGN}/figures/adjusted_alignment_vs_capability.png",
     ]
     for name in ("mixed_model", "us_bias"):
         targets += [
@@ -74,7 +82,24 @@ def alignment_targets():
             f"{ALIGN}/speccurve_summary.tsv",
             f"{ALIGN}/figures/speccurve",
         ]
+    if AL["published"]:
+        targets += [
+            f"{ALIGN}/replication.parquet",
+            f"{ALIGN}/replication.tsv",
+            f"{ALIGN}/replication_summary.tsv",
+        ]
     return targets
+
+
+def replication_inputs(wildcards):
+    """The published terms, both regressions' fits and the specification curve (when on)."""
+    out = {"published": AL["published"]}
+    for name in ("mixed_model", "us_bias"):
+        out[f"{name}_coefficients"] = f"{ALIGN}/{name}_coefficients.parquet"
+        out[f"{name}_fit"] = f"{ALIGN}/{name}_fit.json"
+    if AL["speccurve"]["enabled"]:
+        out["speccurve"] = f"{ALIGN}/speccurve.parquet"
+    return out
 
 
 def alignment_response_inputs(wildcards):
@@ -134,7 +159,8 @@ def regression_params(name):
     reg = AL["regressions"]
     spec = {
         "name": name,
-        "formula": AL[name]["formula"],
+        "formula": MIXED_FORMULA if name == "mixed_model" else AL[name]["formula"],
+        "formula_name": MIXED_FORMULA_NAME if name == "mixed_model" else "us_bias",
         "kind": "mixedlm" if name == "mixed_model" else "ols",
         "unit": AL["unit"],
         "ground_truth": AL["mixed_model"]["ground_truth"],

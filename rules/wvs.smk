@@ -26,6 +26,7 @@ rule wvs_polarity:
         columns=wvs_columns(),
         language_from=WVS_CFG["language_from"],
         topics=WVS_CFG["topics"],
+        zero_code=WVS_CFG["zero_code"],
         min_valid=WVS_CFG["min_valid"],
         schemas={
             "polarity": table_schema("wvs_polarity"),
@@ -139,6 +140,7 @@ rule wvs_survey:
         family=lambda w: wvs_family(w.model),
         backend=generation_params(),
         sampling=WVS_CFG["sampling"],
+        stop=WVS_CFG["stop"],
         samples_per_prompt=WVS_CFG["samples_per_prompt"],
         n_shards=WVS_CFG["shards"],
         seed=WVS_SEED["survey"],

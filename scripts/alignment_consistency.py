@@ -23,4 +23,5 @@ table = self_consistency_table(
 table = below_human_band(table, human)
 logging.info("self-consistency:\n%s\nhuman band: %s", table, human_band(human))
 write_parquet(table, snakemake.output.table)
-plot_self_consistency(table, human_band(human), snakemake.output.figure)
+band_groups = human.filter(pl.col("consistency").is_not_null())["group"].to_list()
+plot_self_consistency(table, human_band(human), snakemake.output.figure, band_groups)

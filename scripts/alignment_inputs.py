@@ -25,6 +25,7 @@ inputs = prepare_inputs(
     language_path=i.get("language"),
     global_path=i.get("global_"),
     use_merged=p.use_merged,
+    countries=p.countries,
 )
 cells = summarise_cells(build_analysis_data(inputs.responses, inputs.ground_truth))
 logging.info("cells:\n%s\ndrops:\n%s", cells, inputs.drops)

@@ -1,5 +1,6 @@
 """Rule alignment: Spearman alignment per model × language × level × group × unit, with
-seeded bootstrap intervals."""
+seeded bootstrap intervals and low-n flags; distribution metrics (MAE, Jensen–Shannon,
+Wasserstein-1) with bootstrap intervals over topics."""
 
 from polyculture.logs import log_to
 
@@ -7,8 +8,9 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.io import write_parquet
+from polyculture.io import write_parquet, write_text
 from polyculture.wvs.alignment import alignment_table, load_analysis_data
+from polyculture.wvs.distribution import distribution_table
 
 i, p = snakemake.input, snakemake.params
 data = load_analysis_data(i.responses, i.ground_truth, i.country_languages)
@@ -20,6 +22,18 @@ table = alignment_table(
     units=p.units,
     alpha=p.bootstrap["alpha"],
     seed=p.seed,
+    min_responses=p.min_responses,
 )
 logging.info("%d alignment rows", table.height)
 write_parquet(table, snakemake.output.alignment)
+low = table.filter("low_n").select("model", "language", "n_responses").unique().sort("model")
+logging.info("cells with fewer than %d responses (flagged low_n):\n%s", p.min_responses, low)
+dist = distribution_table(
+    data,
+    rounds=p.distribution["rounds"],
+    seed=p.seed + 1,
+    alpha=p.bootstrap["alpha"],
+    survey_size=p.distribution["survey_size"],
+)
+write_parquet(dist, snakemake.output.distribution)
+write_text(dist.write_csv(separator="\t", float_precision=4), snakemake.output.distribution_tsv)

@@ -8,10 +8,15 @@ import logging
 
 from polyculture.wvs.polarity import MicrodataColumns, microdata_polarity
 from polyculture.wvs.summary import write_checked
-from polyculture.wvs.topics import load_country_languages, load_topics, select_topics
+from polyculture.wvs.topics import (
+    load_country_languages,
+    load_topics,
+    select_topics,
+    with_zero_code,
+)
 
 p = snakemake.params
-topics = select_topics(load_topics(snakemake.input.topics), p.topics)
+topics = with_zero_code(select_topics(load_topics(snakemake.input.topics), p.topics), p.zero_code)
 country_languages = load_country_languages(snakemake.input.country_languages)
 columns = MicrodataColumns(
     country=p.columns["country"],

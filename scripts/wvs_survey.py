@@ -34,6 +34,7 @@ responses = survey(
     language=w.language,
     n_samples=p.samples_per_prompt,
     sampling=sampling,
+    stop=p.stop,
 )
 logging.info("%d responses to prompts %d..%d", responses.height, start, stop - 1)
 write_checked(responses, snakemake.output.responses, p.schemas["out"])

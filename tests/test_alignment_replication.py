@@ -54,6 +54,11 @@ TARGETS = (
     "speccurve_summary.parquet",
     "speccurve_summary.tsv",
     "figures/speccurve",
+    "distribution.parquet",
+    "distribution.tsv",
+    "replication.parquet",
+    "replication.tsv",
+    "replication_summary.tsv",
 )
 
 
@@ -184,13 +189,19 @@ def test_speccurve_table_and_figures(replication: Path):
     table = pl.read_parquet(replication / "speccurve.parquet")
     assert table.select("regression", "spec_id", "term").is_duplicated().sum() == 0
     n_specs = table.group_by("regression").agg(pl.col("spec_id").n_unique())
+    # mixed: 2 formulas × 2 ground truths × 2 units × 2 observation units × 2 consistency
+    # choices, plus 3 distribution outcomes × 2 ground truths × 2 consistency choices; US bias:
+    # 2 units × 2 observation units + 3 outcomes
     assert dict(zip(n_specs["regression"], n_specs["spec_id"], strict=True)) == {
-        "mixed_model": 36,
-        "us_bias": 6,
+        "mixed_model": 32 + 12,
+        "us_bias": 4 + 3,
     }
     per_spec = table.group_by("regression", "spec_id").agg(pl.len().alias("n"))
-    # one row per specification × term (13 terms with consistency, 12 without)
-    assert set(per_spec.filter(pl.col("regression") == "mixed_model")["n"]) == {12, 13}
+    # one row per specification × term: released_interaction 16 terms (4 consistency slopes)
+    # or 12 without consistency; eq1 14 (intercept, consistency) or 13
+    assert set(per_spec.filter(pl.col("regression") == "mixed_model")["n"]) == {12, 13, 14, 16}
+    assert set(table["formula"]) == {"released_interaction", "eq1", "us_bias"}
+    assert set(table["outcome"]) == {"spearman", "mae", "js_distance", "wasserstein"}
     summary = pl.read_parquet(replication / "speccurve_summary.parquet")
     for col in (
         "share_same_sign",
@@ -201,3 +212,45 @@ def test_speccurve_table_and_figures(replication: Path):
         assert summary[col].drop_nulls().is_between(0, 1).all()
     figures = sorted((replication / "figures/speccurve").glob("*.png"))
     assert len(figures) == 12 + 36
+
+
+def test_replication_report_puts_published_terms_beside_every_variant(replication: Path):
+    report = pl.read_parquet(replication / "replication.parquet")
+    published = pl.read_csv(
+        Path(__file__).parents[1] / "resources/alignment/published_rystrom2025.csv"
+    )
+    assert published.height == 96
+    rule = report.filter(pl.col("variant").str.starts_with("mixed_model rule"))
+    # the rules' released-formula fits have every published mixed-model term (16) in both modes
+    assert rule.group_by("variant").agg(pl.col("found").sum())["found"].to_list() == [16, 16]
+    us_rule = report.filter(pl.col("variant").str.starts_with("us_bias rule"))
+    assert us_rule.group_by("variant").agg(pl.col("found").all())["found"].all()
+    # as released (replicate rows): every Gemma capability slope has the published sign
+    rel = rule.filter(
+        pl.col("variant").str.contains("observation=replicates")
+        & pl.col("term").str.starts_with("capability:family[gemma]")
+    )
+    assert rel.height == 4 and rel["same_sign"].all()
+    summary = pl.read_csv(replication / "replication_summary.tsv", separator="\t")
+    assert summary["share_same_sign"].drop_nulls().is_between(0, 1).all()
+    assert summary.filter(pl.col("variant").str.starts_with("speccurve")).height == 44 + 7
+
+
+def test_distribution_metrics_and_low_n_flags(replication: Path):
+    dist = pl.read_parquet(replication / "distribution.parquet")
+    native = dist.filter((pl.col("level") == "language") & (pl.col("group") == pl.col("language")))
+    assert native.height == 36 * 3
+    assert native["value"].is_between(0, 1).all()
+    assert (native["ci_low"] <= native["value"]).all() and (
+        native["value"] <= native["ci_high"]
+    ).all()
+    al = pl.read_parquet(replication / "alignment.parquet")
+    low = al.filter("low_n").select("model", "language").unique()
+    assert low.rows() == [("gemma-2-2b-it", "da")]  # 38 of 300 responses kept
+
+
+def test_mixed_model_says_which_formula_the_released_code_fitted(replication: Path):
+    fit = json.loads((replication / "mixed_model_fit.json").read_text())
+    assert fit["formula_name"] == "released_interaction" == fit["released_formula"]
+    summary = (replication / "mixed_model_summary.txt").read_text()
+    assert "The released code published the fit of 'released_interaction'" in summary

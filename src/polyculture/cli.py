@@ -5,6 +5,7 @@ groups add theirs the same way.
 
     polyculture blend-score --data DIR --responses FILE [--rules polyculture|official]
                             [--out FILE] [--per-question FILE]
+    polyculture judge-agreement --reference FILE --labels FILE [--out FILE]
 """
 
 from __future__ import annotations
@@ -110,6 +111,45 @@ def blend_score(args: argparse.Namespace) -> int:
         write_table(scores, args.out)
     if args.per_question:
         write_table(per_question, args.per_question)
+    return 0
+
+
+def _judge_agreement_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        required=True,
+        type=Path,
+        help="reference labels: the released per-response JSONL (custom_id, opinions) or a table "
+        "with response_id, item_index, label",
+    )
+    parser.add_argument(
+        "--labels",
+        required=True,
+        type=Path,
+        help="the judge's labels in the same shapes, or the workflow's judged tables (stance)",
+    )
+    parser.add_argument("--out", type=Path, help="write the per-label table here")
+
+
+@subcommand(
+    "judge-agreement",
+    "score a stance judge's labels against reference labels (agreement, Cohen's kappa, per label, "
+    "effect on response polarity)",
+    _judge_agreement_args,
+)
+def judge_agreement(args: argparse.Namespace) -> int:
+    """Print agreement, κ and the polarity effect; per-label precision / recall / F1."""
+    import json
+
+    from polyculture.wvs.judge_eval import label_agreement, polarity_effect, read_label_table
+
+    ref = read_label_table(args.reference)
+    cand = read_label_table(args.labels)
+    summary, per_label = label_agreement(ref, cand)
+    print(json.dumps(summary | {"polarity": polarity_effect(ref, cand)}, indent=2))
+    print(per_label)
+    if args.out:
+        write_table(per_label, args.out)
     return 0
 
 

@@ -761,10 +761,14 @@ def alignment_table(
     resample_size: int | None = None,
     units: Sequence[str] = UNITS,
     alpha: float = 0.05,
+    min_responses: int = 0,
 ) -> pl.DataFrame:
     """Observed alignment per model × language × level × group × unit with its percentile
     bootstrap interval: columns model, family, language, level, group, unit, alignment,
-    ci_low, ci_high, se, n_points, n_responses, n_boot, n_boot_valid, scheme."""
+    ci_low, ci_high, se, n_points, n_responses, low_n, n_boot, n_boot_valid, scheme.
+
+    ``low_n`` flags cells with fewer than `min_responses` usable responses (the released data
+    keep 38 of 300 for gemma-2-2b-it in Danish): their estimates are reported, not dropped."""
     res = replicates(
         data, scheme, rounds, seed, resample_size=resample_size, units=units, released_level=None
     )
@@ -816,6 +820,7 @@ def alignment_table(
             "se",
             "n_points",
             "n_responses",
+            (pl.col("n_responses") < min_responses).alias("low_n"),
             "n_boot",
             "n_boot_valid",
             "scheme",

@@ -86,10 +86,14 @@ def plot_country_heatmap(corr: pl.DataFrame, path: str | os.PathLike[str]) -> No
 
 
 def plot_self_consistency(
-    table: pl.DataFrame, band: tuple[float, float], path: str | os.PathLike[str]
+    table: pl.DataFrame,
+    band: tuple[float, float],
+    path: str | os.PathLike[str],
+    band_groups: Sequence[str] = (),
 ) -> None:
     """Bars: each model's self-consistency per language with its bootstrap interval; crosses:
-    the released pairing's (inflated) value; shaded: the range of the survey populations."""
+    the released statistic (Spearman over self-paired joined rows, / 0.955); shaded: the range
+    of the survey populations `band_groups` (named under the title)."""
     if table.height == 0:
         _message_figure(path, "Self-consistency", "no model responses")
         return
@@ -140,12 +144,18 @@ def plot_self_consistency(
             zorder=2,
         )
         ax.scatter(x, rel, marker="x", color="k", s=14, zorder=3)
-    ax.scatter([], [], marker="x", color="k", label="released pairing (self-pairs)")
+    ax.scatter(
+        [], [], marker="x", color="k", label="as released (Spearman, self-paired rows, /0.955)"
+    )
     ax.set_xticks(range(len(languages)), languages)
     ax.set_ylabel("self-consistency (Pearson r, repeated responses)")
-    ax.set_ylim(min(0.0, float(np.nanmin(table["consistency"].to_numpy())) - 0.05), 1.0)
+    top = np.nanmax(np.r_[table["consistency_released"].fill_null(np.nan).to_numpy(), 1.0])
+    ax.set_ylim(min(0.0, float(np.nanmin(table["consistency"].to_numpy())) - 0.05), top + 0.02)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7)
-    ax.set_title("Model self-consistency vs the human band")
+    title = "Model self-consistency vs the human band"
+    if band_groups:
+        title += f"\nband: {len(band_groups)} populations ({', '.join(sorted(band_groups))})"
+    ax.set_title(title, fontsize=9 if band_groups else None)
     _save(fig, path)
 
 

@@ -210,6 +210,24 @@ def language_prompts(prompts: pl.DataFrame, language: str, source: object) -> pl
     return sub
 
 
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    """`text` up to (not including) the earliest occurrence of any of `stops`.
+
+    The released generation stopped at ``"11."`` (vLLM ``stop="11."``,
+    scripts/vllm_batch_responses.py): the survey asks for 10 interviews, and an 11th item is
+    cut off. A stop string ends decoding at the first point where the decoded text contains it
+    and drops it from the output; sampled tokens before that point do not depend on the stop,
+    so cutting the full text here gives the same response text (it only spends the tokens
+    after the stop)."""
+    cut = len(text)
+    for s in stops:
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut]
+
+
 def survey(
     generator: Any,
     prompts: pl.DataFrame,
@@ -219,10 +237,13 @@ def survey(
     language: str,
     n_samples: int,
     sampling: Any,
+    stop: Sequence[str] = (),
 ) -> pl.DataFrame:
-    """`n_samples` responses of `generator` to each prompt, one row per response."""
+    """`n_samples` responses of `generator` to each prompt, one row per response, each cut
+    before the first of the `stop` strings (:func:`cut_at_stops`)."""
     conversations = [[{"role": "user", "content": p}] for p in prompts["prompt"].to_list()]
     replies = generator.generate(conversations, n_samples, sampling) if conversations else []
+    replies = [[cut_at_stops(t, stop) for t in samples] for samples in replies]
     rows: list[dict[str, object]] = []
     for row, samples in zip(prompts.iter_rows(named=True), replies, strict=True):
         for s, text in enumerate(samples):

@@ -49,7 +49,12 @@ from polyculture.wvs.alignment import (
     replicates,
 )
 from polyculture.wvs.released import RELEASED_LEVELS, released_replicates
-from polyculture.wvs.specgrid import GROUND_TRUTH_CHOICES, MODES
+from polyculture.wvs.specgrid import (
+    GROUND_TRUTH_CHOICES,
+    MIXED_FORMULAS,
+    MODES,
+    RELEASED_MIXED_FORMULA,
+)
 
 KINDS = ("mixedlm", "ols")
 BASELINE_MODEL = "baseline-uniform"
@@ -279,6 +284,8 @@ class Fit:
     n_groups: int | None
     summary: str
     group_var: float | None = None
+    fitted: np.ndarray | None = None  # per observation used (the x rows' order)
+    rows: np.ndarray | None = None  # the positions of those observations in the fitted frame
 
 
 def fit_design(
@@ -305,12 +312,26 @@ def fit_design(
                 int(res.nobs),
                 None,
                 without_clock(str(res.summary(xname=design.columns))) if summary else "",
+                None,
+                np.asarray(res.fittedvalues),
+                data.index.get_indexer(x.index),
             )
         model = sm.MixedLM(pd.Series(y, index=x.index, name=design.response), x, groups=g)
-        kwargs: dict[str, object] = {"reml": True, "method": ["lbfgs", "bfgs", "cg", "powell"]}
-        if start is not None:
-            kwargs["start_params"] = start
-        res = model.fit(**kwargs)
+        res = None
+        # Gradient methods can hit a singular Hessian when the random-intercept variance runs
+        # to its boundary (0: e.g. Eq. 1's fixed intercept absorbs the model means); the
+        # derivative-free methods then still find the REML optimum.
+        for methods in (["lbfgs", "bfgs", "cg", "powell"], ["powell", "nm"]):
+            kwargs: dict[str, object] = {"reml": True, "method": methods}
+            if start is not None:
+                kwargs["start_params"] = start
+            try:
+                res = model.fit(**kwargs)
+                break
+            except np.linalg.LinAlgError:
+                continue
+        if res is None:
+            raise NotEstimable("the mixed model's fit hit a singular matrix with every optimizer")
         k = len(design.columns)
         fe = np.asarray(res.fe_params)
         bse = np.asarray(res.bse_fe) if res.bse_fe is not None else np.full(k, np.nan)
@@ -334,7 +355,19 @@ def fit_design(
             int(len(np.unique(g))) if g is not None else None,
             text,
             group_var,
+            _mixed_fitted(res, x),
+            data.index.get_indexer(x.index),
         )
+
+
+def _mixed_fitted(res, x: pd.DataFrame) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Fitted values with the predicted random intercepts; the fixed part alone where the random
+    intercept's variance is 0 (statsmodels cannot predict random effects from it: then every
+    predicted intercept is 0 anyway)."""
+    try:
+        return np.asarray(res.fittedvalues)
+    except ValueError:
+        return np.asarray(x) @ np.asarray(res.fe_params)
 
 
 def refit_replicates(design: Design, data: pd.DataFrame, rounds: int) -> tuple[np.ndarray, int]:
@@ -367,7 +400,7 @@ def refit_replicates(design: Design, data: pd.DataFrame, rounds: int) -> tuple[n
                 boot[b] = np.asarray(res.fe_params)
             else:
                 failed += 1
-        except (np.linalg.LinAlgError, ValueError):
+        except (np.linalg.LinAlgError, ValueError, NotEstimable):
             failed += 1
     return boot, failed
 
@@ -383,6 +416,19 @@ def parse_terms(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         *(pl.col("term").str.extract(pat, 1).alias(name) for name, pat in _TERM_PATTERNS.items())
     )
+
+
+def with_residuals(obs: pl.DataFrame, fit: Fit) -> pl.DataFrame:
+    """`obs` (the frame that was fitted, in its order) with the fit's ``fitted`` values and
+    ``residual`` = alignment − fitted (null for rows the fit left out): the residual plots of
+    the paper's Fig. 9. Mixed-model fitted values include the estimated random intercepts."""
+    fitted = np.full(obs.height, np.nan)
+    if fit.fitted is not None and fit.rows is not None and fit.rows.size == fit.fitted.size:
+        ok = fit.rows >= 0
+        fitted[fit.rows[ok]] = fit.fitted[ok]
+    return obs.with_columns(
+        pl.Series("fitted", fitted).fill_nan(None),
+    ).with_columns((pl.col("alignment") - pl.col("fitted")).alias("residual"))
 
 
 def coefficient_frame(fit: Fit, mode: str) -> pl.DataFrame:
@@ -443,6 +489,7 @@ class RegressionSpec:
     groups: str | None = "model"  # random intercept grouping (mixedlm)
     consistency_pairs: str = "released"  # replicates mode: released | distinct
     us_group: str = "US"
+    formula_name: str = "custom"  # a name of specgrid.MIXED_FORMULAS, 'us_bias' or 'custom'
 
 
 @dataclass
@@ -562,9 +609,7 @@ def run_replicates_mode(
         raise ConfigError("rounds", "the replicates mode needs at least 2 rounds")
     joined = released_join_level(spec, resample_size) if rep is None else None
     if rep is None and joined is not None:
-        rep = released_replicates(
-            data, joined, rounds, seed, consistency=uses_consistency(spec)
-        )
+        rep = released_replicates(data, joined, rounds, seed, consistency=uses_consistency(spec))
     elif rep is None:
         rep = replicates(
             data,
@@ -612,7 +657,7 @@ def run_replicates_mode(
     return ModeResult(
         "replicates",
         coefficient_frame(fit, "replicates"),
-        obs.with_columns(pl.lit("replicates").alias("mode")),
+        with_residuals(obs, fit).with_columns(pl.lit("replicates").alias("mode")),
         note,
         info,
         fit.summary,
@@ -682,7 +727,7 @@ def run_cluster_mode(
     return ModeResult(
         "cluster_bootstrap",
         coefs,
-        point_obs.with_columns(pl.lit("cluster_bootstrap").alias("mode")),
+        with_residuals(point_obs, point).with_columns(pl.lit("cluster_bootstrap").alias("mode")),
         note,
         info,
         point.summary,
@@ -729,6 +774,7 @@ def summary_text(
     """Plain-text report: how observations were formed, per mode, and each fit's summary."""
     lines = [f"{spec.name}: {spec.formula} ({spec.kind}); alignment unit '{spec.unit}'"]
     if spec.name == "mixed_model":
+        lines.append(released_formula_note(spec.formula_name))
         grouping = f"; random intercept per {spec.groups}" if spec.kind == "mixedlm" else ""
         lines.append(f"ground truth: {spec.ground_truth}{grouping}")
     lines += list(extra)
@@ -744,6 +790,17 @@ def summary_text(
             with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, fmt_str_lengths=80):
                 lines.append(str(r.coefficients.select(COEF_COLUMNS[:-1])))
     return "\n".join(lines) + "\n"
+
+
+def released_formula_note(name: str) -> str:
+    """One line naming the fitted formula and the one whose fit the released code published."""
+    rel = MIXED_FORMULAS[RELEASED_MIXED_FORMULA]
+    return (
+        f"formula '{name}'. The released code published the fit of '{RELEASED_MIXED_FORMULA}' "
+        f"({rel}; scripts/plot_multilingual_benchmarks.py, default --regression-type interaction, "
+        "run by scripts/reproduce_plots.sh); the paper's Eq. 1 ('eq1') has a fixed intercept and "
+        "one consistency slope."
+    )
 
 
 def is_significant(p: float, alpha: float = 0.05) -> bool:
@@ -855,5 +912,11 @@ def regression_stage(
         )
     coefs = pl.concat([r.coefficients for r in results])
     obs = pl.concat([r.observations for r in results], how="diagonal_relaxed")
-    fit = {"estimable": True, "reason": None, "modes": {r.mode: r.info for r in results}}
+    fit = {
+        "estimable": True,
+        "reason": None,
+        "formula_name": spec.formula_name,
+        "released_formula": RELEASED_MIXED_FORMULA if spec.name == "mixed_model" else None,
+        "modes": {r.mode: r.info for r in results},
+    }
     return StageResult(coefs, obs, summary_text(spec, results, extra), fit)

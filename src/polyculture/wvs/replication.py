@@ -59,6 +59,27 @@ def _first_present(df: pl.DataFrame, names: Sequence[str], source: object, what:
     )
 
 
+def restrict_countries(
+    gt: pl.DataFrame, cl: pl.DataFrame, human: pl.DataFrame, countries: Sequence[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Ground truth, country languages and human consistency with the country level limited to
+    `countries` (language and global levels untouched)."""
+    have = set(gt.filter(pl.col("level") == "country")["group"].to_list())
+    unknown = sorted(set(countries) - have)
+    if unknown:
+        raise InputError(
+            "alignment.countries",
+            f"no country-level ground truth for {', '.join(unknown)} "
+            f"(the ground truth has: {', '.join(sorted(have))})",
+        )
+    keep = set(countries)
+    gt = gt.filter((pl.col("level") != "country") | pl.col("group").is_in(list(keep)))
+    cl = cl.filter(pl.col("country").is_in(list(keep)))
+    drop = have - keep
+    human = human.filter(~pl.col("group").is_in(list(drop)))
+    return gt, cl, human
+
+
 def released_responses(
     df: pl.DataFrame, source: object, template_type: str | None = "survey_hypothetical"
 ) -> tuple[pl.DataFrame, pl.DataFrame, DropCounter]:
@@ -421,9 +442,15 @@ def prepare_inputs(
     language_path: str | os.PathLike[str] | None = None,
     global_path: str | os.PathLike[str] | None = None,
     use_merged: bool = True,
+    countries: Sequence[str] = (),
 ) -> AlignmentInputs:
     """Read responses and ground truth from the workflow or from released files and check that
-    they meet: the responses' topics must have ground truth somewhere."""
+    they meet: the responses' topics must have ground truth somewhere.
+
+    `countries` (empty: all) restricts the country-level ground truth, the country → language
+    table and the human self-consistency band to those countries (config
+    ``alignment.countries``; the paper used the 13 whose main language is da, en, nl or pt);
+    a code without ground truth fails naming the key."""
     if responses_source == "workflow":
         responses, drops = responses_from_scored(scored_paths)
         merged = pl.DataFrame(schema=GROUND_TRUTH_SCHEMA)
@@ -457,6 +484,8 @@ def prepare_inputs(
         if human_consistency_path
         else pl.DataFrame(schema=EMPTY_HUMAN)
     )
+    if countries:
+        gt, cl, human = restrict_countries(gt, cl, human, countries)
     if use_merged and merged.height:
         gt = check_ground_truth(pl.concat([gt, merged]), "ground truth with the merged values")
     r_topics = set(responses["question_key"].unique().to_list())

@@ -41,6 +41,7 @@ from polyculture.wvs.alignment import (
     ReplicateResult,
     replicates,
 )
+from polyculture.wvs.distribution import distribution_replicates
 from polyculture.wvs.regressions import (
     BASELINE_MODEL,
     ModeResult,
@@ -58,10 +59,12 @@ from polyculture.wvs.regressions import (
 )
 from polyculture.wvs.released import released_replicates
 from polyculture.wvs.specgrid import (  # noqa: F401 (expand_grid, grid_size_message: public here too)
+    MIXED_FORMULAS,
     REGRESSIONS,
     Spec,
     expand_grid,
     grid_size_message,
+    resolve_mixed_formula,
 )
 
 SPEC_SCHEMA = {
@@ -73,6 +76,8 @@ SPEC_SCHEMA = {
     "resample_size": pl.Int64,
     "rounds": pl.Int64,
     "consistency": pl.Boolean,
+    "formula": pl.String,
+    "outcome": pl.String,
     "is_default": pl.Boolean,
 }
 
@@ -108,8 +113,11 @@ class Defaults:
 
 def is_default(spec: Spec, defaults: Defaults, first_rounds: int, first_size: int | None) -> bool:
     """Whether `spec` is the main analysis's specification."""
+    default_formula = resolve_mixed_formula(defaults.mixed_formula)[0]
     return (
         spec.unit == defaults.unit
+        and spec.formula in ("default", default_formula)
+        and spec.outcome == "spearman"
         and spec.observation == defaults.observation
         and spec.consistency
         and (spec.regression == "us_bias" or spec.ground_truth == defaults.ground_truth)
@@ -122,11 +130,12 @@ def is_default(spec: Spec, defaults: Defaults, first_rounds: int, first_size: in
 
 def _regression_spec(spec: Spec, defaults: Defaults) -> RegressionSpec:
     if spec.regression == "mixed_model":
-        formula = (
-            defaults.mixed_formula
-            if spec.consistency
-            else drop_terms(defaults.mixed_formula, "consistency")
+        base = (
+            resolve_mixed_formula(defaults.mixed_formula)[1]
+            if spec.formula == "default"
+            else MIXED_FORMULAS[spec.formula]
         )
+        formula = base if spec.consistency else drop_terms(base, "consistency")
         return RegressionSpec(
             "mixed_model",
             formula,
@@ -165,6 +174,7 @@ def run_speccurve(
     needs_baseline = any(s.regression == "us_bias" for s in specs)
     data_us = add_uniform_baseline(data, seed + 17) if needs_baseline else data
     cache: dict[tuple[str, str, int | None, int], ReplicateResult] = {}
+    ocache: dict[tuple[str, str, int | None, int, str], ReplicateResult] = {}
     first_rounds = min((s.rounds for s in specs if s.observation == "replicates"), default=0)
     first_size = next((s.resample_size for s in specs if s.observation == "replicates"), None)
     units = sorted({s.unit for s in specs})
@@ -216,6 +226,17 @@ def run_speccurve(
                 consistency=with_consistency,
                 include_observed=scheme == "cluster",
             )
+        rep = cache[key]
+        if spec.outcome != "spearman":
+            okey = (*key, spec.outcome)
+            if okey not in ocache:
+                ocache[okey] = ReplicateResult(
+                    distribution_replicates(
+                        d, spec.outcome, rounds=spec.rounds, seed=seed + 1, levels=levels
+                    ),
+                    rep.consistency,
+                )
+            rep = ocache[okey]
         try:
             if spec.observation == "replicates":
                 res: ModeResult = run_replicates_mode(
@@ -225,7 +246,7 @@ def run_speccurve(
                     rounds=spec.rounds,
                     resample_size=spec.resample_size,
                     seed=seed,
-                    rep=cache[key],
+                    rep=rep,
                 )
             else:
                 res = run_cluster_mode(
@@ -234,7 +255,7 @@ def run_speccurve(
                     capability,
                     rounds=spec.rounds,
                     seed=seed + 1,
-                    rep=cache[key],
+                    rep=rep,
                     alpha=alpha,
                 )
         except NotEstimable as exc:
@@ -245,6 +266,13 @@ def run_speccurve(
                 )  # type: ignore[call-overload]
             continue
         choice = asdict(spec) | {
+            "formula": (
+                resolve_mixed_formula(defaults.mixed_formula)[0]
+                if spec.formula == "default" and spec.regression == "mixed_model"
+                else spec.formula
+                if spec.regression == "mixed_model"
+                else "us_bias"
+            ),
             "spec_id": i,
             "is_default": is_default(spec, defaults, first_rounds, first_size),
         }

@@ -14,6 +14,47 @@ MODES = ("replicates", "cluster_bootstrap")
 #: Ground truths the mixed model can compare against.
 GROUND_TRUTH_CHOICES = ("language", "country", "merged", "global")
 REGRESSIONS = ("mixed_model", "us_bias")
+
+#: Named formulas of the mixed model (RQ1). Capability is called `multilingual` in the released
+#: code; here it is `capability`. Sources:
+#: - ``eq1``: the paper's Eq. 1 (§3.2): random intercept α_j ~ N(μ_α, σ²_α) per model, so a fixed
+#:   intercept μ_α, the consistency slope β_1 and one capability slope per family × language.
+#: - ``released_interaction``: what the released analysis fitted for its coefficient figure and
+#:   its published table — scripts/reproduce_plots.sh runs scripts/plot_multilingual_benchmarks.py
+#:   with its default ``--regression-type interaction``, whose summary is
+#:   supplementary/regressions/multilingual_regression_results_interaction.txt (3,600 rows):
+#:   no fixed intercept, one consistency slope per language.
+#: - ``released_normal``: the released run_multilingual_regression default ("normal"): no fixed
+#:   intercept, one consistency slope.
+#: - ``released_no_consistency``: the released "no_consistency" variant.
+MIXED_FORMULAS = {
+    "eq1": "alignment ~ 1 + consistency + capability:family:language",
+    "released_interaction": "alignment ~ 0 + consistency:language + capability:family:language",
+    "released_normal": "alignment ~ 0 + consistency + capability:family:language",
+    "released_no_consistency": "alignment ~ 0 + capability:family:language",
+}
+#: The formula whose fit the released code published (see MIXED_FORMULAS).
+RELEASED_MIXED_FORMULA = "released_interaction"
+
+
+def resolve_mixed_formula(value: str) -> tuple[str, str]:
+    """(name, formula) of a mixed-model formula given by name (a key of MIXED_FORMULAS) or
+    written out (then its name is the name of the equal named formula, else 'custom')."""
+    if value in MIXED_FORMULAS:
+        return value, MIXED_FORMULAS[value]
+    norm = " ".join(value.split())
+    for name, formula in MIXED_FORMULAS.items():
+        if formula == norm:
+            return name, formula
+    if "~" not in value:
+        raise ConfigError(
+            "alignment.mixed_model.formula",
+            f"'{value}' is neither a named formula ({', '.join(MIXED_FORMULAS)}) nor a formula "
+            "with '~'",
+        )
+    return "custom", value
+
+
 UNIT_CHOICES = ("topic", "response")
 GRID_KEYS = (
     "regressions",
@@ -23,7 +64,12 @@ GRID_KEYS = (
     "resample_sizes",
     "rounds",
     "consistency",
+    "formulas",
+    "outcomes",
 )
+#: Alignment outcomes of the regressions: Spearman (the paper) or 1 − a distribution distance
+#: (polyculture.wvs.distribution; topic unit and cluster bootstrap only).
+OUTCOMES = ("spearman", "mae", "js_distance", "wasserstein")
 
 
 @dataclass(frozen=True)
@@ -37,6 +83,8 @@ class Spec:
     resample_size: int | None
     rounds: int
     consistency: bool
+    formula: str = "default"  # RQ1: a name of MIXED_FORMULAS, or 'default' (the configured one)
+    outcome: str = "spearman"  # the alignment measure: Spearman or 1 − a distribution distance
 
 
 def _choices(grid: Mapping[str, object], key: str, allowed: Sequence[object]) -> list:
@@ -86,20 +134,45 @@ def expand_grid(grid: Mapping[str, object], cluster_rounds: int) -> list[Spec]:
     ):
         raise ConfigError("alignment.speccurve.rounds", "must be a list of integers ≥ 2")
     cons = _choices(grid, "consistency", (True, False))
+    formulas = (
+        _choices(grid, "formulas", tuple(MIXED_FORMULAS)) if grid.get("formulas") else ["default"]
+    )
+    outcomes = _choices(grid, "outcomes", OUTCOMES) if grid.get("outcomes") else ["spearman"]
     if cluster_rounds < 2:
         raise ConfigError("alignment.speccurve.cluster_rounds", "must be ≥ 2")
     specs: list[Spec] = []
     for reg in regressions:
         reg_gts = gts if reg == "mixed_model" else ["country"]
         reg_cons = cons if reg == "mixed_model" else [True]
-        for gt, unit, o, c in itertools.product(reg_gts, units, obs, reg_cons):
+        reg_formulas = formulas if reg == "mixed_model" else ["default"]
+        for f, gt, unit, o, c in itertools.product(reg_formulas, reg_gts, units, obs, reg_cons):
+            if not c and f == "released_no_consistency":
+                continue  # the same fit as with consistency
             if o == "replicates":
                 for size, r in itertools.product(
                     list(dict.fromkeys(sizes)), list(dict.fromkeys(rounds))
                 ):
-                    specs.append(Spec(reg, gt, unit, o, size, r, c))
+                    specs.append(Spec(reg, gt, unit, o, size, r, c, f))
             else:
-                specs.append(Spec(reg, gt, unit, o, None, cluster_rounds, c))
+                specs.append(Spec(reg, gt, unit, o, None, cluster_rounds, c, f))
+        # distribution outcomes: per topic, with the cluster bootstrap (the sound unit), the
+        # first formula and the configured consistency choices
+        for out, gt, c in itertools.product(
+            [x for x in outcomes if x != "spearman"], reg_gts, reg_cons
+        ):
+            specs.append(
+                Spec(
+                    reg,
+                    gt,
+                    "topic",
+                    "cluster_bootstrap",
+                    None,
+                    cluster_rounds,
+                    c,
+                    reg_formulas[0],
+                    out,
+                )
+            )
     return specs
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -185,6 +185,28 @@ def load_topics(path: str | os.PathLike[str]) -> dict[str, Topic]:
     if not topics:
         raise InputError(path, "the topic table lists no topics")
     return topics
+
+
+ZERO_CODE_CHOICES = ("valid", "missing")
+
+
+def with_zero_code(topics: Sequence[Topic], zero_code: str) -> list[Topic]:
+    """`topics` with answer code 0 treated as configured (``wvs.zero_code``):
+
+    - ``valid``: as the topic table says (code 0 is valid where a topic lists it in
+      ``also_valid``, e.g. e233b's "against democracy", counted as a non-affirmative answer);
+    - ``missing``: code 0 is missing for every topic, as in the released processing
+      (scripts/process_wvs.py keeps ``score > 0``). For a topic whose code 0 is valid this
+      removes its code-0 respondents from the denominator, so its polarity rises by the factor
+      1 / (1 − weighted share of code 0); other topics are unchanged."""
+    if zero_code not in ZERO_CODE_CHOICES:
+        raise ConfigError(
+            "wvs.zero_code",
+            f"unknown choice '{zero_code}' (expected one of {', '.join(ZERO_CODE_CHOICES)})",
+        )
+    if zero_code == "valid":
+        return list(topics)
+    return [replace(t, valid=t.valid - {0}, affirmative=t.affirmative - {0}) for t in topics]
 
 
 def select_topics(
