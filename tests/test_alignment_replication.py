@@ -59,6 +59,11 @@ TARGETS = (
     "replication.parquet",
     "replication.tsv",
     "replication_summary.tsv",
+    "adjusted_alignment.parquet",
+    "figures/adjusted_alignment_vs_capability.png",
+    "figures/mixed_model_residuals.png",
+    "figures/us_bias_residuals.png",
+    "figures/language_breakdown",
 )
 
 
@@ -254,3 +259,14 @@ def test_mixed_model_says_which_formula_the_released_code_fitted(replication: Pa
     assert fit["formula_name"] == "released_interaction" == fit["released_formula"]
     summary = (replication / "mixed_model_summary.txt").read_text()
     assert "The released code published the fit of 'released_interaction'" in summary
+
+
+def test_paper_figures_and_adjusted_alignment(replication: Path):
+    adj = pl.read_parquet(replication / "adjusted_alignment.parquet")
+    assert adj.height == 36 and adj["adjusted"].is_not_null().all()
+    assert (adj["boot_min"] <= adj["adjusted"]).mean() > 0.9
+    assert sorted(p.name for p in (replication / "figures/language_breakdown").glob("*.png")) == [
+        f"{lang}.png" for lang in LANGUAGES
+    ]
+    obs = pl.read_parquet(replication / "mixed_model_observations.parquet")
+    assert obs.filter(pl.col("mode") == "replicates")["residual"].is_not_null().all()
