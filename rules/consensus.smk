@@ -292,6 +292,8 @@ rule critique:
         generator=consensus_generator,
         backend=CONS_BACKEND,
         prompt=lambda wildcards: CONS_CFG["critique_prompt"],
+        method=CONS_CFG["critique_method"],
+        culfit=CONS_CFG["culfit"],
         stage=consensus_stage_params("critique"),
         seed=CONS_SEED["critique"],
         schema=table_schema("consensus_critiques"),

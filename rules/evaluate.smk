@@ -104,6 +104,9 @@ rule lm_eval:
         model=general_model_params,
         backend=generation_params(),
         tasks=GENERAL["tasks"],
+        prompt_defaults={
+            k: GENERAL[k] for k in ("apply_chat_template", "fewshot_as_multiturn", "system_instruction")
+        },
         tasks_path=GENERAL.get("tasks_path"),
         num_fewshot=GENERAL["num_fewshot"],
         limit=GENERAL["limit"],
@@ -159,6 +162,7 @@ rule compare_models:
         notes=EVAL_PAIR_NOTES,
         tasks=GENERAL["tasks"],
         ablation=COMPARE["ablation"],
+        published=COMPARE.get("published"),
         n_boot=COMPARE["n_boot"],
         alpha=COMPARE["alpha"],
         seed=EVAL_SEED["compare"],

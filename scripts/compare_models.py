@@ -39,7 +39,7 @@ write_parquet(ablation, out.ablation)
 write_text(
     cmp.markdown_report(
         blend_scores, blend_cmp, general_scores, general_cmp, ablation,
-        alpha=p.alpha, n_boot=p.n_boot, notes=p.notes,
+        alpha=p.alpha, n_boot=p.n_boot, notes=p.notes, published=p.published,
     ),
     out.markdown,
 )  # fmt: skip

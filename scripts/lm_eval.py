@@ -13,7 +13,7 @@ from polyculture.io import check_columns, write_json, write_jsonl, write_parquet
 
 torch.set_num_threads(snakemake.threads)
 p, name = snakemake.params, snakemake.wildcards.general_model
-specs = ge.task_specs(p.tasks)
+specs = ge.task_specs(p.tasks, p.prompt_defaults)
 backend = ge.resolve_eval_backend(p.backend.get("generation", "auto"))
 with tempfile.TemporaryDirectory() as tmp:
     model, adapter = ge.prepare_model(

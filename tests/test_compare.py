@@ -325,6 +325,23 @@ def test_ablation_markdown_and_figures(
     assert "## BLEnD: adapter vs base" in md and "## Ablation" in md and "> a note" in md
     assert "| Greece | el | 10 | 40.00 | 80.00 |" in md
     assert "+40.00 [" in md and " *" in md  # the significant Greek difference is marked
+    assert "Published figures" not in md
+    published = {
+        "source": "the paper, Table 1",
+        "variant": "full",
+        "blend_delta_sem_b": {"English": 5.03, "local": 1.0},
+        "blend_sem_b": {"local": {"Greece": 70.0}},
+        "benchmark_delta": {"hellaswag": -0.85},
+    }
+    md = cmp.markdown_report(
+        b_sc, b_cmp, g_sc, g_cmp, abl, alpha=0.05, n_boot=N_BOOT, published=published
+    )
+    assert "## Published figures beside this run" in md and "the paper, Table 1" in md
+    # this run's macro ΔSEM-B: English 0, local +40 (one country); HellaSwag macro Δ 0.125 → +12.5
+    assert "| ΔSEM-B, questions in English, mean over regions | +5.03 | +0.00 | 1.000 |" in md
+    assert "| ΔSEM-B, questions in local, mean over regions | +1.00 | +40.00 |" in md
+    assert "| SEM-B Greece, local | 70.00 | 80.00 | – |" in md
+    assert "| Δ hellaswag, mean over languages | -0.85 | +12.50 |" in md
 
     paths = [tmp_path / "a.png", tmp_path / "b.png"]
     for p in paths:
@@ -339,3 +356,38 @@ def test_ablation_markdown_and_figures(
     assert "No adapter" in cmp.markdown_report(
         b_sc, b_cmp.clear(), g_sc, g_cmp.clear(), none, alpha=0.05, n_boot=10
     )
+
+
+def test_culturally_sensitive_and_agnostic_items_are_reported_apart() -> None:
+    """Global MMLU's CS and CA items: the adapter gains on CS items only."""
+    rows = []
+    for model, cs_values in (("base", [0, 0]), ("full", [1, 1])):
+        for task, lang in (("mmlu_en", "en"), ("mmlu_el", "el")):
+            for i, (label, v) in enumerate(
+                [("CS", cs_values[0]), ("CS", cs_values[1]), ("CA", 1), ("CA", 0)]
+            ):
+                rows.append(
+                    {
+                        "model": model,
+                        "task": task,
+                        "subtask": task,
+                        "benchmark": "global_mmlu",
+                        "language": lang,
+                        "doc_id": i,
+                        "doc_hash": f"{task}{i}",
+                        "cultural_label": label,
+                        "metric": "acc",
+                        "value": float(v),
+                    }
+                )
+    chosen = cmp.compared_items(pl.DataFrame(rows), {"mmlu_en": "acc", "mmlu_el": "acc"})
+    sc = cmp.general_scores(chosen)
+    value = {(r["model"], r["task"]): r["value"] for r in sc.iter_rows(named=True)}
+    assert value[("base", "all (CS)")] == 0.0 and value[("full", "all (CS)")] == 1.0
+    assert value[("base", "all (CA)")] == value[("full", "all (CA)")] == 0.5
+    out = cmp.compare_general(
+        chosen, [cmp.Pair("full", "base", "full")], n_boot=N_BOOT, seed=0, alpha=0.05
+    )
+    delta = {r["task"]: r["delta"] for r in out.iter_rows(named=True)}
+    assert delta["all (CS)"] == 1.0 and delta["all (CA)"] == 0.0 and delta["all"] == 0.5
+    assert out.filter(pl.col("task") == "all (CS)")["n"][0] == 4

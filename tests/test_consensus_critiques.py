@@ -103,3 +103,102 @@ def test_critique_prompt_names_the_weak_language_and_blank_critiques_are_dropped
     assert out["question_id"].to_list() == ["a"] and drops.reasons == {"empty_critique": 1}
     with pytest.raises(InputError, match="returned 1 critiques for 2"):
         collect_critiques(table, [["x"]])
+
+
+def _culfit_table() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "question_id": ["a", "b", "c"],
+            "question_weak": ["Τι τρώνε το Πάσχα;", "What is eaten at Easter?", "Q?"],
+            "weak_answer": ["Ψάρι.", "Fish.", "A."],
+            "gt_weak": ["Αρνί στη σούβλα.", "Lamb on a spit, eaten outdoors.", "R."],
+            "weak_language": ["el", "en", "en"],
+        }
+    )
+
+
+def test_culfit_critique_steps_extract_check_and_write_from_the_check():
+    import json
+
+    import jsonschema
+
+    from polyculture.consensus.critiques import (
+        collect_knowledge_points,
+        collect_point_checks,
+        critique_from_checks_conversations,
+        knowledge_point_conversations,
+        knowledge_points_schema,
+        point_check_conversations,
+        point_check_groups,
+        point_checks_schema,
+    )
+
+    table = _culfit_table()
+    template = "Q: {question} R: {reference} in {language}"
+    convs = knowledge_point_conversations(table, template)
+    assert convs[0][0]["content"] == "Q: Τι τρώνε το Πάσχα; R: Αρνί στη σούβλα. in Greek"
+    # step 1: the knowledge points of g*, JSON-constrained; a reply that did not parse and one
+    # with only blank points are dropped and counted
+    replies = [
+        [{"knowledge_points": ["Lamb is roasted on a spit.", " "]}],
+        [{"knowledge_points": ["Lamb is eaten.", "It is eaten outdoors."]}],
+        [None],
+    ]
+    schema = knowledge_points_schema(2, 40)
+    jsonschema.validate(replies[1][0], schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"knowledge_points": ["a", "b", "c"]}, schema)
+    with_points, drops = collect_knowledge_points(table, replies)
+    assert with_points["question_id"].to_list() == ["a", "b"]
+    assert with_points["knowledge_points"].to_list()[0] == ["Lamb is roasted on a spit."]
+    assert drops.reasons == {"invalid_json": 1}
+    # step 2: the answer checked against each point, one schema per number of points
+    assert point_check_groups(with_points) == {1: [0], 2: [1]}
+    checks_conv = point_check_conversations(
+        with_points, "{answer} vs {n_points} points:\n{points} ({language})"
+    )
+    assert checks_conv[1][0]["content"] == (
+        "Fish. vs 2 points:\n1. Lamb is eaten.\n2. It is eaten outdoors. (English)"
+    )
+    two = point_checks_schema(2)
+    with pytest.raises(jsonschema.ValidationError):  # one verdict per point, no more, no less
+        jsonschema.validate({"checks": [{"verdict": "missing", "comment": ""}]}, two)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"checks": [{"verdict": "wrong", "comment": ""}] * 2}, two)
+    checked, drops = collect_point_checks(
+        with_points,
+        [
+            [{"checks": [{"verdict": "contradicted", "comment": "Fish, not lamb."}]}],
+            [{"checks": [{"verdict": "missing", "comment": "No lamb."}]}],  # 1 check for 2
+        ],
+    )
+    assert checked["question_id"].to_list() == ["a"]
+    assert drops.reasons == {"wrong_number_of_checks": 1}
+    assert json.loads(checked["point_checks"][0]) == [
+        {
+            "point": "Lamb is roasted on a spit.",
+            "verdict": "contradicted",
+            "comment": "Fish, not lamb.",
+        }
+    ]
+    # step 3: the critique is written from the check
+    final = critique_from_checks_conversations(checked, "{question}|{answer}|{checks}|{language}")
+    assert final[0][0]["content"] == (
+        "Τι τρώνε το Πάσχα;|Ψάρι.|1. Lamb is roasted on a spit. — contradicted: Fish, not lamb."
+        "|Greek"
+    )
+
+
+def test_culfit_is_the_default_critique_and_one_prompt_the_named_ablation():
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load(
+        (
+            Path(__file__).resolve().parents[1] / "schemas" / "config-consensus.schema.yaml"
+        ).read_text(encoding="utf-8")
+    )
+    method = schema["properties"]["critique_method"]
+    assert method["default"] == "culfit" and method["enum"] == ["culfit", "one_prompt"]
+    assert "CulFiT" in method["description"]

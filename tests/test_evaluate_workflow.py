@@ -114,8 +114,11 @@ def test_comparison_outputs(cfg: dict, ev: Path) -> None:
     n_runs = len(runs(cfg))
     n_means = n_runs // n_prompts
     assert comparison.height == len(adapters) * (n_runs + n_means + 2 * 2 * (n_prompts + 1))
-    # per task, and per benchmark (2) the macro mean and the pooled items
-    assert general_cmp.height == len(adapters) * (len(cfg["evaluate"]["general"]["tasks"]) + 2 * 2)
+    # per task, per benchmark (2) the macro mean and the pooled items, and for Global MMLU its
+    # culturally sensitive (CS) and agnostic (CA) items apart
+    n_tasks = len(cfg["evaluate"]["general"]["tasks"])
+    assert general_cmp.height == len(adapters) * (n_tasks + 2 * 2 + 2)
+    assert {"all (CS)", "all (CA)"} <= set(general_cmp["task"].to_list())
     assert comparison["p_sem_b"].is_between(0, 1).all()
     variants = [m["adapter"] for m in adapters]
     assert ablation.height == (len(variants) + 1 if variants else 0)

@@ -140,3 +140,65 @@ def test_lm_eval_base_adapter_and_merged(
         == a_items["doc_hash"].to_list()
         == items["doc_hash"].to_list()
     )
+
+
+def test_prompt_format_per_task_with_section_defaults() -> None:
+    entries = [
+        {"task": "a", "benchmark": "b", "language": "en"},
+        {"task": "c", "benchmark": "b", "language": "el", "apply_chat_template": False},
+        {
+            "task": "d",
+            "benchmark": "b",
+            "language": "el",
+            "fewshot_as_multiturn": True,
+            "system_instruction": "Answer briefly.",
+        },
+    ]
+    defaults = {
+        "apply_chat_template": True,
+        "fewshot_as_multiturn": False,
+        "system_instruction": None,
+    }
+    a, c, d = ge.task_specs(entries, defaults)
+    assert a.prompt_format == (True, False, None)
+    assert c.prompt_format == (False, False, None)  # the task's own setting wins
+    assert d.prompt_format == (True, True, "Answer briefly.")
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.fewshot_as_multiturn"):
+        ge.task_specs(
+            [{**entries[0], "fewshot_as_multiturn": True}], {"apply_chat_template": False}
+        )
+    # lm_eval's own default when nothing is configured: no chat template
+    assert ge.task_specs(entries[:1])[0].prompt_format == (False, False, None)
+
+
+def test_results_of_several_lm_eval_calls_merge_per_task() -> None:
+    first = {"results": {"a": {"acc,none": 0.5}}, "samples": {"a": [1]}, "config": {"x": 1}}
+    second = {"results": {"c": {"acc,none": 1.0}}, "samples": {"c": [2]}, "config": {"x": 2}}
+    merged = ge.merge_results(ge.merge_results({}, first), second)
+    assert merged["results"] == {"a": {"acc,none": 0.5}, "c": {"acc,none": 1.0}}
+    assert merged["samples"] == {"a": [1], "c": [2]}
+    assert merged["config"] == {"x": 1}  # run-level keys: the first call's
+
+
+def test_items_keep_global_mmlus_cultural_label() -> None:
+    results = {
+        "samples": {
+            "t": [
+                {
+                    "doc_id": 0,
+                    "doc": {"cultural_sensitivity_label": "CS"},
+                    "metrics": ["acc"],
+                    "acc": 1.0,
+                },
+                {
+                    "doc_id": 1,
+                    "doc": {"cultural_sensitivity_label": "ca "},
+                    "metrics": ["acc"],
+                    "acc": 0.0,
+                },
+                {"doc_id": 2, "doc": {"question": "q"}, "metrics": ["acc"], "acc": 1.0},
+            ]
+        }
+    }
+    items = ge.item_table(results, [ge.TaskSpec("t", "global_mmlu", "en")], "m")
+    assert items["cultural_label"].to_list() == ["CS", "CA", None]

@@ -381,9 +381,22 @@ def compare_blend(
 def compared_items(items: pl.DataFrame, metrics: Mapping[str, str]) -> pl.DataFrame:
     """The per-item scores of each task's compared metric, with a unit key per item."""
     chosen = pl.DataFrame({"task": list(metrics), "metric": list(metrics.values())})
+    if "cultural_label" not in items.columns:
+        items = items.with_columns(cultural_label=pl.lit(None, dtype=pl.String))
     return items.join(chosen, on=["task", "metric"], how="inner").with_columns(
         unit=pl.col("subtask") + "/" + pl.col("doc_id").cast(pl.String)
     )
+
+
+def is_summary_task(task: str) -> bool:
+    """Whether a general-benchmark task name is a per-benchmark summary row ('all', 'all (pooled)',
+    'all (CS)', ...)."""
+    return task == ALL or task.startswith(ALL + " (")
+
+
+def label_task(label: str) -> str:
+    """Task name of a benchmark's macro mean over the items with one cultural label."""
+    return f"{ALL} ({label})"
 
 
 def general_scores(items: pl.DataFrame) -> pl.DataFrame:
@@ -406,14 +419,24 @@ def general_scores(items: pl.DataFrame) -> pl.DataFrame:
         value=pl.col("value").mean(),
         n=pl.col("n").sum(),
     )
-    return (
-        pl.concat(
-            [
-                per_task.select(list(GENERAL_SCORE_SCHEMA)),
-                macro.select(list(GENERAL_SCORE_SCHEMA)),
-                per_bench.select(list(GENERAL_SCORE_SCHEMA)),
-            ]
+    frames = [per_task, macro, per_bench]
+    if "cultural_label" in items.columns:
+        labelled = items.filter(pl.col("cultural_label").is_not_null())
+        by_label = (
+            labelled.group_by(["model", "benchmark", "task", "cultural_label", "metric"])
+            .agg(value=pl.col("value").mean(), n=pl.len().cast(pl.Int64))
+            .group_by(["model", "benchmark", "cultural_label"])
+            .agg(
+                language=pl.lit(ALL),
+                metric=pl.col("metric").unique().sort().str.join("/"),
+                value=pl.col("value").mean(),
+                n=pl.col("n").sum(),
+            )
+            .with_columns(task=pl.lit(ALL + " (") + pl.col("cultural_label") + pl.lit(")"))
         )
+        frames.append(by_label)
+    return (
+        pl.concat([f.select(list(GENERAL_SCORE_SCHEMA)) for f in frames])
         .cast(GENERAL_SCORE_SCHEMA)
         .sort(["benchmark", "task", "model"])
     )
@@ -439,6 +462,18 @@ def compare_general(
             other = base.filter(pl.col("benchmark") == bench)
             units.append((bench, ALL, ALL, metric, part, other))
             units.append((bench, ALL_POOLED, ALL, metric, part, other))
+            labels = sorted(set(part["cultural_label"].drop_nulls().to_list()))
+            for label in labels:
+                units.append(
+                    (
+                        bench,
+                        label_task(label),
+                        ALL,
+                        metric,
+                        part.filter(pl.col("cultural_label") == label),
+                        other.filter(pl.col("cultural_label") == label),
+                    )
+                )
         for bench, task, lang, metric, part, other in units:
             what = f"{bench}/{task}: {pair.model} vs {pair.base}"
             if other.height == 0:
@@ -457,7 +492,7 @@ def compare_general(
                 raise InputError(
                     what, f"item {differ['unit'][0]} holds different documents for the two models"
                 )
-            if task == ALL:
+            if task == ALL or task.startswith(ALL + " ("):
                 r = stratified_paired_bootstrap(
                     j["value"].to_numpy(),
                     j["value_base"].to_numpy(),
@@ -619,8 +654,10 @@ def markdown_report(
     alpha: float,
     n_boot: int,
     notes: Sequence[str] = (),
+    published: Mapping[str, Any] | None = None,
 ) -> str:
-    """The comparison tables as Markdown (scores, adapter vs base, ablation)."""
+    """The comparison tables as Markdown (scores, adapter vs base, ablation; the published
+    headline figures beside the run's where `published` gives them)."""
     models = sorted(set(blend_sc["model"].to_list()) | set(general_sc["model"].to_list()))
     out = [
         "# Model comparison",
@@ -631,10 +668,13 @@ def markdown_report(
         "paper reports; bootstrap resamples questions within each country); 'All (pooled)' = "
         "every country's questions pooled (larger countries weigh more). Benchmarks: task "
         "'all' = macro mean over the benchmark's languages (tasks), 'all (pooled)' = items "
-        "pooled.",
+        "pooled, 'all (CS)' / 'all (CA)' = macro mean over the items Global-MMLU labels "
+        "culturally sensitive / culturally agnostic.",
         "",
     ]
     out += [f"> {n}" for n in notes] + ([""] if notes else [])
+    if published:
+        out += [published_section(published, blend_cmp, general_cmp)]
     out += ["## BLEnD SEM-B per country (mean over prompt templates)", ""]
     wide = blend_sc.filter(pl.col("prompt_id") == ALL)
     rows = []
@@ -688,7 +728,7 @@ def markdown_report(
     rows = []
     for (bench, task), part in sorted(
         general_sc.group_by(["benchmark", "task"]),
-        key=lambda kv: (kv[0][0], kv[0][1] in (ALL, ALL_POOLED), kv[0][1]),
+        key=lambda kv: (kv[0][0], is_summary_task(kv[0][1]), kv[0][1]),
     ):
         first = part.row(0, named=True)
         rows.append(
@@ -757,6 +797,50 @@ def markdown_report(
     else:
         out += ["No training variant of the ablation list is among the evaluated models.", ""]
     return "\n".join(out)
+
+
+def published_section(
+    published: Mapping[str, Any], blend_cmp: pl.DataFrame, general_cmp: pl.DataFrame
+) -> str:
+    """Markdown: the published headline figures (config evaluate.compare.published, facts from
+    the paper) beside this run's for the same quantity: the macro-mean ΔSEM-B over countries per
+    question language and the macro-mean Δ per benchmark (percentage points), of the adapter of
+    the published `variant` against its base."""
+    variant = published.get("variant", "full")
+    lines = [
+        "## Published figures beside this run",
+        "",
+        f"Source: {published.get('source', 'the paper')}. Published values are the paper's, as "
+        f"printed; 'this run' is the adapter of variant `{variant}` against its base model "
+        "(macro means, percentage points).",
+        "",
+        "| quantity | published | this run | p (this run) |",
+        "|---|---|---|---|",
+    ]
+    runs = blend_cmp.filter((pl.col("variant") == variant) & (pl.col("prompt_id") == ALL))
+    for kind, value in (published.get("blend_delta_sem_b") or {}).items():
+        lang = "en" if kind == "English" else "local"
+        hit = runs.filter((pl.col("country") == ALL_COUNTRIES) & (pl.col("language") == lang))
+        mine = f"{hit['delta_sem_b'][0]:+.2f}" if hit.height else "–"
+        p = f"{hit['p_sem_b'][0]:.3f}" if hit.height else "–"
+        lines.append(
+            f"| ΔSEM-B, questions in {kind}, mean over regions | {value:+.2f} | {mine} | {p} |"
+        )
+    for kind, regions in (published.get("blend_sem_b") or {}).items():
+        lang_kind = "English" if kind == "English" else "local"
+        for region, value in regions.items():
+            hit = runs.filter(
+                (pl.col("country") == region) & (pl.col("language_kind") == lang_kind)
+            )
+            mine = f"{hit['sem_b'][0]:.2f}" if hit.height else "–"
+            lines.append(f"| SEM-B {region}, {kind} | {value:.2f} | {mine} | – |")
+    gen = general_cmp.filter((pl.col("variant") == variant) & (pl.col("task") == ALL))
+    for bench, value in (published.get("benchmark_delta") or {}).items():
+        hit = gen.filter(pl.col("benchmark") == bench)
+        mine = f"{100 * hit['delta'][0]:+.2f}" if hit.height else "–"
+        p = f"{hit['p_value'][0]:.3f}" if hit.height else "–"
+        lines.append(f"| Δ {bench}, mean over languages | {value:+.2f} | {mine} | {p} |")
+    return "\n".join(lines) + "\n"
 
 
 def _grouped_bars(
@@ -857,7 +941,7 @@ def plot_general(
     models = sorted(set(general_sc["model"].to_list()))
     labels = sorted(
         {(r["benchmark"], r["task"]) for r in general_sc.iter_rows(named=True)},
-        key=lambda bt: (bt[0], bt[1] in (ALL, ALL_POOLED), bt[1]),
+        key=lambda bt: (bt[0], is_summary_task(bt[1]), bt[1]),
     )
     sig = {
         (r["model"], r["benchmark"], r["task"])
@@ -875,7 +959,7 @@ def plot_general(
     _grouped_bars(ax, models, labels, values, starred, star_offset=0.01)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(
-        [f"{b}: {t}" if t in (ALL, ALL_POOLED) else t for b, t in labels],
+        [f"{b}: {t}" if is_summary_task(t) else t for b, t in labels],
         rotation=30,
         ha="right",
         fontsize=8,

@@ -14,6 +14,15 @@ lm_eval runs from inside that folder, so relative ``data_files`` in its YAMLs re
 it. Each configured task carries a benchmark name, a language and the metric the comparison uses
 (HellaSwag: acc_norm; MMLU: acc). Groups (e.g. Global MMLU's subject groups) are supported: their
 subtasks' items count as the group's items.
+
+Prompt format per task, as users run instruct models: ``apply_chat_template`` (the prompt goes
+through the model's chat template), ``fewshot_as_multiturn`` (few-shot examples as alternating
+user/assistant turns; needs the chat template) and ``system_instruction``. Tasks with different
+settings run in separate lm_eval calls on one loaded model, merged into one results dict.
+
+Global-MMLU's items carry the dataset's ``cultural_sensitivity_label`` (CS: culturally sensitive,
+CA: culturally agnostic); the item table keeps it (``cultural_label``), so the comparison reports
+CS and CA items separately: the direct test of whether cultural training moved cultural items.
 """
 
 from __future__ import annotations
@@ -51,9 +60,11 @@ ITEM_SCHEMA = {
     "language": pl.String,
     "doc_id": pl.Int64,
     "doc_hash": pl.String,
+    "cultural_label": pl.String,
     "metric": pl.String,
     "value": pl.Float64,
 }
+CULTURAL_LABEL_FIELD = "cultural_sensitivity_label"  # Global-MMLU's CS / CA label
 
 
 @dataclass(frozen=True)
@@ -64,16 +75,46 @@ class TaskSpec:
     benchmark: str
     language: str
     metric: str = "acc"
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
+
+    @property
+    def prompt_format(self) -> tuple[bool, bool, str | None]:
+        return (self.apply_chat_template, self.fewshot_as_multiturn, self.system_instruction)
 
 
-def task_specs(entries: Sequence[Mapping[str, Any]]) -> list[TaskSpec]:
-    """TaskSpecs from the config's evaluate.general.tasks list; names must be unique."""
+PROMPT_KEYS = ("apply_chat_template", "fewshot_as_multiturn", "system_instruction")
+
+
+def task_specs(
+    entries: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any] | None = None
+) -> list[TaskSpec]:
+    """TaskSpecs from the config's evaluate.general.tasks list (prompt-format keys a task leaves
+    out come from `defaults`, the section's); names must be unique; fewshot_as_multiturn needs
+    apply_chat_template."""
+    defaults = defaults or {}
     specs = []
     for i, e in enumerate(entries):
         missing = [k for k in ("task", "benchmark", "language") if not e.get(k)]
         if missing:
             raise ConfigError(f"evaluate.general.tasks[{i}]", f"missing {', '.join(missing)}")
-        specs.append(TaskSpec(e["task"], e["benchmark"], e["language"], e.get("metric", "acc")))
+        fmt = {k: e[k] if e.get(k) is not None else defaults.get(k) for k in PROMPT_KEYS}
+        spec = TaskSpec(
+            e["task"],
+            e["benchmark"],
+            e["language"],
+            e.get("metric", "acc"),
+            bool(fmt["apply_chat_template"]),
+            bool(fmt["fewshot_as_multiturn"]),
+            fmt["system_instruction"] or None,
+        )
+        if spec.fewshot_as_multiturn and not spec.apply_chat_template:
+            raise ConfigError(
+                f"evaluate.general.tasks[{i}].fewshot_as_multiturn",
+                f"task {spec.task}: few-shot examples as turns need apply_chat_template: true",
+            )
+        specs.append(spec)
     names = [s.task for s in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -156,8 +197,11 @@ def run_lm_eval(
 ) -> dict[str, Any]:
     """Run lm-evaluation-harness (per-sample logging on) and return its results dict.
 
-    Fails naming the task folder and the unknown names when a task cannot be found."""
+    Tasks are run in groups of equal prompt format (chat template, few-shot as turns, system
+    instruction), one lm_eval call per group on one loaded model; the groups' results are
+    merged. Fails naming the task folder and the unknown names when a task cannot be found."""
     import lm_eval
+    from lm_eval.api.registry import get_model
 
     names = [s.task for s in specs]
     folder = Path(task_dir).resolve() if task_dir else None
@@ -172,24 +216,66 @@ def run_lm_eval(
                 "evaluate.general.tasks",
                 f"unknown lm_eval task(s) {', '.join(unknown)} (not among lm_eval's tasks{where})",
             )
-        results = lm_eval.simple_evaluate(
-            model=model_type,
-            model_args=dict(model_args),
-            tasks=names,
-            task_manager=tm,
-            num_fewshot=num_fewshot,
-            limit=limit,
-            batch_size=batch_size,
-            log_samples=True,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
-            bootstrap_iters=0,
+        groups: dict[tuple[bool, bool, str | None], list[str]] = {}
+        for s in specs:
+            groups.setdefault(s.prompt_format, []).append(s.task)
+        lm = (
+            get_model(model_type).create_from_arg_obj(
+                dict(model_args), {"batch_size": batch_size, "max_batch_size": None, "device": None}
+            )
+            if len(groups) > 1
+            else None
         )
-    if results is None:
-        raise RuntimeError("lm_eval returned no results (non-zero rank of a distributed run?)")
-    return dict(results)
+        merged: dict[str, Any] = {}
+        for (chat, multiturn, system), group in groups.items():
+            results = lm_eval.simple_evaluate(
+                model=lm if lm is not None else model_type,
+                model_args=None if lm is not None else dict(model_args),
+                tasks=group,
+                task_manager=tm,
+                num_fewshot=num_fewshot,
+                limit=limit,
+                batch_size=batch_size,
+                log_samples=True,
+                apply_chat_template=chat,
+                fewshot_as_multiturn=multiturn,
+                system_instruction=system,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+                bootstrap_iters=0,
+            )
+            if results is None:
+                raise RuntimeError(
+                    "lm_eval returned no results (non-zero rank of a distributed run?)"
+                )
+            merge_results(merged, dict(results))
+    return merged
+
+
+_MERGED_KEYS = (
+    "results",
+    "groups",
+    "group_subtasks",
+    "configs",
+    "versions",
+    "n-shot",
+    "higher_is_better",
+    "n-samples",
+    "samples",
+)
+
+
+def merge_results(into: dict[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge one lm_eval results dict into another (per-task mappings united; other keys of the
+    first call kept)."""
+    for key, value in results.items():
+        if key in _MERGED_KEYS and isinstance(value, Mapping):
+            into.setdefault(key, {}).update(value)
+        else:
+            into.setdefault(key, value)
+    return into
 
 
 def _leaf_tasks(results: Mapping[str, Any], name: str) -> list[str]:
@@ -223,11 +309,20 @@ def item_table(results: Mapping[str, Any], specs: Sequence[TaskSpec], model: str
                                 "language": spec.language,
                                 "doc_id": int(s["doc_id"]),
                                 "doc_hash": s.get("doc_hash") or "",
+                                "cultural_label": _cultural_label(s.get("doc")),
                                 "metric": metric,
                                 "value": float(s[metric]),
                             }
                         )
     return pl.DataFrame(rows, schema=ITEM_SCHEMA).sort(["task", "subtask", "doc_id", "metric"])
+
+
+def _cultural_label(doc: Any) -> str | None:
+    """An item's Global-MMLU cultural sensitivity label (CS / CA), or None where it has none."""
+    if not isinstance(doc, Mapping):
+        return None
+    label = doc.get(CULTURAL_LABEL_FIELD)
+    return str(label).strip().upper() if label not in (None, "") else None
 
 
 def metric_table(items: pl.DataFrame, specs: Sequence[TaskSpec] | None = None) -> pl.DataFrame:

@@ -179,3 +179,196 @@ def collect_critiques(
         drops.drop("empty_critique", n_empty)
     out = table.with_columns(pl.Series("critique", critiques, dtype=pl.String))
     return out.filter(pl.Series(keep, dtype=pl.Boolean)), drops
+
+
+# --------------------------------------------------------------------------- CulFiT's critique
+#
+# CulFiT (Feng et al. 2025; MMadmax/CulFiT src/answer_extract.py, src/critique_generation.py)
+# critiques in steps: the reference answer's knowledge points (atomic, self-contained sentences,
+# JSON), a point-by-point comparison of the answer with them (JSON), and a critique written from
+# that comparison (its "critique summarization"). Here the same three steps, each one backend
+# call over all questions: `knowledge_point_conversations` → `collect_knowledge_points` →
+# `point_check_conversations` → `collect_point_checks` → `critique_from_checks_conversations`
+# → `collect_critiques`. The one-prompt critique (`critique_conversations`) stays as the method
+# `one_prompt` (an ablation).
+
+CRITIQUE_METHODS = ("culfit", "one_prompt")
+MAX_KNOWLEDGE_POINTS = 8
+MAX_POINT_CHARS = 300
+VERDICTS = ("covered", "partly covered", "missing", "contradicted")
+
+
+def knowledge_points_schema(
+    max_points: int = MAX_KNOWLEDGE_POINTS, max_chars: int = MAX_POINT_CHARS
+) -> dict:
+    """JSON schema of the knowledge points of g*: 1 to `max_points` non-empty sentences of at
+    most `max_chars` characters."""
+    return {
+        "type": "object",
+        "properties": {
+            "knowledge_points": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": max_chars},
+                "minItems": 1,
+                "maxItems": max_points,
+            }
+        },
+        "required": ["knowledge_points"],
+        "additionalProperties": False,
+    }
+
+
+def point_checks_schema(n_points: int, max_chars: int = MAX_POINT_CHARS) -> dict:
+    """JSON schema of the check of one answer against `n_points` knowledge points: exactly one
+    verdict (and a comment of at most `max_chars` characters) per point, in the points' order."""
+    return {
+        "type": "object",
+        "properties": {
+            "checks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "verdict": {"enum": list(VERDICTS)},
+                        "comment": {"type": "string", "maxLength": max_chars},
+                    },
+                    "required": ["verdict", "comment"],
+                    "additionalProperties": False,
+                },
+                "minItems": n_points,
+                "maxItems": n_points,
+            }
+        },
+        "required": ["checks"],
+        "additionalProperties": False,
+    }
+
+
+def knowledge_point_conversations(table: pl.DataFrame, template: str) -> list[list[dict[str, str]]]:
+    """One user turn per question asking M for the key knowledge points of g* (weak language)."""
+    return template_conversations(
+        template,
+        "consensus.culfit.knowledge_points_prompt",
+        (
+            {"question": q, "reference": ref, "language": language_label(lang)}
+            for q, ref, lang in table.select(
+                "question_weak", "gt_weak", "weak_language"
+            ).iter_rows()
+        ),
+    )
+
+
+def collect_knowledge_points(
+    table: pl.DataFrame, outputs: Sequence[Sequence[dict | None]]
+) -> tuple[pl.DataFrame, DropCounter]:
+    """Add `knowledge_points` (a list of strings); questions whose reply did not parse, or whose
+    points are all blank, are dropped and counted."""
+    drops = DropCounter(stage="critique_knowledge_points")
+    drops.seen(table.height)
+    if len(outputs) != table.height:
+        raise InputError("generator", f"returned {len(outputs)} replies for {table.height} prompts")
+    points, keep = [], []
+    for out in outputs:
+        obj = out[0] if out else None
+        pts = [p.strip() for p in (obj or {}).get("knowledge_points", []) if p.strip()]
+        if obj is None:
+            drops.drop("invalid_json")
+        elif not pts:
+            drops.drop("no_knowledge_points")
+        points.append(pts)
+        keep.append(bool(pts))
+    out_table = table.with_columns(pl.Series("knowledge_points", points, dtype=pl.List(pl.String)))
+    return out_table.filter(pl.Series(keep, dtype=pl.Boolean)), drops
+
+
+def _numbered(items: Sequence[str]) -> str:
+    return "\n".join(f"{i}. {text}" for i, text in enumerate(items, 1))
+
+
+def point_check_conversations(table: pl.DataFrame, template: str) -> list[list[dict[str, str]]]:
+    """One user turn per question asking M to check m_k against each knowledge point of g*."""
+    return template_conversations(
+        template,
+        "consensus.culfit.check_prompt",
+        (
+            {
+                "question": q,
+                "answer": answer,
+                "points": _numbered(points),
+                "n_points": str(len(points)),
+                "language": language_label(lang),
+            }
+            for q, answer, points, lang in table.select(
+                "question_weak", "weak_answer", "knowledge_points", "weak_language"
+            ).iter_rows()
+        ),
+    )
+
+
+def point_check_groups(table: pl.DataFrame) -> dict[int, list[int]]:
+    """Row indices by number of knowledge points (one JSON schema, one backend call per group)."""
+    groups: dict[int, list[int]] = {}
+    for i, pts in enumerate(table["knowledge_points"].to_list()):
+        groups.setdefault(len(pts), []).append(i)
+    return dict(sorted(groups.items()))
+
+
+def collect_point_checks(
+    table: pl.DataFrame, outputs: Sequence[Sequence[dict | None]]
+) -> tuple[pl.DataFrame, DropCounter]:
+    """Add `point_checks` (JSON text: [{point, verdict, comment}] in the points' order);
+    replies that did not parse or have the wrong number of checks are dropped and counted."""
+    import json
+
+    drops = DropCounter(stage="critique_point_checks")
+    drops.seen(table.height)
+    if len(outputs) != table.height:
+        raise InputError("generator", f"returned {len(outputs)} replies for {table.height} prompts")
+    checks, keep = [], []
+    for out, pts in zip(outputs, table["knowledge_points"].to_list(), strict=True):
+        obj = out[0] if out else None
+        got = (obj or {}).get("checks", [])
+        if obj is None or len(got) != len(pts):
+            drops.drop("invalid_json" if obj is None else "wrong_number_of_checks")
+            checks.append("")
+            keep.append(False)
+            continue
+        rows = [
+            {"point": p, "verdict": c["verdict"], "comment": c["comment"].strip()}
+            for p, c in zip(pts, got, strict=True)
+        ]
+        checks.append(json.dumps(rows, ensure_ascii=False))
+        keep.append(True)
+    out_table = table.with_columns(pl.Series("point_checks", checks, dtype=pl.String))
+    return out_table.filter(pl.Series(keep, dtype=pl.Boolean)), drops
+
+
+def format_checks(point_checks: str) -> str:
+    """The point-by-point check as numbered lines for the critique prompt."""
+    import json
+
+    return "\n".join(
+        f"{i}. {c['point']} — {c['verdict']}" + (f": {c['comment']}" if c["comment"] else "")
+        for i, c in enumerate(json.loads(point_checks), 1)
+    )
+
+
+def critique_from_checks_conversations(
+    table: pl.DataFrame, template: str
+) -> list[list[dict[str, str]]]:
+    """One user turn per question asking M to write the critique of m_k from its check."""
+    return template_conversations(
+        template,
+        "consensus.culfit.critique_prompt",
+        (
+            {
+                "question": q,
+                "answer": answer,
+                "checks": format_checks(checks),
+                "language": language_label(lang),
+            }
+            for q, answer, checks, lang in table.select(
+                "question_weak", "weak_answer", "point_checks", "weak_language"
+            ).iter_rows()
+        ),
+    )
