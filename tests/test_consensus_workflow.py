@@ -81,6 +81,8 @@ def test_every_stage_wrote_its_drop_counts(consensus_dir):
         "embed_responses",
         "score_consistency",
         "translate_ground_truth",
+        "critique_knowledge_points",
+        "critique_point_checks",
         "critique",
         "build_training_set",
         "general_examples",
@@ -123,3 +125,21 @@ def test_bad_consensus_config_is_rejected_before_any_job(demo_workdir, tmp_path,
     proc = run_snakemake(demo_workdir, "-n", "--configfile", str(bad), check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
+
+
+def test_critiques_follow_culfits_steps(consensus_dir):
+    """The demo's default critique method: knowledge points of g*, their check, the critique."""
+    import json
+
+    for path in (consensus_dir / "selection").glob("*/critiques.parquet"):
+        table = pl.read_parquet(path)
+        for points, checks in table.select("knowledge_points", "point_checks").iter_rows():
+            points, checks = json.loads(points), json.loads(checks)
+            assert 1 <= len(points) <= 2  # config.yaml: culfit.max_knowledge_points 2
+            assert [c["point"] for c in checks] == points
+            assert {c["verdict"] for c in checks} <= {
+                "covered",
+                "partly covered",
+                "missing",
+                "contradicted",
+            }
