@@ -41,7 +41,11 @@ def test_defaults_are_filled_recursively_and_given_values_kept():
     assert section["ground_truth"]["skip_same_language"] is False
     assert section["variants"] == {
         "full": {"selection": "consistency", "region_filter": True, "language_filter": False},
-        "random_selection": {"selection": "random", "region_filter": True, "language_filter": False},
+        "random_selection": {
+            "selection": "random",
+            "region_filter": True,
+            "language_filter": False,
+        },
         "no_region_filter": {
             "selection": "consistency",
             "region_filter": False,

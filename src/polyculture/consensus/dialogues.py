@@ -473,9 +473,7 @@ def counts_markdown(counts: pl.DataFrame, variant: str) -> str:
             )
         per_lang = [sum(by_region[r].get(lang, 0) for r in order) for lang in langs]
         lines.append(
-            "| **all regions** | "
-            + " | ".join(str(n) for n in per_lang)
-            + f" | {sum(per_lang)} |"
+            "| **all regions** | " + " | ".join(str(n) for n in per_lang) + f" | {sum(per_lang)} |"
         )
     else:
         lines.append("No cultural examples.")
