@@ -88,4 +88,5 @@ rule all:
         enabled("wvs", wvs_targets),
         enabled("alignment", alignment_targets),
         report_targets(),
+        release_targets(),
     default_target: True

@@ -50,3 +50,88 @@ rule api_usage:
         "../envs/report.yaml"
     script:
         "../scripts/api_usage.py"
+
+
+# ---------------------------------------------------------------- release (issue 17)
+# Rules that hand the trained adapters on: a model card per adapter with the run's own
+# evaluation results, the adapter merged into its base model for serving, and an upload to the
+# Hugging Face Hub. They are report rules: the card reads every evaluation's tables. Settings,
+# helpers and release_targets() are in report_release_common.smk.
+#
+# The card is written into a separate release directory (release/<variant>/: a copy of the
+# adapter files plus README.md), not into train/<variant>/adapter: that directory is
+# train_lora's output, which the evaluations read, and rewriting it after them would make every
+# evaluation out of date. push_to_hub uploads the release directory.
+
+
+include: "report_release_common.smk"
+
+
+rule model_card:
+    input:
+        unpack(model_card_input),
+    output:
+        release=directory(f"{RELEASE_DIR}/{{train_variant}}"),
+    params:
+        models=lambda wildcards: card_eval_models(wildcards.train_variant),
+        base_eval_model=card_base_eval_model(),
+        base_model=TRAIN["base_model"],
+        license=CARD["license"],
+        tags=CARD["tags"],
+        datasets=card_datasets(),
+        alignment_unit=AL["unit"],
+        blend_dataset=card_blend_dataset(),
+        run_name=config["run_name"],
+        schemas={
+            "blend_scores": table_schema("evaluate_blend_all_scores"),
+            "general_scores": table_schema("evaluate_general_scores"),
+        },
+    log:
+        f"{LOGS}/model_card/{{train_variant}}.log",
+    benchmark:
+        f"{BENCH}/model_card/{{train_variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/model_card.py"
+
+
+rule merge_adapter:
+    input:
+        adapter=lambda wildcards: adapter_dir(wildcards.train_variant),
+        model=model_input(TRAIN["base_model"]),
+    output:
+        merged=directory(f"{RELEASE_DIR}/merged/{{train_variant}}"),
+    params:
+        base_model=train_base_model,
+        dtype=TRAIN["merge_dtype"],
+    log:
+        f"{LOGS}/merge_adapter/{{train_variant}}.log",
+    benchmark:
+        f"{BENCH}/merge_adapter/{{train_variant}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/merge_adapter.py"
+
+
+rule push_to_hub:
+    input:
+        release=f"{RELEASE_DIR}/{{train_variant}}",
+    output:
+        receipt=f"{RELEASE_DIR}/pushed/{{train_variant}}.json",
+    params:
+        repo_id=push_repo_id,
+        private=PUSH["private"],
+        local_dir=PUSH["local_dir"],
+    log:
+        f"{LOGS}/push_to_hub/{{train_variant}}.log",
+    benchmark:
+        f"{BENCH}/push_to_hub/{{train_variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/push_to_hub.py"

@@ -11,7 +11,11 @@ wildcard_constraints:
 
 
 # Trains in a run directory (train/<variant>/run) that keeps checkpoints across reruns: a rerun
-# after a kill resumes from the latest complete checkpoint of the same settings and data.
+# after a kill resumes from the latest complete checkpoint of the same settings and data (the
+# log says which, and why others were refused; the summary records the steps resumed). The
+# run directory also holds the trackers' offline logs (TensorBoard event files by default).
+# The adapter's README is a training card; the card with the evaluation results is written
+# into release/<variant>/ by rule model_card (rules/release.smk).
 # With resources.gpu > 1 the script starts ONE `accelerate launch` process group of that many
 # processes (one SLURM task); with 0 or 1 a single process (on the CPU where CUDA is absent).
 # One CPU thread per process: more only slows a tiny CPU run down on a shared machine.
@@ -27,7 +31,9 @@ rule train_lora:
     params:
         settings=TRAIN_SETTINGS,
         base_model=train_base_model,
+        base_model_spec=TRAIN["base_model"],
         run_dir=train_run_dir,
+        run_name=train_run_name,
     log:
         f"{LOGS}/train_lora/{{train_variant}}.log",
     benchmark:

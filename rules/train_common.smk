@@ -1,7 +1,8 @@
 # Settings and helpers of stage group 'train' (kept apart from its rules, as the linter asks).
 import re
 
-from polyculture.train import check_adapter_bases, settings_from_config
+from polyculture.errors import ConfigError
+from polyculture.train import check_adapter_bases, check_trackers, settings_from_config
 
 TRAIN = config["train"]
 TRAIN_VARIANTS = TRAIN["variants"]
@@ -9,6 +10,8 @@ TRAIN_VARIANT_RE = "|".join(re.escape(v) for v in TRAIN_VARIANTS)
 TRAIN_SETTINGS = settings_from_config(TRAIN, SEED).to_mapping()
 
 check_adapter_bases(config["eval_models"], TRAIN["base_model"])
+if config["pipelines"]["train"]:
+    check_trackers(TRAIN_SETTINGS["report_to"])
 
 
 def train_dir(variant):
@@ -24,6 +27,11 @@ def train_base_model(wildcards):
 def train_run_dir(wildcards):
     """Run directory of a variant: checkpoints and the job file, kept across reruns."""
     return f"{train_dir(wildcards.train_variant)}/run"
+
+
+def train_run_name(wildcards):
+    """Name of a variant's run in the trackers: <run_name>-<variant>."""
+    return f"{config['run_name']}-{wildcards.train_variant}"
 
 
 def train_loss_title(wildcards):

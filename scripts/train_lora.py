@@ -19,5 +19,7 @@ job = TrainJob(
     group=snakemake.wildcards.train_variant,
     settings=TrainSettings.from_mapping(snakemake.params.settings),
     cpu_threads=threads_per_process(snakemake.threads, num_processes),
+    run_name=snakemake.params.run_name,
+    base_model_spec=snakemake.params.base_model_spec,
 )
 launch(job, num_processes, snakemake.log[0])

@@ -66,6 +66,7 @@ def settings(**kw) -> T.TrainSettings:
         logging_steps=1,
         seed=7,
         max_drop_rate=0.0,
+        report_to=(),
     )
     return T.TrainSettings(**{**base, **kw})
 
@@ -303,7 +304,15 @@ def test_training_moves_the_adapter_and_lowers_the_loss(tiny_chat: str, tmp_path
     assert config["r"] == 16 and {m.rsplit(".", 1)[-1] for m in config["target_modules"]} == LINEAR
     assert config["target_modules"] == sorted(config["target_modules"])  # same bytes every run
     assert summary["examples_used"] == 16 and summary["steps"] == 4
+    assert summary["examples_heldout"] == 0 and summary["final_heldout_loss"] is None
     assert summary["resumed_from_step"] == 0
+    assert summary["resume"] == {
+        "from_checkpoint": None,
+        "resumed_steps": 0,
+        "trained_steps": 4,
+        "refused": [],
+    }
+    assert losses["heldout_loss"].is_null().all()
     drops = pl.read_parquet(out / "drops.parquet")
     assert drops.row(0, named=True)["total"] == 16 and drops["dropped"].sum() == 0
     assert json.loads((out / "summary.json").read_text())["settings"]["lr_scheduler"] == "constant"
@@ -361,11 +370,22 @@ def test_rerun_after_a_crash_resumes_and_matches_a_straight_run(
     assert pl.read_parquet(broken / "loss.parquet").equals(
         pl.read_parquet(straight / "loss.parquet")
     )
-    assert (broken / "summary.json").read_bytes() == (straight / "summary.json").read_bytes()
+    # the summaries differ only in the record of where training started
+    resumed = json.loads((broken / "summary.json").read_text())
+    plain = json.loads((straight / "summary.json").read_text())
+    assert resumed.pop("resume") == {
+        "from_checkpoint": "checkpoint-3",
+        "resumed_steps": 3,
+        "trained_steps": 3,
+        "refused": [],
+    }
+    assert plain.pop("resume")["resumed_steps"] == 0
+    assert resumed == plain
     # a rerun of a finished run (adapter lost) takes the last checkpoint: no extra step
     shutil.rmtree(broken / "adapter")
     again = T.run_job(make_job(tiny_chat, broken, **kw))
     assert again["resumed_from_step"] == 6 and again["steps"] == 6
+    assert again["resume"]["trained_steps"] == 0
     assert adapter_bytes(broken) == adapter_bytes(straight)
     assert pl.read_parquet(broken / "loss.parquet").equals(
         pl.read_parquet(straight / "loss.parquet")
@@ -407,26 +427,41 @@ def test_sigkill_then_rerun_resumes_from_the_last_complete_checkpoint(
 
 
 def test_checkpoints_of_another_run_or_cut_short_are_not_resumed(
-    tiny_chat: str, tmp_path: Path
+    tiny_chat: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / "r"
     with pytest.raises(KeyboardInterrupt):
         T.run_job(make_job(tiny_chat, out), callbacks=[CrashAfterSave(4)])
-    # a checkpoint cut short by a kill (no trainer_state.json) is removed, the complete one used
+    # a checkpoint cut short by a kill (no trainer_state.json) is refused, the complete one used
     partial = out / "run" / "checkpoint-6"
     partial.mkdir()
     (partial / "adapter_model.safetensors").write_bytes(b"half")
     job = make_job(tiny_chat, out)
     fingerprint = T.run_fingerprint(job, 1)
-    assert T.prepare_run_dir(job, fingerprint) == out / "run" / "checkpoint-4"
+    with caplog.at_level("INFO", logger="polyculture.train"):
+        plan = T.prepare_run_dir(job, fingerprint)
+    assert plan.checkpoint == out / "run" / "checkpoint-4" and plan.step == 4
+    assert [(r["checkpoint"], r["step"]) for r in plan.refused] == [("checkpoint-6", 6)]
+    assert "cut short" in plan.refused[0]["reason"]
+    assert "refusing" in caplog.text and "checkpoint-6" in caplog.text
     assert not partial.exists()
-    # other settings: the old checkpoints are removed and training starts from scratch
+    # other settings: the old checkpoints are refused (fingerprint mismatch, naming what
+    # differs), removed, and training starts from scratch
+    caplog.clear()
     other = make_job(tiny_chat, out, learning_rate=5e-3)
-    summary = T.run_job(other)
-    assert summary["resumed_from_step"] == 0
+    with caplog.at_level("INFO", logger="polyculture.train"):
+        summary = T.run_job(other)
+    assert summary["resumed_from_step"] == 0 and summary["resume"]["from_checkpoint"] is None
+    refused = summary["resume"]["refused"]
+    assert [r["checkpoint"] for r in refused] == ["checkpoint-4"]
+    assert refused[0]["reason"].startswith("fingerprint mismatch")
+    assert "settings.learning_rate: 0.01 → 0.005" in refused[0]["reason"]
+    assert "refusing" in caplog.text and "fingerprint mismatch" in caplog.text
     assert json.loads((out / "run" / T.FINGERPRINT_FILE).read_text())["settings"][
         "learning_rate"
     ] == pytest.approx(5e-3)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["resume"]["refused"] == refused
 
 
 def test_bf16_training_steps_run(tiny_chat: str, tmp_path: Path) -> None:
@@ -481,6 +516,18 @@ def test_loss_table_and_figure(tmp_path: Path) -> None:
     ]
     table = T.loss_table(history)
     assert table.columns == list(T.LOSS_COLUMNS) and table["loss"].to_list() == [2.0, 1.5]
+    assert table["heldout_loss"].to_list() == [None, None]
+    # held-out evaluations join their step; one at a step without a training row gets its own
+    held = T.loss_table(
+        [
+            *history[:2],
+            {"eval_loss": 1.8, "epoch": 1.0, "step": 2},
+            {"eval_loss": 1.7, "epoch": 1.5, "step": 3},
+        ]
+    )
+    assert held["step"].to_list() == [1, 2, 3]
+    assert held["heldout_loss"].to_list() == [None, 1.8, 1.7]
+    assert held["loss"].to_list() == [2.0, 1.5, None]
     fig = tmp_path / "loss.png"
     T.plot_loss(table, fig, "test")
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
