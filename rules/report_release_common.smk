@@ -82,9 +82,9 @@ def model_card_input(wildcards):
 def card_datasets():
     """Hub dataset ids of the training data: the general instruction data, then the config's."""
     ids = []
-    hub = config["consensus"]["general"].get("hub")
-    if hub:
-        ids.append(hub)
+    general = config["consensus"]["general"]
+    if general.get("hub") and not general.get("path"):  # a local path takes the hub's place
+        ids.append(general["hub"])
     return list(dict.fromkeys([*ids, *CARD["datasets"]]))
 
 

@@ -71,9 +71,15 @@ def blend_scores() -> pl.DataFrame:
         for prompt, shift in (("all", 0.0), ("inst-4", 1.0)):
             rows.append((model, country, "en", "English", prompt, eb + shift, ew, 19))
             rows.append((model, country, local, "local", prompt, lb + shift, lw, 19))
-        # summary rows of compare_models are not countries
-        rows.append((model, "All", "en", "English", "all", 99.0, 99.0, 38))
+        # compare_models' pooled summary row is not shown
         rows.append((model, "All (pooled)", "en", "English", "all", 98.0, 98.0, 38))
+    # and its 'All' rows are the macro means over countries (what the card shows)
+    for model in ("m-full", "base"):
+        for kind, lang, (b, w) in (("English", "en", (0, 1)), ("local", "local", (2, 3))):
+            vals = [v for (m, _), v in values.items() if m == model]
+            mean_b = sum(v[b] for v in vals) / len(vals)
+            mean_w = sum(v[w] for v in vals) / len(vals)
+            rows.append((model, "All", lang, kind, "all", mean_b, mean_w, 38))
     return pl.DataFrame(
         rows,
         schema=[
@@ -198,7 +204,21 @@ def test_tables_hold_the_evaluation_numbers() -> None:
     assert len(macro) == 2
     assert re.search(r"\| English \|  \| 30\.00 \| 20\.00 \| 28\.00 \| 18\.50 \| 38 \|", macro[0])
     assert "| local |  | 25.25 | 15.12 |" in macro[1]  # (35+15.5)/2, (25+5.25)/2
-    assert "99.00" not in text and "98.00" not in text
+    assert "98.00" not in text
+    # a table without compare_models' 'All' rows: the card computes the same macro means
+    no_macro = blend_scores().filter(pl.col("country") != "All")
+    assert card(blend_scores=no_macro) == text
+    # ... and where the table has them, the card shows the table's own number
+    other = blend_scores().with_columns(
+        sem_b=pl.when(
+            (pl.col("country") == "All")
+            & (pl.col("model") == "m-full")
+            & (pl.col("language_kind") == "English")
+        )
+        .then(77.0)
+        .otherwise(pl.col("sem_b"))
+    )
+    assert f"| **{MC.MACRO}** | English |  | 77.00 |" in card(blend_scores=other)
     # general benchmarks, alignment and self-consistency
     assert table_row(text, "hellaswag") == [
         "hellaswag",

@@ -192,30 +192,27 @@ def training_section(summary: Mapping[str, Any], base_model: str) -> str:
 
 def blend_rows(scores: pl.DataFrame, model: str) -> pl.DataFrame:
     """One model's BLEnD scores per country and language kind (mean over the prompt
-    templates: prompt_id 'all'), and the macro mean over countries per language kind (the mean
-    of the per-country rows; the table's summary rows, country 'All' and 'All (pooled)', are
-    not countries)."""
-    part = scores.filter(
-        (pl.col("model") == model)
-        & (pl.col("prompt_id") == "all")
-        & ~pl.col("country").str.starts_with(SUMMARY_COUNTRY)
-    ).select("country", "language", "language_kind", "sem_b", "sem_w", "n_valid")
-    macro = (
-        part.group_by("language_kind")
-        .agg(
-            pl.col("sem_b").mean(),
-            pl.col("sem_w").mean(),
-            pl.col("n_valid").sum(),
-            pl.len().alias("n_countries"),
-        )
-        .with_columns(pl.lit(MACRO).alias("country"), pl.lit("").alias("language"))
+    templates: prompt_id 'all'), and the macro mean over countries per language kind:
+    compare_models' country 'All' row (the mean of the per-country scores), or that mean
+    computed from the per-country rows where the table has no such row. The pooled row
+    ('All (pooled)') is not shown."""
+    mine = scores.filter((pl.col("model") == model) & (pl.col("prompt_id") == "all"))
+    cols = ["country", "language", "language_kind", "sem_b", "sem_w", "n_valid"]
+    part = mine.filter(~pl.col("country").str.starts_with(SUMMARY_COUNTRY)).select(cols)
+    table_macro = mine.filter(pl.col("country") == SUMMARY_COUNTRY).select(
+        "language_kind", "sem_b", "sem_w", "n_valid"
     )
+    computed = part.group_by("language_kind").agg(
+        pl.col("sem_b").mean(), pl.col("sem_w").mean(), pl.col("n_valid").sum()
+    )
+    macro = table_macro if table_macro.height else computed
+    macro = macro.with_columns(pl.lit(MACRO).alias("country"), pl.lit("").alias("language"))
     kind_order = pl.col("language_kind").replace_strict(
         {k: i for i, k in enumerate(LANGUAGE_KINDS)}, default=len(LANGUAGE_KINDS)
     )
     part = part.sort(kind_order, "country")
-    macro = macro.sort(kind_order).select(part.columns)
-    return pl.concat([part, macro])
+    macro = macro.sort(kind_order).select(cols)
+    return pl.concat([part, macro.cast(part.schema)])
 
 
 def blend_section(scores: pl.DataFrame, model: str, base: str | None) -> tuple[str, list]:
@@ -312,7 +309,8 @@ def general_section(scores: pl.DataFrame, model: str, base: str | None) -> tuple
         [
             "### General benchmarks",
             "",
-            "lm-evaluation-harness scores (task 'all': every task of the benchmark pooled).",
+            "lm-evaluation-harness scores; task 'all' is the benchmark's macro mean over its "
+            "tasks (languages), 'all (pooled)' its items pooled, as compare_models reports them.",
             "",
             markdown_table(headers, table),
         ]
