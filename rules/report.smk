@@ -76,6 +76,7 @@ rule model_card:
         models=lambda wildcards: card_eval_models(wildcards.train_variant),
         base_eval_model=card_base_eval_model(),
         base_model=TRAIN["base_model"],
+        base_model_path=model_path(TRAIN["base_model"]),
         license=CARD["license"],
         tags=CARD["tags"],
         datasets=card_datasets(),

@@ -41,6 +41,7 @@ card = release_card(
     alignment_unit=p.alignment_unit,
     blend_dataset=p.blend_dataset,
     run_name=p.run_name,
+    base_model_path=p.base_model_path,
 )
 write_release(i.adapter, card, snakemake.output.release)
 logging.info("model card of %s: %d characters", summary["group"], len(card))

@@ -252,6 +252,8 @@ def test_cards_of_local_models_and_runs_without_evaluations() -> None:
     front, body = MC.parse_card(text)
     assert "base_model" not in front and "datasets" not in front  # not Hub ids
     assert "`builtin:tiny-chat`" in body
+    built = card(base_model="builtin:tiny-chat", base_model_path="results/models/tiny-chat")
+    assert 'from_pretrained("results/models/tiny-chat")' in built
     assert "General benchmarks" not in body and "WVS" not in body
     assert table_row(text, "US")[3:6] == ["40.00", "30.00", "19"]  # no base columns
     none = card(blend_scores=None, general_scores=None, alignment=None, consistency=None)

@@ -447,9 +447,12 @@ def release_card(
     alignment_unit: str,
     blend_dataset: Mapping[str, str],
     run_name: str,
+    base_model_path: str | None = None,
 ) -> str:
     """The full card of one adapter: training sections and every evaluation of the eval
-    models that apply it (`models`), beside the base model's where it was evaluated."""
+    models that apply it (`models`), beside the base model's where it was evaluated.
+    `base_model_path` is where the base model loads from when the spec is not a Hub id (e.g.
+    the directory a builtin: model is built in)."""
     sections = []
     index = []
     for model in models:
@@ -496,7 +499,7 @@ def release_card(
         "from peft import PeftModel",
         "from transformers import AutoModelForCausalLM",
         "",
-        f'base = AutoModelForCausalLM.from_pretrained("{base_model}")',
+        f'base = AutoModelForCausalLM.from_pretrained("{base_model_path or base_model}")',
         'model = PeftModel.from_pretrained(base, "<this directory or repository>")',
         "```",
     ]
