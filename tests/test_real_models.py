@@ -334,3 +334,73 @@ def test_blend_generate_and_score(gen) -> None:
     sem_b = scores.filter(pl.col("language") == "en")["sem_b"].to_list()
     print(f"BLEnD US English SEM-B {sem_b}, empty {drops.dropped}/{drops.total}")
     assert max(sem_b) > 0
+
+
+def test_lora_loss_falls_and_the_adapter_loads(chat_dir: Path, tmp_path: Path) -> None:
+    """A few LoRA steps on the six-turn fixture (attention projections, r 8): the loss of the
+    last steps is below the first ones', and the adapter loads in the hf backend."""
+    from polyculture import train as T
+    from polyculture.llm import Sampling, load_generator
+
+    settings = T.TrainSettings(
+        max_steps=6,
+        learning_rate=1e-3,
+        lora_r=8,
+        target_modules=("q_proj", "v_proj"),
+        max_length=256,
+        save_steps=6,
+        logging_steps=1,
+        seed=3,
+        max_drop_rate=0.5,
+    )
+    out = tmp_path / "lora"
+    job = T.TrainJob(
+        data=str(DATA / "train_small.jsonl"),
+        base_model=str(chat_dir),
+        run_dir=str(out / "run"),
+        adapter_dir=str(out / "adapter"),
+        loss_path=str(out / "loss.parquet"),
+        drops_path=str(out / "drops.parquet"),
+        summary_path=str(out / "summary.json"),
+        settings=settings,
+        cpu_threads=2,
+    )
+    T.run_job(job)
+    loss = pl.read_parquet(job.loss_path).drop_nulls("loss")["loss"].to_list()
+    print(f"LoRA loss by step: {[round(x, 3) for x in loss]}")
+    assert sum(loss[-2:]) / 2 < sum(loss[:2]) / 2
+    g = load_generator(str(chat_dir), backend="hf", adapter=job.adapter_dir, batch_size=2)
+    (reply,) = g.generate(
+        [[{"role": "user", "content": "Hello"}]], 1, Sampling(temperature=0, max_new_tokens=8)
+    )
+    g.close()
+    assert reply[0].strip()
+
+
+def test_one_lm_eval_task(chat_dir: Path) -> None:
+    from polyculture import general_eval as ge
+
+    specs = ge.task_specs(
+        [
+            {
+                "task": "demo_hellaswag_en",
+                "benchmark": "hellaswag",
+                "language": "en",
+                "metric": "acc_norm",
+            }
+        ]
+    )
+    model_type, model_args = ge.lm_eval_model(str(chat_dir), backend="hf", dtype="bfloat16")
+    results = ge.run_lm_eval(
+        model_type,
+        model_args,
+        specs,
+        task_dir=REPO / "resources" / "demo" / "lm_eval",
+        limit=6,
+        batch_size=6,
+    )
+    items = ge.item_table(results, specs, "smollm2")
+    ge.check_items(items, specs)
+    metrics = ge.metric_table(items, specs)
+    print(f"lm-eval demo_hellaswag_en: {metrics.to_dicts()}")
+    assert items.height == 6
