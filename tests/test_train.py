@@ -493,12 +493,18 @@ def test_a_gpu_group_without_cuda_is_refused(tiny_chat: str, tmp_path: Path) -> 
 def test_two_process_group_trains_one_adapter(tiny_chat: str, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     log = tmp_path / "train.log"
-    T.launch(make_job(tiny_chat, out), 2, log, allow_cpu_group=True)
+    # with a held-out split, evaluated by both processes on their shares of it
+    job = make_job(tiny_chat, out, heldout_share=0.25, eval_steps=4)
+    T.launch(job, 2, log, allow_cpu_group=True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["steps"] == 8
+    assert summary["examples_used"] == 13 and summary["examples_heldout"] == 3
     losses = pl.read_parquet(out / "loss.parquet")
-    # 8 steps x 2 processes x batch 2 = 32 examples = two passes over the 16 of the fixture
+    # 13 training examples: 7 per process (the sampler pads to 14), 4 batches of 2 per pass;
+    # 8 steps are two passes
     assert losses["epoch"][-1] == pytest.approx(2.0)
+    held = losses.filter(pl.col("heldout_loss").is_not_null())
+    assert held["step"].to_list() == [4, 8] and held["heldout_loss"].is_finite().all()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     text = log.read_text()
     assert text.count("accelerate.commands.launch") == 1 and "2 process(es)" in text
