@@ -240,3 +240,30 @@ def test_resumed_run_continues_its_tensorboard_curve(
     assert curve["step"].to_list() == [1, 2, 3, 4, 5, 6]
     assert curve["value"].to_list() == pytest.approx(losses["loss"].to_list(), rel=1e-6)
     assert len(list(Path(summary["tracking"]["tensorboard_dir"]).glob("events.out.*"))) == 2
+
+
+def test_refused_checkpoints_name_the_reason(tmp_path: Path) -> None:
+    job = make_job("unused-model", tmp_path / "x")
+    ckpt = Path(job.run_dir) / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    fingerprint = {"settings": {"learning_rate": 0.01}, "data_sha256": "a" * 64, "world_size": 1}
+    # checkpoints without a fingerprint file: which run wrote them is unknown
+    plan = T.prepare_run_dir(job, fingerprint)
+    assert plan.checkpoint is None and not ckpt.exists()
+    assert plan.refused == [
+        {
+            "checkpoint": "checkpoint-2",
+            "step": 2,
+            "reason": "the run directory has no fingerprint.json (which run wrote it is unknown)",
+        }
+    ]
+    # what differs between two fingerprints, digests shortened
+    other = {"settings": {"learning_rate": 0.02}, "data_sha256": "b" * 64, "world_size": 2}
+    assert T.fingerprint_differences(fingerprint, other) == [
+        "data_sha256: aaaaaaaaaaaa… → bbbbbbbbbbbb…",
+        "settings.learning_rate: 0.01 → 0.02",
+        "world_size: 1 → 2",
+    ]
+    assert T.fingerprint_differences(fingerprint, fingerprint) == []
+    assert T.fingerprint_hash(fingerprint) != T.fingerprint_hash(other)
