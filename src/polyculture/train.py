@@ -120,7 +120,7 @@ class TrainSettings:
 
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # CulFiT's code: LLaMA-Factory's default (the schema's)
     target_modules: str | tuple[str, ...] = "all-linear"
     learning_rate: float = 1e-5
     lr_scheduler: str = "cosine"
@@ -296,7 +296,7 @@ def settings_from_config(section: Mapping[str, Any], seed: int) -> TrainSettings
     values = {
         "lora_r": lora.get("r", 16),
         "lora_alpha": lora.get("alpha", 32),
-        "lora_dropout": lora.get("dropout", 0.05),
+        "lora_dropout": lora.get("dropout", 0.0),
         "target_modules": lora.get("target_modules", "all-linear"),
         "seed": seed + section.get("seed_offset", 0),
         "heldout_share": heldout.get("share", 0.0),
