@@ -266,4 +266,13 @@ def test_refused_checkpoints_name_the_reason(tmp_path: Path) -> None:
         "world_size: 1 → 2",
     ]
     assert T.fingerprint_differences(fingerprint, fingerprint) == []
+    # a checkpoint killed while its trainer_state.json (written last) was being written
+    T.prepare_run_dir(job, fingerprint)  # now with this fingerprint
+    for step, text in ((2, '{"global_step": 2}'), (4, ""), (6, '{"global_st')):
+        (Path(job.run_dir) / f"checkpoint-{step}").mkdir()
+        (Path(job.run_dir) / f"checkpoint-{step}" / "trainer_state.json").write_text(text)
+    plan = T.prepare_run_dir(job, fingerprint)
+    assert plan.checkpoint == Path(job.run_dir) / "checkpoint-2"
+    assert [r["step"] for r in plan.refused] == [4, 6]
+    assert all("incomplete" in r["reason"] for r in plan.refused)
     assert T.fingerprint_hash(fingerprint) != T.fingerprint_hash(other)

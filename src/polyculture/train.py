@@ -791,11 +791,22 @@ def checkpoint_steps(run_dir: str | os.PathLike[str]) -> dict[int, Path]:
     return found
 
 
+def checkpoint_complete(path: str | os.PathLike[str]) -> bool:
+    """Whether a checkpoint was written to the end: its trainer_state.json, which the Trainer
+    saves last (and not atomically), exists and parses with a global step. A kill while it was
+    being written leaves it empty or cut off."""
+    try:
+        state = json.loads((Path(path) / "trainer_state.json").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
+
+
 def latest_complete_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The latest checkpoint that was written to the end (trainer_state.json is saved last)."""
+    """The latest checkpoint that was written to the end (see :func:`checkpoint_complete`)."""
     found = checkpoint_steps(run_dir)
     for step in sorted(found, reverse=True):
-        if (found[step] / "trainer_state.json").is_file():
+        if checkpoint_complete(found[step]):
             return found[step]
     return None
 
@@ -901,7 +912,10 @@ def prepare_run_dir(job: TrainJob, fingerprint: Mapping[str, Any]) -> ResumePlan
     latest = latest_complete_checkpoint(run)
     for step in sorted(found):
         if latest is None or step > checkpoint_step(latest):
-            why = "cut short by a kill (no trainer_state.json, which is written last)"
+            why = (
+                "cut short by a kill (its trainer_state.json, written last, is missing or "
+                "incomplete)"
+            )
             refused.append({"checkpoint": found[step].name, "step": step, "reason": why})
             log.warning("refusing %s: %s; removing it", found[step], why)
             shutil.rmtree(found[step])
