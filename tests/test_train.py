@@ -410,7 +410,7 @@ def test_sigkill_then_rerun_resumes_from_the_last_complete_checkpoint(
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     deadline = time.monotonic() + 300
-    while not (out / "run" / "checkpoint-8" / "trainer_state.json").exists():
+    while not T.checkpoint_complete(out / "run" / "checkpoint-8"):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.01)
