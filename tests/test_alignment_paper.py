@@ -386,3 +386,29 @@ def test_released_judge_labels_read_and_their_unit(shared_data):
     # a labelling scored against itself agrees perfectly
     s, _ = label_agreement(ref, ref)
     assert s["agreement"] == 1.0 and s["kappa"] == pytest.approx(1.0)
+
+
+# --- item 10: defaults name their source --------------------------------------------------------
+
+
+def test_wvs_and_alignment_defaults_name_their_source(repo_root):
+    from polyculture.io import read_yaml
+
+    wvs = read_yaml(repo_root / "schemas/config-wvs.schema.yaml")["properties"]
+    assert wvs["sampling"]["default"] == {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 600}
+    assert "vllm_batch_responses.py" in wvs["sampling"]["description"]
+    assert "names no decoding settings" in wvs["sampling"]["description"]
+    assert (
+        wvs["stop"]["default"] == ["11."]
+        and "vllm_batch_responses.py" in wvs["stop"]["description"]
+    )
+    assert "process_wvs.py" in wvs["zero_code"]["description"]
+    al = read_yaml(repo_root / "schemas/config-alignment.schema.yaml")["properties"]
+    assert "project's choice" in al["min_responses"]["description"]
+    assert (
+        "10 representative citizens"
+        in al["distribution"]["properties"]["survey_size"]["description"]
+    )
+    assert "Eq. 1" in al["mixed_model"]["properties"]["formula"]["description"]
+    preset = (repo_root / "configs/paper-wvs.yaml").read_text(encoding="utf-8")
+    assert "the paper's values" not in preset and "released code's" in preset
