@@ -44,7 +44,8 @@ include: "rules/report.smk"
 # figures, drop tables, scoring, the alignment analysis), each a few seconds, for which a cluster
 # job would cost a submission, a queue wait and two parses of the workflow
 # (benchmarks/bench_slurm_overhead.py). CPU rules that are not listed (the built-in model builds)
-# and every GPU rule run as cluster jobs; tests/test_slurm.py checks that no GPU rule is local.
+# and every GPU rule run as cluster jobs; tests/test_slurm.py checks that no GPU rule is local and
+# that every other CPU rule is one of those builds.
 localrules:
     all,
     prefetch,
@@ -75,7 +76,12 @@ localrules:
     us_bias,
     alignment_capability_figure,
     speccurve,
+    alignment_paper_figures,
+    replication_report,
     drops_summary,
+    api_usage,
+    model_card,
+    push_to_hub,
 
 
 rule all:

@@ -237,6 +237,12 @@ def test_localrules_are_cpu_rules(rule_resources, local_rules: set[str]) -> None
     assert not local_rules & gpu_rules, local_rules & gpu_rules
     downloads = {"prefetch", "prefetch_item", "blend_fetch", "alignment_fetch_responses"}
     assert downloads <= local_rules, downloads - local_rules
+    # every other CPU rule is small and local, except the model builds (minutes of CPU work)
+    cluster_cpu = {"build_tiny_chat", "build_tiny_embed", "build_real_model"}
+    cpu_jobs = {r for r in set(rule_resources) - gpu_rules - local_rules if r != "all"}
+    assert cpu_jobs <= cluster_cpu, (
+        f"CPU rules neither local nor a model build: {cpu_jobs - cluster_cpu}"
+    )
 
 
 def test_groups_are_rules_and_chains_share_resources(profile: dict, rule_resources) -> None:
