@@ -347,8 +347,10 @@ def test_blend_generate_and_score(gen) -> None:
 
 
 def test_lora_loss_falls_and_the_adapter_loads(chat_dir: Path, tmp_path: Path) -> None:
-    """A few LoRA steps on the six-turn fixture (attention projections, r 8): the loss of the
-    last steps is below the first ones', and the adapter loads in the hf backend."""
+    """A few LoRA steps (attention projections, r 8) on two six-turn dialogues of the fixture,
+    one batch of both at every step (so that the steps' losses are comparable; over different
+    batches they differ by more than a few steps move them): the loss of the last steps is below
+    the first ones', and the adapter loads in the hf backend."""
     from polyculture import train as T
     from polyculture.llm import Sampling, load_generator
 
@@ -364,8 +366,11 @@ def test_lora_loss_falls_and_the_adapter_loads(chat_dir: Path, tmp_path: Path) -
         max_drop_rate=0.5,
     )
     out = tmp_path / "lora"
+    data = tmp_path / "two.jsonl"
+    lines = (DATA / "train_small.jsonl").read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")
     job = T.TrainJob(
-        data=str(DATA / "train_small.jsonl"),
+        data=str(data),
         base_model=str(chat_dir),
         run_dir=str(out / "run"),
         adapter_dir=str(out / "adapter"),
@@ -413,7 +418,8 @@ def test_one_lm_eval_task(chat_dir: Path) -> None:
     ge.check_items(items, specs)
     metrics = ge.metric_table(items, specs)
     print(f"lm-eval demo_hellaswag_en: {metrics.to_dicts()}")
-    assert items.height == 6
+    assert items.height >= 6  # six documents (lm-eval logs a row per document and metric)
+    assert metrics["n"].to_list() == [6]
 
 
 VLLM_SCRIPT = r"""
