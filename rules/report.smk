@@ -40,7 +40,9 @@ rule api_usage:
             category="API usage",
         ),
     params:
-        results=RESULTS,
+        # the usage files are side files of the generating jobs, found by scanning the results
+        # folder; the drop tables (input) order this rule after every generating job
+        results=lambda wildcards: RESULTS,
         rules=lambda wildcards: output_regexes(),
     log:
         f"{LOGS}/api_usage/api_usage.log",
