@@ -85,6 +85,7 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         [f"{PREFETCH_DIR}/{kind}/{slug}.json" for kind, slug in PREFETCH_ITEMS],
         models_targets(),
@@ -95,4 +96,3 @@ rule all:
         enabled("alignment", alignment_targets),
         report_targets(),
         release_targets(),
-    default_target: True

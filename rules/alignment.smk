@@ -15,15 +15,15 @@ include: "alignment_common.smk"
 rule alignment_fetch_responses:
     output:
         responses=f"{ALIGN}/inputs/hub_responses.parquet",
-    params:
-        hub_id=AL["responses"]["hub_id"],
-        revision=AL["responses"]["hub_revision"],
     log:
         f"{LOGS}/alignment_fetch_responses/alignment_fetch_responses.log",
     benchmark:
         f"{BENCH}/alignment_fetch_responses/alignment_fetch_responses.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        hub_id=AL["responses"]["hub_id"],
+        revision=AL["responses"]["hub_revision"],
     script:
         "../scripts/alignment_fetch.py"
 
@@ -39,18 +39,18 @@ rule alignment_inputs:
         human_consistency=f"{ALIGN}/inputs/human_consistency.parquet",
         cells=f"{ALIGN}/inputs/cells.parquet",
         drops=f"{ALIGN}/drops.parquet",
-    params:
-        responses_source=AL["responses"]["source"],
-        template_type=AL["responses"]["template_type"],
-        ground_truth_source=AL["ground_truth"]["source"],
-        use_merged=AL["ground_truth"]["use_merged"],
-        countries=AL["countries"],
     log:
         f"{LOGS}/alignment_inputs/alignment_inputs.log",
     benchmark:
         f"{BENCH}/alignment_inputs/alignment_inputs.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        responses_source=AL["responses"]["source"],
+        template_type=AL["responses"]["template_type"],
+        ground_truth_source=AL["ground_truth"]["source"],
+        use_merged=AL["ground_truth"]["use_merged"],
+        countries=AL["countries"],
     script:
         "../scripts/alignment_inputs.py"
 
@@ -60,18 +60,18 @@ rule alignment_capability:
         unpack(capability_inputs),
     output:
         capability=f"{ALIGN}/inputs/capability.parquet",
-    params:
-        source=AL["capability"]["source"],
-        scale=capability_scale(),
-        model_aliases=AL["capability"]["model_aliases"],
-        exclude_benchmarks=AL["capability"]["exclude_benchmarks"],
-        benchmarks=AL["capability"]["benchmarks"],
     log:
         f"{LOGS}/alignment_capability/alignment_capability.log",
     benchmark:
         f"{BENCH}/alignment_capability/alignment_capability.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        source=AL["capability"]["source"],
+        scale=capability_scale(),
+        model_aliases=AL["capability"]["model_aliases"],
+        exclude_benchmarks=AL["capability"]["exclude_benchmarks"],
+        benchmarks=AL["capability"]["benchmarks"],
     script:
         "../scripts/alignment_capability.py"
 
@@ -88,18 +88,18 @@ rule alignment:
             category="WVS",
             subcategory="Alignment",
         ),
-    params:
-        bootstrap=AL["bootstrap"],
-        units=AL["units"],
-        min_responses=AL["min_responses"],
-        distribution=AL["distribution"],
-        seed=AL_SEED["alignment"],
     log:
         f"{LOGS}/alignment/alignment.log",
     benchmark:
         f"{BENCH}/alignment/alignment.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        bootstrap=AL["bootstrap"],
+        units=AL["units"],
+        min_responses=AL["min_responses"],
+        distribution=AL["distribution"],
+        seed=AL_SEED["alignment"],
     script:
         "../scripts/alignment_scores.py"
 
@@ -115,14 +115,14 @@ rule alignment_country_heatmap:
             category="WVS",
             subcategory="Survey populations",
         ),
-    params:
-        levels=["country", "global"],
     log:
         f"{LOGS}/alignment_country_heatmap/alignment_country_heatmap.log",
     benchmark:
         f"{BENCH}/alignment_country_heatmap/alignment_country_heatmap.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        levels=["country", "global"],
     script:
         "../scripts/alignment_heatmap.py"
 
@@ -139,17 +139,17 @@ rule self_consistency:
             category="WVS",
             subcategory="Self-consistency",
         ),
-    params:
-        rounds=AL["consistency"]["rounds"],
-        released_rounds=AL["consistency"]["released_rounds"],
-        alpha=AL["bootstrap"]["alpha"],
-        seed=AL_SEED["consistency"],
     log:
         f"{LOGS}/self_consistency/self_consistency.log",
     benchmark:
         f"{BENCH}/self_consistency/self_consistency.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        rounds=AL["consistency"]["rounds"],
+        released_rounds=AL["consistency"]["released_rounds"],
+        alpha=AL["bootstrap"]["alpha"],
+        seed=AL_SEED["consistency"],
     script:
         "../scripts/alignment_consistency.py"
 
@@ -174,6 +174,13 @@ rule mixed_model:
             category="WVS",
             subcategory="Regressions",
         ),
+    log:
+        f"{LOGS}/mixed_model/mixed_model.log",
+    benchmark:
+        f"{BENCH}/mixed_model/mixed_model.tsv"
+    conda:
+        "../envs/wvs.yaml"
+    threads: 1
     params:
         spec=regression_params("mixed_model")[0],
         fit=regression_params("mixed_model")[1],
@@ -184,13 +191,6 @@ rule mixed_model:
             "panel_by": None,
             "label": "term",
         },
-    log:
-        f"{LOGS}/mixed_model/mixed_model.log",
-    benchmark:
-        f"{BENCH}/mixed_model/mixed_model.tsv"
-    threads: 1
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/alignment_regression.py"
 
@@ -214,6 +214,12 @@ rule us_bias:
             category="WVS",
             subcategory="Regressions",
         ),
+    log:
+        f"{LOGS}/us_bias/us_bias.log",
+    benchmark:
+        f"{BENCH}/us_bias/us_bias.tsv"
+    conda:
+        "../envs/wvs.yaml"
     params:
         spec=regression_params("us_bias")[0],
         fit=regression_params("us_bias")[1],
@@ -224,12 +230,6 @@ rule us_bias:
             "panel_by": "language",
             "label": "model",
         },
-    log:
-        f"{LOGS}/us_bias/us_bias.log",
-    benchmark:
-        f"{BENCH}/us_bias/us_bias.tsv"
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/alignment_regression.py"
 
@@ -246,15 +246,19 @@ rule alignment_capability_figure:
             category="WVS",
             subcategory="Regressions",
         ),
-    params:
-        unit=AL["unit"],
-        level="language" if AL["mixed_model"]["ground_truth"] == "country" else AL["mixed_model"]["ground_truth"],
     log:
         f"{LOGS}/alignment_capability_figure/alignment_capability_figure.log",
     benchmark:
         f"{BENCH}/alignment_capability_figure/alignment_capability_figure.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        unit=AL["unit"],
+        level=(
+            "language"
+            if AL["mixed_model"]["ground_truth"] == "country"
+            else AL["mixed_model"]["ground_truth"]
+        ),
     script:
         "../scripts/alignment_capability_figure.py"
 
@@ -279,6 +283,12 @@ rule speccurve:
             category="WVS",
             subcategory="Robustness",
         ),
+    log:
+        f"{LOGS}/speccurve/speccurve.log",
+    benchmark:
+        f"{BENCH}/speccurve/speccurve.tsv"
+    conda:
+        "../envs/wvs.yaml"
     params:
         grid=AL["speccurve"],
         defaults={
@@ -292,12 +302,6 @@ rule speccurve:
             "us_group": AL["us_group"],
         },
         seed=AL_SEED["speccurve"],
-    log:
-        f"{LOGS}/speccurve/speccurve.log",
-    benchmark:
-        f"{BENCH}/speccurve/speccurve.tsv"
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/alignment_speccurve.py"
 
@@ -319,14 +323,14 @@ rule replication_report:
             category="WVS",
             subcategory="Replication",
         ),
-    params:
-        alpha=AL["bootstrap"]["alpha"],
     log:
         f"{LOGS}/replication_report/replication_report.log",
     benchmark:
         f"{BENCH}/replication_report/replication_report.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        alpha=AL["bootstrap"]["alpha"],
     script:
         "../scripts/alignment_replication.py"
 
@@ -365,16 +369,16 @@ rule alignment_paper_figures:
             category="WVS",
             subcategory="Regressions",
         ),
-    params:
-        unit=AL["unit"],
-        us_group=AL["us_group"],
-        rounds=100,  # the released calculate_adjusted_alignments' N_ITERATIONS
-        seed=AL_SEED["mixed_model"] + 1,
     log:
         f"{LOGS}/alignment_paper_figures/alignment_paper_figures.log",
     benchmark:
         f"{BENCH}/alignment_paper_figures/alignment_paper_figures.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        unit=AL["unit"],
+        us_group=AL["us_group"],
+        rounds=100,  # the released calculate_adjusted_alignments' N_ITERATIONS
+        seed=AL_SEED["mixed_model"] + 1,
     script:
         "../scripts/alignment_paper_figures.py"

@@ -1,6 +1,10 @@
 # Settings and helpers of the 'alignment' rules (rules/alignment.smk), and alignment_targets().
 from polyculture.errors import ConfigError
-from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mixed_formula
+from polyculture.wvs.specgrid import (
+    expand_grid,
+    grid_size_message,
+    resolve_mixed_formula,
+)
 
 AL = config["alignment"]
 ALIGN = f"{RESULTS}/alignment"
@@ -11,7 +15,9 @@ def _alignment_checks():
     """Config checks that JSON Schema cannot express; they fail before any job."""
     src = AL["responses"]
     if src["source"] == "file" and not src.get("path") and not src.get("hub_id"):
-        raise ConfigError("alignment.responses", "source 'file' needs a path or a hub_id")
+        raise ConfigError(
+            "alignment.responses", "source 'file' needs a path or a hub_id"
+        )
     gt = AL["ground_truth"]
     if gt["source"] == "file":
         if not any(gt.get(k) for k in ("country_path", "language_path", "global_path")):
@@ -37,7 +43,9 @@ def _alignment_checks():
         raise ConfigError("alignment.published", f"'{AL['published']}' does not exist")
     cap = AL["capability"]
     if cap["source"] == "table" and not os.path.exists(cap["path"]):
-        raise ConfigError("alignment.capability.path", f"'{cap['path']}' does not exist")
+        raise ConfigError(
+            "alignment.capability.path", f"'{cap['path']}' does not exist"
+        )
     if AL["speccurve"]["enabled"]:
         specs = expand_grid(AL["speccurve"], AL["speccurve"]["cluster_rounds"])
         if len(specs) > AL["speccurve"]["max_specs"]:

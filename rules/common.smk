@@ -6,9 +6,13 @@ from snakemake.utils import validate
 
 from polyculture.config_check import check_config, fill_schema_defaults
 from polyculture.api import is_api_spec, usage_path_for
-from polyculture.models import is_builtin, builtin_name, classify_model_spec, resolve_model_spec
+from polyculture.models import (
+    is_builtin,
+    builtin_name,
+    classify_model_spec,
+    resolve_model_spec,
+)
 from polyculture.prefetch import OFFLINE_ENV, hub_items, item_slug
-
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 # validate() leaves the defaults of $ref'd section schemas unset; fill them all.
@@ -50,6 +54,7 @@ def stage_seeds(group):
     """Stage → seed of one stage group, from SEED_OFFSETS."""
     return {stage: SEED + offset for stage, offset in SEED_OFFSETS[group].items()}
 
+
 # Cluster jobs run offline: compute nodes often have no internet, and whatever a job would
 # download is fetched before by the prefetch rules on the submit host (rules/prefetch.smk) into
 # the Hugging Face cache that HF_HOME names. A job that still needs the network fails naming the
@@ -79,7 +84,9 @@ def table_schema(name):
     Params are provenance: a path into Snakemake's per-run source cache would change every run,
     and an absolute path would change when the project is moved or cloned elsewhere; either
     would rerun every rule that takes it."""
-    path = Path(workflow.basedir).resolve() / "schemas" / "tables" / f"{name}.schema.yaml"
+    path = (
+        Path(workflow.basedir).resolve() / "schemas" / "tables" / f"{name}.schema.yaml"
+    )
     return os.path.relpath(path, Path.cwd().resolve())
 
 

@@ -17,6 +17,12 @@ rule ingest_statements:
     output:
         statements=f"{CONS}/statements.parquet",
         drops=f"{CONS}/drops/ingest_statements.parquet",
+    log:
+        f"{LOGS}/ingest_statements/ingest_statements.log",
+    benchmark:
+        f"{BENCH}/ingest_statements/ingest_statements.tsv"
+    conda:
+        "../envs/consensus.yaml"
     params:
         sources=CONS_CFG["sources"],
         candle=CONS_CFG["candle"],
@@ -28,12 +34,6 @@ rule ingest_statements:
         candle_schema=table_schema("consensus_candle"),
         cultureatlas_schema=table_schema("consensus_cultureatlas"),
         schema=table_schema("consensus_statements"),
-    log:
-        f"{LOGS}/ingest_statements/ingest_statements.log",
-    benchmark:
-        f"{BENCH}/ingest_statements/ingest_statements.tsv"
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_ingest_statements.py"
 
@@ -45,6 +45,15 @@ rule write_paragraphs:
     output:
         paragraphs=f"{CONS}/paragraphs.parquet",
         drops=f"{CONS}/drops/write_paragraphs.parquet",
+    log:
+        f"{LOGS}/write_paragraphs/write_paragraphs.log",
+    benchmark:
+        f"{BENCH}/write_paragraphs/write_paragraphs.tsv"
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,
@@ -52,15 +61,6 @@ rule write_paragraphs:
         stage=consensus_stage_params("paragraphs"),
         seed=CONS_SEED["paragraphs"],
         schema=table_schema("consensus_paragraphs"),
-    log:
-        f"{LOGS}/write_paragraphs/write_paragraphs.log",
-    benchmark:
-        f"{BENCH}/write_paragraphs/write_paragraphs.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_write_paragraphs.py"
 
@@ -74,6 +74,15 @@ rule generate_questions:
     output:
         questions=f"{CONS}/questions.parquet",
         drops=f"{CONS}/drops/generate_questions.parquet",
+    log:
+        f"{LOGS}/generate_questions/generate_questions.log",
+    benchmark:
+        f"{BENCH}/generate_questions/generate_questions.tsv"
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,
@@ -85,15 +94,6 @@ rule generate_questions:
         stage=consensus_stage_params("questions"),
         seed=CONS_SEED["questions"],
         schema=table_schema("consensus_questions"),
-    log:
-        f"{LOGS}/generate_questions/generate_questions.log",
-    benchmark:
-        f"{BENCH}/generate_questions/generate_questions.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_generate_questions.py"
 
@@ -105,20 +105,20 @@ rule translate_questions:
     output:
         pairs=f"{CONS}/question_pairs.parquet",
         drops=f"{CONS}/drops/translate_questions.parquet",
+    log:
+        f"{LOGS}/translate_questions/translate_questions.log",
+    benchmark:
+        f"{BENCH}/translate_questions/translate_questions.tsv"
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
         max_drop_rate=CONS_CFG["translation"]["max_drop_rate"],
         schema=table_schema("consensus_question_pairs"),
-    log:
-        f"{LOGS}/translate_questions/translate_questions.log",
-    benchmark:
-        f"{BENCH}/translate_questions/translate_questions.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_translate_questions.py"
 
@@ -126,24 +126,28 @@ rule translate_questions:
 rule translate_requests:
     input:
         pairs=f"{CONS}/question_pairs.parquet",
-        model=consensus_translator_input() if CONS_CFG["requests"]["translate_missing"] else [],
+        model=(
+            consensus_translator_input()
+            if CONS_CFG["requests"]["translate_missing"]
+            else []
+        ),
     output:
         requests=f"{CONS}/requests.parquet",
+    log:
+        f"{LOGS}/translate_requests/translate_requests.log",
+    benchmark:
+        f"{BENCH}/translate_requests/translate_requests.tsv"
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         requests={k: CONS_CFG["requests"][k] for k in ("critique", "refine")},
         translate_missing=CONS_CFG["requests"]["translate_missing"],
         translator=consensus_translator(),
         backend=CONS_BACKEND,
         schema=table_schema("consensus_requests"),
-    log:
-        f"{LOGS}/translate_requests/translate_requests.log",
-    benchmark:
-        f"{BENCH}/translate_requests/translate_requests.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_translate_requests.py"
 
@@ -154,6 +158,17 @@ rule sample_responses:
         model=model_input(CONS_CFG["generator"]),
     output:
         responses=f"{CONS}/responses/shard-{{shard}}.parquet",
+    log:
+        f"{LOGS}/sample_responses/shard-{{shard}}.log",
+    benchmark:
+        f"{BENCH}/sample_responses/shard-{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,
@@ -162,17 +177,6 @@ rule sample_responses:
         sampling=CONS_CFG["responses"]["sampling"],
         seed=lambda wildcards: CONS_SEED["responses"] + int(wildcards.shard),
         schema=table_schema("consensus_responses"),
-    wildcard_constraints:
-        shard=r"\d+",
-    log:
-        f"{LOGS}/sample_responses/shard-{{shard}}.log",
-    benchmark:
-        f"{BENCH}/sample_responses/shard-{{shard}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_sample_responses.py"
 
@@ -184,45 +188,47 @@ rule embed_responses:
     output:
         embeddings=f"{CONS}/embeddings/shard-{{shard}}.parquet",
         drops=f"{CONS}/drops/embed_responses/shard-{{shard}}.parquet",
+    log:
+        f"{LOGS}/embed_responses/shard-{{shard}}.log",
+    benchmark:
+        f"{BENCH}/embed_responses/shard-{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         embedder=consensus_embedder,
         batch_size=config["backend"]["embed_batch_size"],
         prompt_name=CONS_CFG["embed_prompt_name"],
         max_drop_rate=CONS_CFG["responses"]["max_drop_rate"],
         schema=table_schema("consensus_embeddings"),
-    wildcard_constraints:
-        shard=r"\d+",
-    log:
-        f"{LOGS}/embed_responses/shard-{{shard}}.log",
-    benchmark:
-        f"{BENCH}/embed_responses/shard-{{shard}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_embed_responses.py"
 
 
 rule score_consistency:
     input:
-        embeddings=expand(f"{CONS}/embeddings/shard-{{shard}}.parquet", shard=CONS_SHARDS),
+        embeddings=expand(
+            f"{CONS}/embeddings/shard-{{shard}}.parquet", shard=CONS_SHARDS
+        ),
     output:
         consistency=f"{CONS}/consistency.parquet",
         samples=f"{CONS}/sample_similarity.parquet",
         drops=f"{CONS}/drops/score_consistency.parquet",
-    params:
-        min_samples=CONS_CFG["consistency"]["min_samples"],
-        max_drop_rate=CONS_CFG["consistency"]["max_drop_rate"],
-        consistency_schema=table_schema("consensus_consistency"),
-        samples_schema=table_schema("consensus_sample_similarity"),
     log:
         f"{LOGS}/score_consistency/score_consistency.log",
     benchmark:
         f"{BENCH}/score_consistency/score_consistency.tsv"
     conda:
         "../envs/consensus.yaml"
+    params:
+        min_samples=CONS_CFG["consistency"]["min_samples"],
+        max_drop_rate=CONS_CFG["consistency"]["max_drop_rate"],
+        consistency_schema=table_schema("consensus_consistency"),
+        samples_schema=table_schema("consensus_sample_similarity"),
     script:
         "../scripts/consensus_score_consistency.py"
 
@@ -235,17 +241,17 @@ rule select_ground_truth:
         responses=expand(f"{CONS}/responses/shard-{{shard}}.parquet", shard=CONS_SHARDS),
     output:
         ground_truth=f"{CONS}/selection/{{selection}}/ground_truth.parquet",
-    params:
-        seed=CONS_SEED["selection"],
-        schema=table_schema("consensus_ground_truth"),
-    wildcard_constraints:
-        selection=CONS_SELECTION_RE,
     log:
         f"{LOGS}/select_ground_truth/{{selection}}.log",
     benchmark:
         f"{BENCH}/select_ground_truth/{{selection}}.tsv"
+    wildcard_constraints:
+        selection=CONS_SELECTION_RE,
     conda:
         "../envs/consensus.yaml"
+    params:
+        seed=CONS_SEED["selection"],
+        schema=table_schema("consensus_ground_truth"),
     script:
         "../scripts/consensus_select_ground_truth.py"
 
@@ -257,6 +263,17 @@ rule translate_ground_truth:
     output:
         translated=f"{CONS}/selection/{{selection}}/ground_truth_translated.parquet",
         drops=f"{CONS}/drops/translate_ground_truth/{{selection}}.parquet",
+    log:
+        f"{LOGS}/translate_ground_truth/{{selection}}.log",
+    benchmark:
+        f"{BENCH}/translate_ground_truth/{{selection}}.tsv"
+    wildcard_constraints:
+        selection=CONS_SELECTION_RE,
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
@@ -264,17 +281,6 @@ rule translate_ground_truth:
         skip_same_language=CONS_CFG["ground_truth"]["skip_same_language"],
         max_drop_rate=CONS_CFG["ground_truth"]["max_drop_rate"],
         schema=table_schema("consensus_ground_truth_translated"),
-    wildcard_constraints:
-        selection=CONS_SELECTION_RE,
-    log:
-        f"{LOGS}/translate_ground_truth/{{selection}}.log",
-    benchmark:
-        f"{BENCH}/translate_ground_truth/{{selection}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_translate_ground_truth.py"
 
@@ -288,6 +294,17 @@ rule critique:
     output:
         critiques=f"{CONS}/selection/{{selection}}/critiques.parquet",
         drops=f"{CONS}/drops/critique/{{selection}}.parquet",
+    log:
+        f"{LOGS}/critique/{{selection}}.log",
+    benchmark:
+        f"{BENCH}/critique/{{selection}}.tsv"
+    wildcard_constraints:
+        selection=CONS_SELECTION_RE,
+    conda:
+        "../envs/consensus.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,
@@ -297,17 +314,6 @@ rule critique:
         stage=consensus_stage_params("critique"),
         seed=CONS_SEED["critique"],
         schema=table_schema("consensus_critiques"),
-    wildcard_constraints:
-        selection=CONS_SELECTION_RE,
-    log:
-        f"{LOGS}/critique/{{selection}}.log",
-    benchmark:
-        f"{BENCH}/critique/{{selection}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_critique.py"
 
@@ -327,8 +333,18 @@ rule build_training_set:
             labels={"variant": "{variant}", "table": "training examples"},
         ),
         drops=f"{CONS}/drops/build_training_set/{{variant}}.parquet",
+    log:
+        f"{LOGS}/build_training_set/{{variant}}.log",
+    benchmark:
+        f"{BENCH}/build_training_set/{{variant}}.tsv"
+    wildcard_constraints:
+        variant=CONS_VARIANT_RE,
+    conda:
+        "../envs/consensus.yaml"
     params:
-        region_filter=lambda wildcards: CONS_VARIANTS[wildcards.variant]["region_filter"],
+        region_filter=lambda wildcards: CONS_VARIANTS[wildcards.variant][
+            "region_filter"
+        ],
         language_filter=lambda wildcards: CONS_VARIANTS[wildcards.variant].get(
             "language_filter", False
         ),
@@ -337,14 +353,6 @@ rule build_training_set:
         aya_schema=table_schema("consensus_aya"),
         train_schema=table_schema("consensus_train"),
         counts_schema=table_schema("consensus_counts"),
-    wildcard_constraints:
-        variant=CONS_VARIANT_RE,
-    log:
-        f"{LOGS}/build_training_set/{{variant}}.log",
-    benchmark:
-        f"{BENCH}/build_training_set/{{variant}}.tsv"
-    conda:
-        "../envs/consensus.yaml"
     script:
         "../scripts/consensus_build_training_set.py"
 
@@ -356,11 +364,23 @@ rule consensus_drops:
             f"{CONS}/drops/write_paragraphs.parquet",
             f"{CONS}/drops/generate_questions.parquet",
             f"{CONS}/drops/translate_questions.parquet",
-            *expand(f"{CONS}/drops/embed_responses/shard-{{shard}}.parquet", shard=CONS_SHARDS),
+            *expand(
+                f"{CONS}/drops/embed_responses/shard-{{shard}}.parquet",
+                shard=CONS_SHARDS,
+            ),
             f"{CONS}/drops/score_consistency.parquet",
-            *expand(f"{CONS}/drops/translate_ground_truth/{{selection}}.parquet", selection=CONS_SELECTIONS),
-            *expand(f"{CONS}/drops/critique/{{selection}}.parquet", selection=CONS_SELECTIONS),
-            *expand(f"{CONS}/drops/build_training_set/{{variant}}.parquet", variant=list(CONS_VARIANTS)),
+            *expand(
+                f"{CONS}/drops/translate_ground_truth/{{selection}}.parquet",
+                selection=CONS_SELECTIONS,
+            ),
+            *expand(
+                f"{CONS}/drops/critique/{{selection}}.parquet",
+                selection=CONS_SELECTIONS,
+            ),
+            *expand(
+                f"{CONS}/drops/build_training_set/{{variant}}.parquet",
+                variant=list(CONS_VARIANTS),
+            ),
         ],
     output:
         table=f"{CONS}/drops.parquet",
@@ -370,13 +390,13 @@ rule consensus_drops:
             category="Drops",
             labels={"stage group": "consensus", "table": "drops"},
         ),
-    params:
-        schema=table_schema("consensus_drops"),
     log:
         f"{LOGS}/consensus_drops/consensus_drops.log",
     benchmark:
         f"{BENCH}/consensus_drops/consensus_drops.tsv"
     conda:
         "../envs/consensus.yaml"
+    params:
+        schema=table_schema("consensus_drops"),
     script:
         "../scripts/consensus_drops.py"

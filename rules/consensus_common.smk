@@ -5,7 +5,6 @@ from polyculture.consensus.config import check_self_supervision
 from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 
-
 CONS = f"{RESULTS}/consensus"
 CONS_CFG = config["consensus"]
 CONS_BACKEND = generation_params()
@@ -45,7 +44,11 @@ def consensus_translator():
 def consensus_translator_input():
     """The translator's built-in model, if it needs one."""
     tr = CONS_TRANSLATOR
-    return model_input(tr["model"]) if tr.get("kind") in ("llm", "nllb") and tr.get("model") else []
+    return (
+        model_input(tr["model"])
+        if tr.get("kind") in ("llm", "nllb") and tr.get("model")
+        else []
+    )
 
 
 def consensus_generator(wildcards):
@@ -60,4 +63,7 @@ def consensus_embedder(wildcards):
 
 def consensus_stage_params(stage):
     """Sampling settings and drop limit of a generating stage."""
-    return {"sampling": CONS_CFG[stage]["sampling"], "max_drop_rate": CONS_CFG[stage]["max_drop_rate"]}
+    return {
+        "sampling": CONS_CFG[stage]["sampling"],
+        "max_drop_rate": CONS_CFG[stage]["max_drop_rate"],
+    }

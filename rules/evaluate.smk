@@ -14,16 +14,16 @@ include: "evaluate_common.smk"
 rule blend_fetch:
     output:
         data=directory(f"{BLEND_DIR}/data"),
-    params:
-        dataset=BLEND["hub_dataset"],
-        revision=BLEND["hub_revision"],
-        countries=BLEND_COUNTRIES,
     log:
         f"{LOGS}/blend_fetch/blend_fetch.log",
     benchmark:
         f"{BENCH}/blend_fetch/blend_fetch.tsv"
     conda:
         "../envs/evaluate.yaml"
+    params:
+        dataset=BLEND["hub_dataset"],
+        revision=BLEND["hub_revision"],
+        countries=BLEND_COUNTRIES,
     script:
         "../scripts/blend_fetch.py"
 
@@ -35,9 +35,18 @@ rule blend_generate:
     output:
         answers=f"{BLEND_DIR}/{{blend_model}}/answers/{{blend_country}}.parquet",
         drops=f"{BLEND_DIR}/{{blend_model}}/drops/{{blend_country}}.parquet",
+    log:
+        f"{LOGS}/blend_generate/{{blend_model}}/{{blend_country}}.log",
+    benchmark:
+        f"{BENCH}/blend_generate/{{blend_model}}/{{blend_country}}.tsv"
     wildcard_constraints:
         blend_model=EVAL_MODEL_RE,
         blend_country=BLEND_COUNTRY_RE,
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        gpu=lambda w: model_gpus(EVAL_MODELS[w.blend_model]["model"]),
     params:
         data_dir=BLEND_DATA,
         model=blend_model_params,
@@ -48,15 +57,6 @@ rule blend_generate:
         max_questions=BLEND["max_questions"],
         max_drop_rate=BLEND["max_drop_rate"],
         schema=table_schema("evaluate_blend_responses"),
-    log:
-        f"{LOGS}/blend_generate/{{blend_model}}/{{blend_country}}.log",
-    benchmark:
-        f"{BENCH}/blend_generate/{{blend_model}}/{{blend_country}}.tsv"
-    threads: 1
-    resources:
-        gpu=lambda w: model_gpus(EVAL_MODELS[w.blend_model]["model"]),
-    conda:
-        "../envs/evaluate.yaml"
     script:
         "../scripts/blend_generate.py"
 
@@ -68,8 +68,14 @@ rule blend_score:
     output:
         scores=f"{BLEND_DIR}/{{blend_model}}/scores.parquet",
         per_question=f"{BLEND_DIR}/{{blend_model}}/per_question.parquet",
+    log:
+        f"{LOGS}/blend_score/{{blend_model}}.log",
+    benchmark:
+        f"{BENCH}/blend_score/{{blend_model}}.tsv"
     wildcard_constraints:
         blend_model=EVAL_MODEL_RE,
+    conda:
+        "../envs/evaluate.yaml"
     params:
         data_dir=BLEND_DATA,
         max_questions=BLEND["max_questions"],
@@ -79,12 +85,6 @@ rule blend_score:
             "scores": table_schema("evaluate_blend_scores"),
             "per_question": table_schema("evaluate_blend_per_question"),
         },
-    log:
-        f"{LOGS}/blend_score/{{blend_model}}.log",
-    benchmark:
-        f"{BENCH}/blend_score/{{blend_model}}.tsv"
-    conda:
-        "../envs/evaluate.yaml"
     script:
         "../scripts/blend_score.py"
 
@@ -98,14 +98,28 @@ rule lm_eval:
         item_scores=f"{GENERAL_DIR}/{{general_model}}/items.parquet",
         samples=f"{GENERAL_DIR}/{{general_model}}/samples.jsonl",
         results=f"{GENERAL_DIR}/{{general_model}}/results.json",
+    log:
+        f"{LOGS}/lm_eval/{{general_model}}.log",
+    benchmark:
+        f"{BENCH}/lm_eval/{{general_model}}.tsv"
     wildcard_constraints:
         general_model=EVAL_MODEL_RE,
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         model=general_model_params,
         backend=generation_params(),
         tasks=GENERAL["tasks"],
         prompt_defaults={
-            k: GENERAL[k] for k in ("apply_chat_template", "fewshot_as_multiturn", "system_instruction")
+            k: GENERAL[k]
+            for k in (
+                "apply_chat_template",
+                "fewshot_as_multiturn",
+                "system_instruction",
+            )
         },
         tasks_path=GENERAL.get("tasks_path"),
         num_fewshot=GENERAL["num_fewshot"],
@@ -116,22 +130,15 @@ rule lm_eval:
             "items": table_schema("evaluate_general_items"),
             "metrics": table_schema("evaluate_general_metrics"),
         },
-    log:
-        f"{LOGS}/lm_eval/{{general_model}}.log",
-    benchmark:
-        f"{BENCH}/lm_eval/{{general_model}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/evaluate.yaml"
     script:
         "../scripts/lm_eval.py"
 
 
 rule compare_models:
     input:
-        per_question=expand(f"{BLEND_DIR}/{{m}}/per_question.parquet", m=list(EVAL_MODELS)),
+        per_question=expand(
+            f"{BLEND_DIR}/{{m}}/per_question.parquet", m=list(EVAL_MODELS)
+        ),
         item_scores=expand(f"{GENERAL_DIR}/{{m}}/items.parquet", m=list(EVAL_MODELS)),
     output:
         blend_scores=f"{COMPARE_DIR}/blend_scores.parquet",
@@ -157,6 +164,12 @@ rule compare_models:
             category="Evaluation",
             labels={"figure": "general benchmarks"},
         ),
+    log:
+        f"{LOGS}/compare_models/compare_models.log",
+    benchmark:
+        f"{BENCH}/compare_models/compare_models.tsv"
+    conda:
+        "../envs/evaluate.yaml"
     params:
         pairs=compare_pairs(),
         notes=EVAL_PAIR_NOTES,
@@ -174,11 +187,5 @@ rule compare_models:
             "general_scores": table_schema("evaluate_general_scores"),
             "general_comparison": table_schema("evaluate_general_comparison"),
         },
-    log:
-        f"{LOGS}/compare_models/compare_models.log",
-    benchmark:
-        f"{BENCH}/compare_models/compare_models.tsv"
-    conda:
-        "../envs/evaluate.yaml"
     script:
         "../scripts/compare_models.py"

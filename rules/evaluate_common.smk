@@ -53,7 +53,9 @@ def check_blend_data():
                     f"{country}: {path} does not exist (expected the BLEnD layout under "
                     f"evaluate.blend.data_path = {BLEND_DATA})",
                 )
-        missing = set(BLEND_PROMPTS) - set(load_prompt_templates(prompts_path(BLEND_DATA, country)))
+        missing = set(BLEND_PROMPTS) - set(
+            load_prompt_templates(prompts_path(BLEND_DATA, country))
+        )
         if missing:
             raise ConfigError(
                 "evaluate.blend.prompts",
@@ -125,12 +127,18 @@ def general_model_params(wildcards):
 
 def general_tasks_input(wildcards):
     """The custom task folder, when one is configured, else the prefetched hub tasks."""
-    return [GENERAL["tasks_path"]] if GENERAL.get("tasks_path") else prefetched("lm_eval_task", None)
+    return (
+        [GENERAL["tasks_path"]]
+        if GENERAL.get("tasks_path")
+        else prefetched("lm_eval_task", None)
+    )
 
 
 def compare_pairs():
     """Adapter/base pairs as plain dicts (rule params)."""
-    return [{"model": p.model, "base": p.base, "variant": p.variant} for p in EVAL_PAIRS]
+    return [
+        {"model": p.model, "base": p.base, "variant": p.variant} for p in EVAL_PAIRS
+    ]
 
 
 def evaluate_targets():

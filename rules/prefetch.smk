@@ -14,16 +14,16 @@ from dataclasses import asdict
 rule prefetch_item:
     output:
         f"{PREFETCH_DIR}/{{kind}}/{{slug}}.json",
-    wildcard_constraints:
-        kind="model|dataset|lm_eval_task",
-    params:
-        item=lambda w: asdict(PREFETCH_ITEMS[(w.kind, w.slug)]),
     log:
         f"{LOGS}/prefetch/{{kind}}/{{slug}}.log",
     benchmark:
         f"{BENCH}/prefetch/{{kind}}/{{slug}}.tsv"
+    wildcard_constraints:
+        kind="model|dataset|lm_eval_task",
     conda:
         "../envs/evaluate.yaml"
+    params:
+        item=lambda w: asdict(PREFETCH_ITEMS[(w.kind, w.slug)]),
     script:
         "../scripts/prefetch.py"
 

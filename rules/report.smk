@@ -15,15 +15,15 @@ rule drops_summary:
             category="Drops",
             labels={"table": "all pipelines"},
         ),
-    params:
-        pipelines=lambda wildcards: list(drop_tables()),
-        schema=table_schema("drops"),
     log:
         f"{LOGS}/drops_summary/drops_summary.log",
     benchmark:
         f"{BENCH}/drops_summary/drops_summary.tsv"
     conda:
         "../envs/report.yaml"
+    params:
+        pipelines=lambda wildcards: list(drop_tables()),
+        schema=table_schema("drops"),
     script:
         "../scripts/drops_summary.py"
 
@@ -39,17 +39,17 @@ rule api_usage:
             caption="../report/api_usage.rst",
             category="API usage",
         ),
-    params:
-        # the usage files are side files of the generating jobs, found by scanning the results
-        # folder; the drop tables (input) order this rule after every generating job
-        results=lambda wildcards: RESULTS,
-        rules=lambda wildcards: output_regexes(),
     log:
         f"{LOGS}/api_usage/api_usage.log",
     benchmark:
         f"{BENCH}/api_usage/api_usage.tsv"
     conda:
         "../envs/report.yaml"
+    params:
+        # the usage files are side files of the generating jobs, found by scanning the results
+        # folder; the drop tables (input) order this rule after every generating job
+        results=lambda wildcards: RESULTS,
+        rules=lambda wildcards: output_regexes(),
     script:
         "../scripts/api_usage.py"
 
@@ -74,6 +74,12 @@ rule model_card:
         unpack(model_card_input),
     output:
         release=directory(f"{RELEASE_DIR}/{{train_variant}}"),
+    log:
+        f"{LOGS}/model_card/{{train_variant}}.log",
+    benchmark:
+        f"{BENCH}/model_card/{{train_variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
     params:
         models=lambda wildcards: card_eval_models(wildcards.train_variant),
         base_eval_model=card_base_eval_model(),
@@ -89,12 +95,6 @@ rule model_card:
             "blend_scores": table_schema("evaluate_blend_all_scores"),
             "general_scores": table_schema("evaluate_general_scores"),
         },
-    log:
-        f"{LOGS}/model_card/{{train_variant}}.log",
-    benchmark:
-        f"{BENCH}/model_card/{{train_variant}}.tsv"
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/model_card.py"
 
@@ -105,18 +105,18 @@ rule merge_adapter:
         model=model_input(TRAIN["base_model"]),
     output:
         merged=directory(f"{RELEASE_DIR}/merged/{{train_variant}}"),
-    params:
-        base_model=train_base_model,
-        dtype=TRAIN["merge_dtype"],
     log:
         f"{LOGS}/merge_adapter/{{train_variant}}.log",
     benchmark:
         f"{BENCH}/merge_adapter/{{train_variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         gpu=1,
-    conda:
-        "../envs/train.yaml"
+    params:
+        base_model=train_base_model,
+        dtype=TRAIN["merge_dtype"],
     script:
         "../scripts/merge_adapter.py"
 
@@ -126,15 +126,15 @@ rule push_to_hub:
         release=f"{RELEASE_DIR}/{{train_variant}}",
     output:
         receipt=f"{RELEASE_DIR}/pushed/{{train_variant}}.json",
-    params:
-        repo_id=push_repo_id,
-        private=PUSH["private"],
-        local_dir=PUSH["local_dir"],
     log:
         f"{LOGS}/push_to_hub/{{train_variant}}.log",
     benchmark:
         f"{BENCH}/push_to_hub/{{train_variant}}.tsv"
     conda:
         "../envs/train.yaml"
+    params:
+        repo_id=push_repo_id,
+        private=PUSH["private"],
+        local_dir=PUSH["local_dir"],
     script:
         "../scripts/push_to_hub.py"

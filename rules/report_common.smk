@@ -20,7 +20,11 @@ def drop_tables(wildcards=None):
         "wvs": list(rules.wvs_report.input.drops),
         "alignment": [f"{ALIGN}/drops.parquet"],
     }
-    return {p: tables[p] for p in PIPELINES_WITH_DROPS if config["pipelines"][p] and tables[p]}
+    return {
+        p: tables[p]
+        for p in PIPELINES_WITH_DROPS
+        if config["pipelines"][p] and tables[p]
+    }
 
 
 def output_regexes():

@@ -21,7 +21,9 @@ def _release_checks():
         from polyculture.release import check_repo_id
 
         if not PUSH.get("repo_id"):
-            raise ConfigError("train.push_to_hub.repo_id", "required when push_to_hub is enabled")
+            raise ConfigError(
+                "train.push_to_hub.repo_id", "required when push_to_hub is enabled"
+            )
         for v in TRAIN_VARIANTS:
             check_repo_id(PUSH["repo_id"].replace("{variant}", v))
         if len(TRAIN_VARIANTS) > 1 and "{variant}" not in PUSH["repo_id"]:
@@ -83,7 +85,9 @@ def card_datasets():
     """Hub dataset ids of the training data: the general instruction data, then the config's."""
     ids = []
     general = config["consensus"]["general"]
-    if general.get("hub") and not general.get("path"):  # a local path takes the hub's place
+    if general.get("hub") and not general.get(
+        "path"
+    ):  # a local path takes the hub's place
         ids.append(general["hub"])
     return list(dict.fromkeys([*ids, *CARD["datasets"]]))
 
@@ -91,7 +95,11 @@ def card_datasets():
 def card_blend_dataset():
     """How the card's model-index names the BLEnD data this run used."""
     if BLEND_FROM_HUB:
-        return {"type": BLEND["hub_dataset"], "name": "BLEnD", "revision": str(BLEND["hub_revision"])}
+        return {
+            "type": BLEND["hub_dataset"],
+            "name": "BLEnD",
+            "revision": str(BLEND["hub_revision"]),
+        }
     return {"type": "local", "name": f"BLEnD-format data at {BLEND['data_path']}"}
 
 

@@ -28,22 +28,22 @@ rule train_lora:
         loss=f"{RESULTS}/train/{{train_variant}}/loss.parquet",
         drops=f"{RESULTS}/train/{{train_variant}}/drops.parquet",
         summary=f"{RESULTS}/train/{{train_variant}}/summary.json",
+    log:
+        f"{LOGS}/train_lora/{{train_variant}}.log",
+    benchmark:
+        f"{BENCH}/train_lora/{{train_variant}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: max(1, TRAIN["gpus"])
+    resources:
+        gpu=TRAIN["gpus"],
+        tasks=1,
     params:
         settings=TRAIN_SETTINGS,
         base_model=train_base_model,
         base_model_spec=TRAIN["base_model"],
         run_dir=train_run_dir,
         run_name=train_run_name,
-    log:
-        f"{LOGS}/train_lora/{{train_variant}}.log",
-    benchmark:
-        f"{BENCH}/train_lora/{{train_variant}}.tsv"
-    threads: max(1, TRAIN["gpus"])
-    resources:
-        gpu=TRAIN["gpus"],
-        tasks=1,
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/train_lora.py"
 
@@ -58,15 +58,15 @@ rule plot_train_loss:
             category="Training",
             labels={"variant": "{train_variant}", "figure": "loss curve"},
         ),
-    params:
-        title=train_loss_title,
-        schema=table_schema("train_loss"),
     log:
         f"{LOGS}/plot_train_loss/{{train_variant}}.log",
     benchmark:
         f"{BENCH}/plot_train_loss/{{train_variant}}.tsv"
     conda:
         "../envs/train.yaml"
+    params:
+        title=train_loss_title,
+        schema=table_schema("train_loss"),
     script:
         "../scripts/plot_train_loss.py"
 
@@ -83,13 +83,13 @@ rule train_summary:
             labels={"table": "training summary"},
         ),
         drops=f"{RESULTS}/train/drops.parquet",
-    params:
-        drops_schema=table_schema("train_drops"),
     log:
         f"{LOGS}/train_summary/summary.log",
     benchmark:
         f"{BENCH}/train_summary/summary.tsv"
     conda:
         "../envs/train.yaml"
+    params:
+        drops_schema=table_schema("train_drops"),
     script:
         "../scripts/train_summary.py"

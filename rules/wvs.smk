@@ -22,6 +22,12 @@ rule wvs_polarity:
         answers=f"{WVS}/answers.parquet",
         summary=f"{WVS}/microdata_summary.parquet",
         country_languages=f"{WVS}/country_languages.parquet",
+    log:
+        f"{LOGS}/wvs_polarity/wvs_polarity.log",
+    benchmark:
+        f"{BENCH}/wvs_polarity/wvs_polarity.tsv"
+    conda:
+        "../envs/wvs.yaml"
     params:
         columns=wvs_columns(),
         language_from=WVS_CFG["language_from"],
@@ -34,12 +40,6 @@ rule wvs_polarity:
             "summary": table_schema("wvs_microdata_summary"),
             "country_languages": table_schema("wvs_country_languages"),
         },
-    log:
-        f"{LOGS}/wvs_polarity/wvs_polarity.log",
-    benchmark:
-        f"{BENCH}/wvs_polarity/wvs_polarity.tsv"
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/wvs_polarity.py"
 
@@ -50,6 +50,12 @@ rule wvs_human_consistency:
     output:
         pairs=f"{WVS}/human_consistency.parquet",
         summary=f"{WVS}/human_consistency_summary.parquet",
+    log:
+        f"{LOGS}/wvs_human_consistency/wvs_human_consistency.log",
+    benchmark:
+        f"{BENCH}/wvs_human_consistency/wvs_human_consistency.tsv"
+    conda:
+        "../envs/wvs.yaml"
     params:
         n_draws=WVS_CFG["human_consistency"]["n_draws"],
         draw_size=WVS_CFG["human_consistency"]["draw_size"],
@@ -60,12 +66,6 @@ rule wvs_human_consistency:
             "pairs": table_schema("wvs_human_consistency"),
             "summary": table_schema("wvs_human_consistency_summary"),
         },
-    log:
-        f"{LOGS}/wvs_human_consistency/wvs_human_consistency.log",
-    benchmark:
-        f"{BENCH}/wvs_human_consistency/wvs_human_consistency.tsv"
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/wvs_human_consistency.py"
 
@@ -77,17 +77,17 @@ rule wvs_build_prompts:
         country_languages=WVS_CFG["country_languages_path"],
     output:
         prompts=f"{WVS}/prompts_en.parquet",
-    params:
-        topics=WVS_CFG["topics"],
-        n_prompts=WVS_CFG["n_prompts"],
-        seed=WVS_SEED["prompts"],
-        schema=table_schema("wvs_prompts_en"),
     log:
         f"{LOGS}/wvs_build_prompts/wvs_build_prompts.log",
     benchmark:
         f"{BENCH}/wvs_build_prompts/wvs_build_prompts.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        topics=WVS_CFG["topics"],
+        n_prompts=WVS_CFG["n_prompts"],
+        seed=WVS_SEED["prompts"],
+        schema=table_schema("wvs_prompts_en"),
     script:
         "../scripts/wvs_build_prompts.py"
 
@@ -99,19 +99,14 @@ rule wvs_translate_prompts:
     output:
         prompts=f"{WVS}/prompts/{{language}}.parquet",
         drops=f"{WVS}/drops/translate/{{language}}.parquet",
-    wildcard_constraints:
-        language=WVS_LANGUAGE_RE,
-    params:
-        translator=wvs_translator(),
-        backend=generation_params(),
-        check_language=WVS_CFG["translate"]["check_language"],
-        candidates=wvs_candidates(),
-        max_drop_rate=WVS_CFG["translate"]["max_drop_rate"],
-        schemas={"in": table_schema("wvs_prompts_en"), "out": table_schema("wvs_prompts")},
     log:
         f"{LOGS}/wvs_translate_prompts/{{language}}.log",
     benchmark:
         f"{BENCH}/wvs_translate_prompts/{{language}}.tsv"
+    wildcard_constraints:
+        language=WVS_LANGUAGE_RE,
+    conda:
+        "../envs/wvs.yaml"
     threads: 1
     resources:
         gpu=(
@@ -119,8 +114,16 @@ rule wvs_translate_prompts:
             if config["translator"].get("kind") in ("llm", "nllb")
             else 0
         ),
-    conda:
-        "../envs/wvs.yaml"
+    params:
+        translator=wvs_translator(),
+        backend=generation_params(),
+        check_language=WVS_CFG["translate"]["check_language"],
+        candidates=wvs_candidates(),
+        max_drop_rate=WVS_CFG["translate"]["max_drop_rate"],
+        schemas={
+            "in": table_schema("wvs_prompts_en"),
+            "out": table_schema("wvs_prompts"),
+        },
     script:
         "../scripts/wvs_translate_prompts.py"
 
@@ -131,10 +134,19 @@ rule wvs_survey:
         model=lambda w: eval_model_input(w.model),
     output:
         responses=f"{WVS}/responses/{{model}}/{{language}}/shard{{shard}}.parquet",
+    log:
+        f"{LOGS}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.log",
+    benchmark:
+        f"{BENCH}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.tsv"
     wildcard_constraints:
         model=WVS_MODEL_RE,
         language=WVS_LANGUAGE_RE,
         shard=r"\d+",
+    conda:
+        "../envs/wvs.yaml"
+    threads: 1
+    resources:
+        gpu=lambda w: model_gpus(EVAL_MODELS[w.model]["model"]),
     params:
         load=lambda w: eval_model_params(w.model),
         family=lambda w: wvs_family(w.model),
@@ -144,16 +156,10 @@ rule wvs_survey:
         samples_per_prompt=WVS_CFG["samples_per_prompt"],
         n_shards=WVS_CFG["shards"],
         seed=WVS_SEED["survey"],
-        schemas={"in": table_schema("wvs_prompts"), "out": table_schema("wvs_responses")},
-    log:
-        f"{LOGS}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.log",
-    benchmark:
-        f"{BENCH}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.tsv"
-    threads: 1
-    resources:
-        gpu=lambda w: model_gpus(EVAL_MODELS[w.model]["model"]),
-    conda:
-        "../envs/wvs.yaml"
+        schemas={
+            "in": table_schema("wvs_prompts"),
+            "out": table_schema("wvs_responses"),
+        },
     script:
         "../scripts/wvs_survey.py"
 
@@ -168,8 +174,14 @@ rule wvs_parse:
     output:
         parsed=f"{WVS}/parsed/{{model}}.parquet",
         drops=f"{WVS}/drops/parse/{{model}}.parquet",
+    log:
+        f"{LOGS}/wvs_parse/{{model}}.log",
+    benchmark:
+        f"{BENCH}/wvs_parse/{{model}}.tsv"
     wildcard_constraints:
         model=WVS_MODEL_RE,
+    conda:
+        "../envs/wvs.yaml"
     params:
         min_items=WVS_CFG["parse"]["min_items"],
         accept_bullets=WVS_CFG["parse"]["accept_bullets"],
@@ -177,12 +189,6 @@ rule wvs_parse:
         candidates=wvs_candidates(),
         max_drop_rate=WVS_CFG["parse"]["max_drop_rate"],
         schemas={"in": table_schema("wvs_responses"), "out": table_schema("wvs_parsed")},
-    log:
-        f"{LOGS}/wvs_parse/{{model}}.log",
-    benchmark:
-        f"{BENCH}/wvs_parse/{{model}}.tsv"
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/wvs_parse.py"
 
@@ -194,9 +200,18 @@ rule wvs_judge:
         judge=model_input(WVS_CFG["judge"]),
     output:
         judged=f"{WVS}/judged/{{model}}/shard{{shard}}.parquet",
+    log:
+        f"{LOGS}/wvs_judge/{{model}}/shard{{shard}}.log",
+    benchmark:
+        f"{BENCH}/wvs_judge/{{model}}/shard{{shard}}.tsv"
     wildcard_constraints:
         model=WVS_MODEL_RE,
         shard=r"\d+",
+    conda:
+        "../envs/wvs.yaml"
+    threads: 1
+    resources:
+        gpu=model_gpus(WVS_CFG["judge"]),
     params:
         judge=wvs_judge_path,
         mode=WVS_CFG["judge_mode"],
@@ -205,27 +220,27 @@ rule wvs_judge:
         n_shards=WVS_CFG["judge_shards"],
         seed=WVS_SEED["judge"],
         schemas={"in": table_schema("wvs_parsed"), "out": table_schema("wvs_judged")},
-    log:
-        f"{LOGS}/wvs_judge/{{model}}/shard{{shard}}.log",
-    benchmark:
-        f"{BENCH}/wvs_judge/{{model}}/shard{{shard}}.tsv"
-    threads: 1
-    resources:
-        gpu=model_gpus(WVS_CFG["judge"]),
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/wvs_judge.py"
 
 
 rule wvs_score:
     input:
-        judged=expand(f"{WVS}/judged/{{{{model}}}}/shard{{shard}}.parquet", shard=WVS_JUDGE_SHARDS),
+        judged=expand(
+            f"{WVS}/judged/{{{{model}}}}/shard{{shard}}.parquet",
+            shard=WVS_JUDGE_SHARDS,
+        ),
     output:
         scored=f"{WVS}/scored/{{model}}.parquet",
         drops=f"{WVS}/drops/judge/{{model}}.parquet",
+    log:
+        f"{LOGS}/wvs_score/{{model}}.log",
+    benchmark:
+        f"{BENCH}/wvs_score/{{model}}.tsv"
     wildcard_constraints:
         model=WVS_MODEL_RE,
+    conda:
+        "../envs/wvs.yaml"
     params:
         max_drop_rate=WVS_CFG["judge_max_drop_rate"],
         schemas={
@@ -233,12 +248,6 @@ rule wvs_score:
             "out": table_schema("wvs_scored"),
             "drops": table_schema("wvs_drops"),
         },
-    log:
-        f"{LOGS}/wvs_score/{{model}}.log",
-    benchmark:
-        f"{BENCH}/wvs_score/{{model}}.tsv"
-    conda:
-        "../envs/wvs.yaml"
     script:
         "../scripts/wvs_score.py"
 
@@ -257,7 +266,9 @@ rule wvs_report:
         parsed=expand(f"{WVS}/parsed/{{model}}.parquet", model=WVS_MODELS),
         scored=expand(f"{WVS}/scored/{{model}}.parquet", model=WVS_MODELS),
         drops=[
-            *expand(f"{WVS}/drops/translate/{{language}}.parquet", language=WVS_LANGUAGES),
+            *expand(
+                f"{WVS}/drops/translate/{{language}}.parquet", language=WVS_LANGUAGES
+            ),
             *expand(f"{WVS}/drops/parse/{{model}}.parquet", model=WVS_MODELS),
             *expand(f"{WVS}/drops/judge/{{model}}.parquet", model=WVS_MODELS),
         ],
@@ -285,13 +296,13 @@ rule wvs_report:
             caption="../report/wvs_drops.rst",
             category="Drops",
         ),
-    params:
-        languages=WVS_LANGUAGES,
     log:
         f"{LOGS}/wvs_report/wvs_report.log",
     benchmark:
         f"{BENCH}/wvs_report/wvs_report.tsv"
     conda:
         "../envs/wvs.yaml"
+    params:
+        languages=WVS_LANGUAGES,
     script:
         "../scripts/wvs_report.py"

@@ -60,7 +60,11 @@ def wvs_translator():
 def wvs_translator_input(wildcards):
     """The translator's built-in model where the language needs translating."""
     tr = config["translator"]
-    if wildcards.language == "en" or tr.get("kind") not in ("llm", "nllb") or not tr.get("model"):
+    if (
+        wildcards.language == "en"
+        or tr.get("kind") not in ("llm", "nllb")
+        or not tr.get("model")
+    ):
         return []
     return model_input(tr["model"])
 
