@@ -162,6 +162,18 @@ def test_429_then_200_is_retried_after_retry_after(tmp_path: Path) -> None:
     assert stub.requests[0]["headers"]["authorization"] == f"Bearer {SECRET}"
 
 
+def test_sampling_stop_is_sent_except_with_a_schema(tmp_path: Path) -> None:
+    stopped = Sampling(temperature=0, max_new_tokens=16, stop=("11.", "\n\n"))
+    with StubServer(lambda b, c: (200, {}, completion('{"stance": "pro"}'))) as stub:
+        gen = generator(stub.base_url, tmp_path)
+        gen.generate(CONVS[:1], n=1, sampling=stopped)
+        gen.generate_json(CONVS[1:2], SCHEMA, n=1, sampling=stopped)
+        gen.generate(CONVS[2:3], n=1, sampling=Sampling(temperature=0, max_new_tokens=16))
+        bodies = [r["body"] for r in stub.requests]
+    assert bodies[0]["stop"] == ["11.", "\n\n"]
+    assert "stop" not in bodies[1] and "stop" not in bodies[2]
+
+
 def test_500s_past_the_budget_fail_naming_endpoint_and_status_and_keep_the_rest(
     tmp_path: Path,
 ) -> None:

@@ -361,6 +361,35 @@ def test_sampling_from_config() -> None:
         Sampling(max_new_tokens=4, min_new_tokens=5)
     with pytest.raises(ConfigError, match="temperature"):
         Sampling(temperature=-1)
+    stopped = sampling_from_config({"stop": ["11.", "\n\n"]}, seed=0)
+    assert stopped.stop == ("11.", "\n\n") and s.stop == ()
+    for bad in ("11.", [""], [11]):
+        with pytest.raises(ConfigError, match=r"wvs\.sampling\.stop"):
+            sampling_from_config({"stop": bad}, seed=0, key="wvs.sampling")
+
+
+def test_stop_strings_end_generation_and_are_dropped(gen: HFGenerator, monkeypatch) -> None:
+    greedy = Sampling(temperature=0, max_new_tokens=24)
+    outputs = []
+    generate = gen.lm.generate
+
+    def recording(*args, **kw):
+        outputs.append(generate(*args, **kw))
+        return outputs[-1]
+
+    monkeypatch.setattr(gen.lm, "generate", recording)
+    full = gen.generate(CONVS[:1], n=1, sampling=greedy)[0][0]
+    assert outputs[0].shape[1] == len(gen.prompt_ids(CONVS[:1])[0]) + 24  # ran to the budget
+    # the stop: the text of generated tokens 2..3 (a printable piece, so it is found as decoded)
+    new = outputs[0][0, -24:].tolist()
+    stop = gen.tokenizer.decode(new[2:4])
+    assert stop.isprintable() and stop.strip() and stop in full
+    cut = gen.generate(
+        CONVS[:1], n=1, sampling=Sampling(temperature=0, max_new_tokens=24, stop=(stop,))
+    )
+    # the text before the first stop, without it (as vLLM and the OpenAI API return it)
+    assert cut == [[full[: full.find(stop)].strip()]]
+    assert outputs[1].shape[1] < outputs[0].shape[1]  # decoding ended at the stop
 
 
 def test_backend_choice_and_helpers() -> None:

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from polyculture.errors import ConfigError, InputError
+from polyculture.llm import Sampling
 from polyculture.wvs.prompts import (
     build_prompts,
     check_no_country,
@@ -16,6 +17,7 @@ from polyculture.wvs.prompts import (
     prompt_grid,
     sample_prompts,
     stage_seed,
+    survey,
     translate_prompts,
 )
 from polyculture.wvs.stances import (
@@ -90,6 +92,43 @@ def test_english_prompts_stay_and_empty_language_fails(material):
         language_prompts(en, "da", "prompts/da.parquet")
     with pytest.raises(InputError, match="no prompts in language 'en'"):
         language_prompts(en.clear(), "en", "prompts/en.parquet")
+
+
+def test_survey_passes_its_stops_to_the_backend_and_cuts_as_guard(material):
+    topics, templates, _ = material
+    prompts = build_prompts([topics["f118"]], templates, 2, seed=1)
+    en, _ = translate_prompts(prompts, "en", None)
+    asked = []
+
+    class Backend:  # a backend that ignores stops, so only the guard cut shortens its text
+        def generate(self, conversations, n, sampling):
+            asked.append(sampling)
+            return [["1. a\n10. b\n11. c\n\nd"] * n for _ in conversations]
+
+    sampling = Sampling(max_new_tokens=600, stop=("\n\n", "11."), seed=2)
+    out = survey(
+        Backend(),
+        en,
+        model="m",
+        family="f",
+        language="en",
+        n_samples=2,
+        sampling=sampling,
+        stop=["11."],
+    )
+    assert asked == [Sampling(max_new_tokens=600, stop=("\n\n", "11."), seed=2)]
+    assert out["response"].to_list() == ["1. a\n10. b\n"] * 4
+    survey(
+        Backend(),
+        en,
+        model="m",
+        family="f",
+        language="en",
+        n_samples=1,
+        sampling=Sampling(seed=2),
+        stop=["11."],
+    )
+    assert asked[-1].stop == ("11.",)  # wvs.stop alone still reaches the backend
 
 
 def test_stage_seed_is_stable_and_distinct():

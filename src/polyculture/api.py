@@ -370,7 +370,9 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
         """(prompt index, sample index, request body, cache key) of every request this call needs."""
         from polyculture.llm import derive_seed
 
-        stop = list(getattr(sampling, "stop", None) or []) or None
+        # sampling.stop, dropped from the text by the API (as by vLLM and the hf backend); not sent
+        # with a schema, whose JSON a stop could cut (as the local backends do)
+        stop = list(sampling.stop) if schema is None and sampling.stop else None
         units = []
         for i, conv in enumerate(convs):
             for j in range(1 if sampling.greedy else n):

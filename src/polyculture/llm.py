@@ -68,9 +68,19 @@ class Sampling:
     top_p: float = 0.95
     max_new_tokens: int = 256
     min_new_tokens: int = 0
+    # strings that end a response, dropped from the returned text (every backend: vLLM and the
+    # OpenAI API drop a matched stop, and the hf backend cuts its text before it); not applied
+    # to schema-constrained generation, whose JSON a stop could cut
+    stop: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
+        stop = self.stop
+        if not isinstance(stop, list | tuple) or not all(isinstance(x, str) and x for x in stop):
+            raise ConfigError(
+                "sampling.stop", f"expected a list of non-empty strings, got {stop!r}"
+            )
+        object.__setattr__(self, "stop", tuple(stop))
         checks = (
             ("temperature", self.temperature >= 0 and math.isfinite(self.temperature), ">= 0"),
             ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
@@ -98,8 +108,8 @@ _SAMPLING_KEYS = tuple(f.name for f in fields(Sampling) if f.name != "seed")
 
 
 def sampling_from_config(d: Mapping[str, Any], seed: int, *, key: str = "sampling") -> Sampling:
-    """Sampling settings from a config section (temperature/top_p/max_new_tokens/min_new_tokens)
-    and a seed; unknown keys and bad values fail naming the key."""
+    """Sampling settings from a config section (temperature/top_p/max_new_tokens/min_new_tokens/
+    stop) and a seed; unknown keys and bad values fail naming the key."""
     unknown = sorted(set(d) - set(_SAMPLING_KEYS))
     if unknown:
         raise ConfigError(
@@ -522,7 +532,8 @@ class HFGenerator(Generator):
         # always transformers' greedy search: in sampled mode the seeded sampler (the last logits
         # processor) leaves one finite score per row, so the argmax is its draw, and neither the
         # model's sampling defaults nor a second random draw (multinomial) come in
-        stops = list(self.chat_format.stop_strings) if schema is None else []
+        # the chat format's stop strings and the stage's own (sampling.stop), both cut from the text
+        stops = [*self.chat_format.stop_strings, *sampling.stop] if schema is None else []
         gen_config = GenerationConfig(
             stop_strings=stops or None,
             max_new_tokens=sampling.max_new_tokens,
@@ -692,7 +703,7 @@ class VLLMGenerator(Generator):
             max_tokens=sampling.max_new_tokens,
             min_tokens=sampling.min_new_tokens if schema is None else 0,
             seed=derive_seed(sampling.seed, index, bits=31),
-            stop=list(self.chat_format.stop_strings) if schema is None else None,
+            stop=[*self.chat_format.stop_strings, *sampling.stop] if schema is None else None,
             stop_token_ids=list(self.chat_format.end_of_turn_ids) or None,
             skip_special_tokens=True,
             **extra,

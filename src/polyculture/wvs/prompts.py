@@ -27,6 +27,7 @@ Tables:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zlib
 from collections.abc import Sequence
@@ -217,8 +218,8 @@ def cut_at_stops(text: str, stops: Sequence[str]) -> str:
     scripts/vllm_batch_responses.py): the survey asks for 10 interviews, and an 11th item is
     cut off. A stop string ends decoding at the first point where the decoded text contains it
     and drops it from the output; sampled tokens before that point do not depend on the stop,
-    so cutting the full text here gives the same response text (it only spends the tokens
-    after the stop)."""
+    so cutting the full text here gives the same response text. :func:`survey` passes the stops
+    to the backend too (no tokens spent past them) and keeps this cut as the guard."""
     cut = len(text)
     for s in stops:
         if s:
@@ -239,11 +240,15 @@ def survey(
     sampling: Any,
     stop: Sequence[str] = (),
 ) -> pl.DataFrame:
-    """`n_samples` responses of `generator` to each prompt, one row per response, each cut
-    before the first of the `stop` strings (:func:`cut_at_stops`)."""
+    """`n_samples` responses of `generator` to each prompt, one row per response. The `stop`
+    strings (wvs.stop) join the sampling's own (wvs.sampling.stop) as decoding stops, so every
+    backend ends a response there; each text is then cut before the first of them
+    (:func:`cut_at_stops`) as a guard, which changes nothing where the backend stopped."""
+    stops = tuple(dict.fromkeys([*sampling.stop, *stop]))
+    sampling = dataclasses.replace(sampling, stop=stops)
     conversations = [[{"role": "user", "content": p}] for p in prompts["prompt"].to_list()]
     replies = generator.generate(conversations, n_samples, sampling) if conversations else []
-    replies = [[cut_at_stops(t, stop) for t in samples] for samples in replies]
+    replies = [[cut_at_stops(t, stops) for t in samples] for samples in replies]
     rows: list[dict[str, object]] = []
     for row, samples in zip(prompts.iter_rows(named=True), replies, strict=True):
         for s, text in enumerate(samples):
