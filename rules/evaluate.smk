@@ -53,6 +53,7 @@ rule blend_generate:
         runs=blend_country_runs,
         backend=generation_params(),
         sampling=BLEND["sampling"],
+        prompt_format=BLEND["prompt_format"],
         seed=EVAL_SEED["blend"],
         max_questions=BLEND["max_questions"],
         max_drop_rate=BLEND["max_drop_rate"],

@@ -43,6 +43,7 @@ answers, drops = answer_prompts(
     prompts,
     sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling"),
     group=group,
+    prompt_format=p.prompt_format,
 )
 generator.close()
 check_columns(answers, p.schema, snakemake.output.answers)

@@ -58,6 +58,7 @@ def main(model, adapter, eos_model, schema_path, out_path):
     report["prompt0_alone"] = gen.generate(convs[:1], n=3, sampling=s7)
     greedy = Sampling(temperature=0, max_new_tokens=8)
     report["greedy"] = gen.generate(convs, n=2, sampling=greedy)
+    report["raw_greedy"] = gen.generate_raw(["Name three fruits.", "Hi"], n=2, sampling=greedy)
     t0 = time.perf_counter()
     report["json"] = gen.generate_json(convs, schema, n=2, sampling=Sampling(temperature=1.0, max_new_tokens=48, seed=5))
     report["json_s"] = time.perf_counter() - t0
@@ -170,3 +171,9 @@ def test_json_constrained_output_valid(vllm_report: dict) -> None:
 def test_lora_adapter_through_lora_request(vllm_report: dict) -> None:
     assert vllm_report["lora_rank"] == 8  # rank 4 rounded up to vLLM's smallest allowed above it
     assert vllm_report["lora_greedy"] != vllm_report["greedy"]
+
+
+def test_raw_prompts_without_the_chat_template(vllm_report: dict) -> None:
+    raw = vllm_report["raw_greedy"]
+    assert len(raw) == 2 and all(len(row) == 2 and row[0] == row[1] for row in raw)
+    assert all(isinstance(t, str) for row in raw for t in row)

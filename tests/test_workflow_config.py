@@ -54,6 +54,12 @@ BAD_CONFIGS = [
         ["'tensorrt' is not one of", "generation"],
     ),
     (
+        "unknown BLEnD prompt format",
+        "evaluate.blend.prompt_format",
+        "template",
+        ["'template' is not one of ['chat', 'raw']", "prompt_format"],
+    ),
+    (
         "unknown built-in model",
         "translator.model",
         "builtin:huge",

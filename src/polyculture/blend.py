@@ -106,7 +106,7 @@ from typing import Any
 import polars as pl
 
 from polyculture.drops import DropCounter
-from polyculture.errors import InputError
+from polyculture.errors import ConfigError, InputError
 from polyculture.languages import BLEND_REGIONS, iso639_1, normalize_region
 
 log = logging.getLogger(__name__)
@@ -972,15 +972,36 @@ def select_questions(questions: pl.DataFrame, max_questions: int | None) -> pl.D
     return questions if max_questions is None else questions.head(max_questions)
 
 
+PROMPT_FORMATS = ("chat", "raw")
+
+
 def answer_prompts(
-    generator: Any, prompts: pl.DataFrame, sampling: Any, *, group: str = "all"
+    generator: Any,
+    prompts: pl.DataFrame,
+    sampling: Any,
+    *,
+    group: str = "all",
+    prompt_format: str = "chat",
 ) -> tuple[pl.DataFrame, DropCounter]:
-    """Ask the model every prompt (one user turn each, one answer per prompt).
+    """Ask the model every prompt, one answer per prompt: as the one user turn of a conversation
+    rendered by the model's chat template (`chat`), or as plain text without it (`raw`), the two
+    ways BLEnD's code sends its prompts (chat models / base models and raw completion).
 
     Returns the prompt table with a `response` column and the drop counts: empty answers are
     counted as 'empty_response' but kept, since the benchmark scores them as wrong."""
-    conversations = [[{"role": "user", "content": p}] for p in prompts["prompt"].to_list()]
-    outputs = generator.generate(conversations, n=1, sampling=sampling) if conversations else []
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(
+            "evaluate.blend.prompt_format",
+            f"'{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}",
+        )
+    texts = prompts["prompt"].to_list()
+    if not texts:
+        outputs = []
+    elif prompt_format == "raw":
+        outputs = generator.generate_raw(texts, n=1, sampling=sampling)
+    else:
+        conversations = [[{"role": "user", "content": p}] for p in texts]
+        outputs = generator.generate(conversations, n=1, sampling=sampling)
     if len(outputs) != prompts.height:
         raise RuntimeError(
             f"generator returned {len(outputs)} outputs for {prompts.height} prompts"

@@ -30,6 +30,9 @@ tokenizer without a template gets ``chat.PLAIN_CHAT_TEMPLATE`` (or the config's
 ``backend.chat_template``), and generation stops at the template's end-of-turn tokens as well
 as at EOS (and at the plain format's stop strings, which are cut from the text).
 
+Raw prompts (`generate_raw`, hf and vllm): plain text sent as it is, without the chat template
+and without the end-of-turn stops (EOS still ends it), for base models and raw completion.
+
 Label scoring (`score_continuations`, hf backend): the log-probability of each candidate reply
 to a conversation, for judges that pick a label by likelihood instead of generating it.
 """
@@ -290,6 +293,16 @@ class Generator:
         texts = self._generate(convs, n, sampling, dict(schema))
         return [[parse_json_output(t, validator) for t in row] for row in texts]
 
+    def generate_raw(self, prompts: Sequence[str], n: int, sampling: Sampling) -> list[list[str]]:
+        """n sampled continuations of each plain-text prompt, sent as it is: no chat template and
+        no end-of-turn stops (base models, raw completion), in input order."""
+        if isinstance(prompts, str) or not all(isinstance(p, str) and p for p in prompts):
+            raise InputError("raw prompts", "expected a sequence of non-empty strings")
+        _check_n(n)
+        if not prompts:
+            return []
+        return self._generate_raw(list(prompts), n, sampling)
+
     def _generate(
         self,
         convs: list[list[dict[str, str]]],
@@ -298,6 +311,13 @@ class Generator:
         schema: dict[str, Any] | None,
     ) -> list[list[str]]:
         raise NotImplementedError
+
+    def _generate_raw(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[str]]:
+        raise ConfigError(
+            "backend.generation",
+            f"raw (untemplated) prompts are implemented on the hf and vllm backends, not on "
+            f"'{self.backend}'",
+        )
 
     def score_continuations(
         self, conversations: Sequence[Conversation], continuations: Sequence[str]
@@ -460,6 +480,11 @@ class HFGenerator(Generator):
         texts = render_prompts(self.tokenizer, convs, self.chat_format)
         return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
+    def raw_prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of each plain-text prompt as the tokenizer encodes text by default (its
+        special tokens, e.g. BOS, included), as BLEnD's code does for base models."""
+        return [self.tokenizer(p)["input_ids"] for p in prompts]
+
     def score_continuations(
         self, conversations: Sequence[Conversation], continuations: Sequence[str]
     ) -> list[list[float]]:
@@ -521,19 +546,31 @@ class HFGenerator(Generator):
         sampling: Sampling,
         schema: dict[str, Any] | None,
     ) -> list[list[str]]:
+        # the chat format's stop strings and the stage's own (sampling.stop), both cut from the text
+        stops = [*self.chat_format.stop_strings, *sampling.stop] if schema is None else []
+        return self._generate_ids(self.prompt_ids(convs), n, sampling, schema, stops)
+
+    def _generate_raw(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[str]]:
+        return self._generate_ids(self.raw_prompt_ids(prompts), n, sampling, None, [*sampling.stop])
+
+    def _generate_ids(
+        self,
+        ids: list[list[int]],
+        n: int,
+        sampling: Sampling,
+        schema: dict[str, Any] | None,
+        stops: list[str],
+    ) -> list[list[str]]:
         import torch
         from tqdm import tqdm
         from transformers import GenerationConfig
 
-        ids = self.prompt_ids(convs)
         order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
         rows = 1 if sampling.greedy else n
         grammar = self._grammar(schema) if schema is not None else None
         # always transformers' greedy search: in sampled mode the seeded sampler (the last logits
         # processor) leaves one finite score per row, so the argmax is its draw, and neither the
         # model's sampling defaults nor a second random draw (multinomial) come in
-        # the chat format's stop strings and the stage's own (sampling.stop), both cut from the text
-        stops = [*self.chat_format.stop_strings, *sampling.stop] if schema is None else []
         gen_config = GenerationConfig(
             stop_strings=stops or None,
             max_new_tokens=sampling.max_new_tokens,
@@ -544,9 +581,9 @@ class HFGenerator(Generator):
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        results: list[list[str]] = [[] for _ in convs]
+        results: list[list[str]] = [[] for _ in ids]
         bar = tqdm(
-            total=len(convs), desc=f"generate ({self.backend})", unit="prompt", file=sys.stderr
+            total=len(ids), desc=f"generate ({self.backend})", unit="prompt", file=sys.stderr
         )
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
@@ -688,7 +725,14 @@ class VLLMGenerator(Generator):
 
         self.chat_format = analyze_template(self.llm.get_tokenizer(), chat_template)
 
-    def _params(self, n: int, sampling: Sampling, index: int, schema: dict[str, Any] | None) -> Any:
+    def _params(
+        self,
+        n: int,
+        sampling: Sampling,
+        index: int,
+        schema: dict[str, Any] | None,
+        raw: bool = False,
+    ) -> Any:
         from vllm import SamplingParams
 
         extra: dict[str, Any] = {}
@@ -703,8 +747,10 @@ class VLLMGenerator(Generator):
             max_tokens=sampling.max_new_tokens,
             min_tokens=sampling.min_new_tokens if schema is None else 0,
             seed=derive_seed(sampling.seed, index, bits=31),
-            stop=[*self.chat_format.stop_strings, *sampling.stop] if schema is None else None,
-            stop_token_ids=list(self.chat_format.end_of_turn_ids) or None,
+            stop=[*([] if raw else self.chat_format.stop_strings), *sampling.stop]
+            if schema is None
+            else None,
+            stop_token_ids=None if raw else list(self.chat_format.end_of_turn_ids) or None,
             skip_special_tokens=True,
             **extra,
         )
@@ -728,6 +774,17 @@ class VLLMGenerator(Generator):
             lora_request=self.lora_request,
             add_generation_prompt=True,
         )
+        return self._texts(outputs, n, sampling)
+
+    def _generate_raw(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[str]]:
+        params = [self._params(n, sampling, i, None, raw=True) for i in range(len(prompts))]
+        outputs = self.llm.generate(
+            prompts, sampling_params=params, use_tqdm=True, lora_request=self.lora_request
+        )
+        return self._texts(outputs, n, sampling)
+
+    @staticmethod
+    def _texts(outputs: Any, n: int, sampling: Sampling) -> list[list[str]]:
         results = []
         for out in outputs:
             texts = [o.text.strip() for o in sorted(out.outputs, key=lambda o: o.index)]
