@@ -30,6 +30,7 @@ def test_defaults_are_filled_recursively_and_given_values_kept():
         "top_p": 0.95,
         "max_new_tokens": 256,
         "min_new_tokens": 0,
+        "stop": [],
     }
     assert section["paragraphs"]["max_drop_rate"] == 0.2
     assert section["questions"]["sampling"]["temperature"] == 0.7
