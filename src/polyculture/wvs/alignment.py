@@ -47,6 +47,32 @@ from scipy.stats import rankdata
 
 from polyculture.errors import InputError
 
+#: Columns and types of the per-replicate alignment table (one row per model, language, level,
+#: group and unit in each bootstrap replicate).
+REPLICATE_ALIGNMENT_SCHEMA: dict[str, Any] = {
+    "replicate": pl.Int64,
+    "model": pl.String,
+    "family": pl.String,
+    "language": pl.String,
+    "level": pl.String,
+    "group": pl.String,
+    "unit": pl.String,
+    "alignment": pl.Float64,
+    "n_points": pl.Int64,
+}
+
+#: Columns and types of the per-replicate self-consistency table (sound and as released).
+REPLICATE_CONSISTENCY_SCHEMA: dict[str, Any] = {
+    "replicate": pl.Int64,
+    "model": pl.String,
+    "family": pl.String,
+    "language": pl.String,
+    "consistency": pl.Float64,
+    "consistency_released": pl.Float64,
+    "n_pairs": pl.Int64,
+}
+
+
 LEVELS = ("country", "language", "global", "merged")
 UNITS = ("topic", "response")
 SCHEMES = ("cluster", "responses")
@@ -723,15 +749,7 @@ def replicates(
     )
     consistency = pl.DataFrame(
         co_rows,
-        schema={
-            "replicate": pl.Int64,
-            "model": pl.String,
-            "family": pl.String,
-            "language": pl.String,
-            "consistency": pl.Float64,
-            "consistency_released": pl.Float64,
-            "n_pairs": pl.Int64,
-        },
+        schema=REPLICATE_CONSISTENCY_SCHEMA,
     )
     return ReplicateResult(alignment, consistency)
 

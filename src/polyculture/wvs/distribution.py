@@ -34,7 +34,12 @@ import numpy as np
 import polars as pl
 from scipy.stats import binom
 
-from polyculture.wvs.alignment import LEVELS, AnalysisData, percentile_interval
+from polyculture.wvs.alignment import (
+    LEVELS,
+    REPLICATE_ALIGNMENT_SCHEMA,
+    AnalysisData,
+    percentile_interval,
+)
 
 METRICS = ("mae", "js_distance", "wasserstein")
 #: The hypothetical survey interviews 10 citizens (the paper's template, Appendix B).
@@ -215,15 +220,5 @@ def distribution_replicates(
             )
     return pl.DataFrame(
         rows,
-        schema={
-            "replicate": pl.Int64,
-            "model": pl.String,
-            "family": pl.String,
-            "language": pl.String,
-            "level": pl.String,
-            "group": pl.String,
-            "unit": pl.String,
-            "alignment": pl.Float64,
-            "n_points": pl.Int64,
-        },
+        schema=REPLICATE_ALIGNMENT_SCHEMA,
     )

@@ -28,6 +28,8 @@ import polars as pl
 
 from polyculture.wvs.alignment import (
     RELEASED_ERROR_RATE,
+    REPLICATE_ALIGNMENT_SCHEMA,
+    REPLICATE_CONSISTENCY_SCHEMA,
     AnalysisData,
     ReplicateResult,
     _stable_ints,
@@ -174,28 +176,10 @@ def released_replicates(
             )
     alignment = pl.DataFrame(
         al_rows,
-        schema={
-            "replicate": pl.Int64,
-            "model": pl.String,
-            "family": pl.String,
-            "language": pl.String,
-            "level": pl.String,
-            "group": pl.String,
-            "unit": pl.String,
-            "alignment": pl.Float64,
-            "n_points": pl.Int64,
-        },
+        schema=REPLICATE_ALIGNMENT_SCHEMA,
     )
     cons = pl.DataFrame(
         co_rows,
-        schema={
-            "replicate": pl.Int64,
-            "model": pl.String,
-            "family": pl.String,
-            "language": pl.String,
-            "consistency": pl.Float64,
-            "consistency_released": pl.Float64,
-            "n_pairs": pl.Int64,
-        },
+        schema=REPLICATE_CONSISTENCY_SCHEMA,
     )
     return ReplicateResult(alignment, cons)
