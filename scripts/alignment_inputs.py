@@ -7,7 +7,7 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.io import write_parquet
+from polyculture.io import write_outputs
 from polyculture.wvs.alignment import build_analysis_data, summarise_cells
 from polyculture.wvs.replication import prepare_inputs
 
@@ -29,9 +29,8 @@ inputs = prepare_inputs(
 )
 cells = summarise_cells(build_analysis_data(inputs.responses, inputs.ground_truth))
 logging.info("cells:\n%s\ndrops:\n%s", cells, inputs.drops)
-write_parquet(inputs.responses, snakemake.output.responses)
-write_parquet(inputs.ground_truth, snakemake.output.ground_truth)
-write_parquet(inputs.country_languages, snakemake.output.country_languages)
-write_parquet(inputs.human_consistency, snakemake.output.human_consistency)
-write_parquet(inputs.drops, snakemake.output.drops)
-write_parquet(cells, snakemake.output.cells)
+o = snakemake.output
+with write_outputs() as out:
+    for name in ("responses", "ground_truth", "country_languages", "human_consistency", "drops"):
+        out.parquet(getattr(inputs, name), o[name])
+    out.parquet(cells, o.cells)

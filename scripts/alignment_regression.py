@@ -9,7 +9,7 @@ import logging
 
 import polars as pl
 
-from polyculture.io import write_json, write_parquet, write_text
+from polyculture.io import write_outputs
 from polyculture.wvs.alignment import load_analysis_data
 from polyculture.wvs.alignment_figures import plot_forest
 from polyculture.wvs.regressions import RegressionSpec, regression_stage
@@ -20,16 +20,18 @@ capability = pl.read_parquet(i.capability) if hasattr(i, "capability") else None
 spec = RegressionSpec(**p.spec)
 stage = regression_stage(spec, data, capability, **p.fit, seed=p.seed)
 logging.info("%s", stage.summary)
-write_parquet(stage.coefficients, snakemake.output.coefficients)
-write_parquet(stage.observations, snakemake.output.observations)
-write_text(stage.summary, snakemake.output.summary)
-write_json(stage.fit, snakemake.output.fit)
-plot_forest(
-    stage.coefficients,
-    snakemake.output.figure,
-    title=p.figure["title"],
-    term_pattern=p.figure["terms"],
-    panel_by=p.figure["panel_by"],
-    label_column=p.figure["label"],
-    empty_message=stage.summary,
-)
+o = snakemake.output
+with write_outputs() as out:
+    out.parquet(stage.coefficients, o.coefficients)
+    out.parquet(stage.observations, o.observations)
+    out.text(stage.summary, o.summary)
+    out.json(stage.fit, o.fit)
+    plot_forest(
+        stage.coefficients,
+        out.file(o.figure),
+        title=p.figure["title"],
+        term_pattern=p.figure["terms"],
+        panel_by=p.figure["panel_by"],
+        label_column=p.figure["label"],
+        empty_message=stage.summary,
+    )

@@ -10,7 +10,7 @@ import logging
 
 import polars as pl
 
-from polyculture.io import write_parquet, write_text
+from polyculture.io import write_outputs
 from polyculture.wvs.published import (
     read_published,
     replication_summary,
@@ -35,6 +35,7 @@ if hasattr(i, "speccurve"):
 report = replication_table(published, variants, alpha=p.alpha)
 summary = replication_summary(report)
 logging.info("replication summary:\n%s", summary)
-write_parquet(report, snakemake.output.table)
-write_text(report.write_csv(separator="\t", float_precision=4), snakemake.output.table_tsv)
-write_text(summary.write_csv(separator="\t", float_precision=3), snakemake.output.summary)
+with write_outputs() as out:
+    out.parquet(report, snakemake.output.table)
+    out.tsv(report, snakemake.output.table_tsv, float_precision=4)
+    out.tsv(summary, snakemake.output.summary, float_precision=3)

@@ -8,7 +8,7 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.io import write_parquet, write_text
+from polyculture.io import write_outputs
 from polyculture.wvs.alignment import alignment_table, load_analysis_data
 from polyculture.wvs.distribution import distribution_table
 
@@ -25,7 +25,6 @@ table = alignment_table(
     min_responses=p.min_responses,
 )
 logging.info("%d alignment rows", table.height)
-write_parquet(table, snakemake.output.alignment)
 low = table.filter("low_n").select("model", "language", "n_responses").unique().sort("model")
 logging.info("cells with fewer than %d responses (flagged low_n):\n%s", p.min_responses, low)
 dist = distribution_table(
@@ -35,5 +34,7 @@ dist = distribution_table(
     alpha=p.bootstrap["alpha"],
     survey_size=p.distribution["survey_size"],
 )
-write_parquet(dist, snakemake.output.distribution)
-write_text(dist.write_csv(separator="\t", float_precision=4), snakemake.output.distribution_tsv)
+with write_outputs() as out:
+    out.parquet(table, snakemake.output.alignment)
+    out.parquet(dist, snakemake.output.distribution)
+    out.tsv(dist, snakemake.output.distribution_tsv, float_precision=4)

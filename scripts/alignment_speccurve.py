@@ -7,7 +7,7 @@ log_to(snakemake.log[0])
 
 import polars as pl
 
-from polyculture.io import write_parquet, write_text
+from polyculture.io import write_outputs
 from polyculture.wvs.alignment import load_analysis_data
 from polyculture.wvs.speccurve import speccurve_stage
 
@@ -23,6 +23,7 @@ with open(snakemake.log[0], "a", encoding="utf-8") as log:
         figure_dir=snakemake.output.figures,
         log=log,
     )
-write_parquet(table, snakemake.output.table)
-write_parquet(summary, snakemake.output.summary)
-write_text(summary.write_csv(separator="\t"), snakemake.output.summary_tsv)
+with write_outputs() as out:
+    out.parquet(table, snakemake.output.table)
+    out.parquet(summary, snakemake.output.summary)
+    out.tsv(summary, snakemake.output.summary_tsv)

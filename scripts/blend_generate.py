@@ -19,7 +19,7 @@ from polyculture.blend import (
     questions_path,
     select_questions,
 )
-from polyculture.io import check_columns, write_parquet
+from polyculture.io import write_outputs
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
 torch.set_num_threads(snakemake.threads)
@@ -46,8 +46,7 @@ answers, drops = answer_prompts(
     prompt_format=p.prompt_format,
 )
 generator.close()
-check_columns(answers, p.schema, snakemake.output.answers)
 logging.info("%d answers, %d empty", answers.height, drops.dropped)
-write_parquet(drops.to_frame(), snakemake.output.drops)
-drops.check(p.max_drop_rate)
-write_parquet(answers, snakemake.output.answers)
+with write_outputs() as out:
+    out.table(answers, snakemake.output.answers, p.schema)
+    out.drops([drops], snakemake.output.drops, p.max_drop_rate)

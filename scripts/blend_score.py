@@ -9,7 +9,7 @@ import logging
 import polars as pl
 
 from polyculture.blend import format_scores, score_generations
-from polyculture.io import check_columns, read_table, write_parquet
+from polyculture.io import read_table, write_outputs
 
 p = snakemake.params
 answers = pl.concat([read_table(f, p.schemas["answers"]) for f in snakemake.input.answers])
@@ -19,8 +19,7 @@ scores, per_question = score_generations(
 model = pl.lit(snakemake.wildcards.blend_model).alias("model")
 scores = scores.select(model, pl.all())
 per_question = per_question.select(model, pl.all())
-check_columns(scores, p.schemas["scores"], snakemake.output.scores)
-check_columns(per_question, p.schemas["per_question"], snakemake.output.per_question)
-logging.info("scores of %s:\n%s", snakemake.wildcards.blend_model, format_scores(scores))
-write_parquet(per_question, snakemake.output.per_question)
-write_parquet(scores, snakemake.output.scores)
+with write_outputs() as out:
+    out.table(scores, snakemake.output.scores, p.schemas["scores"])
+    out.table(per_question, snakemake.output.per_question, p.schemas["per_question"])
+    logging.info("scores of %s:\n%s", snakemake.wildcards.blend_model, format_scores(scores))

@@ -9,7 +9,7 @@ import polars as pl
 
 from polyculture import compare as cmp
 from polyculture.general_eval import task_specs
-from polyculture.io import read_table, write_parquet, write_table, write_text
+from polyculture.io import read_table, write_outputs
 
 p, out = snakemake.params, snakemake.output
 pairs = [cmp.Pair(**d) for d in p.pairs]
@@ -33,15 +33,16 @@ tables = {
     "general_scores": general_scores,
     "general_comparison": general_cmp,
 }
-for key, table in tables.items():
-    write_table(table, out[key], p.schemas[key])
-write_parquet(ablation, out.ablation)
-write_text(
-    cmp.markdown_report(
-        blend_scores, blend_cmp, general_scores, general_cmp, ablation,
-        alpha=p.alpha, n_boot=p.n_boot, notes=p.notes, published=p.published,
-    ),
-    out.markdown,
-)  # fmt: skip
-cmp.plot_blend(blend_scores, blend_cmp, out.blend_figure, alpha=p.alpha)
-cmp.plot_general(general_scores, general_cmp, out.general_figure, alpha=p.alpha)
+with write_outputs() as files:
+    for key, table in tables.items():
+        files.table(table, out[key], p.schemas[key])
+    files.parquet(ablation, out.ablation)
+    files.text(
+        cmp.markdown_report(
+            blend_scores, blend_cmp, general_scores, general_cmp, ablation,
+            alpha=p.alpha, n_boot=p.n_boot, notes=p.notes, published=p.published,
+        ),
+        out.markdown,
+    )  # fmt: skip
+    cmp.plot_blend(blend_scores, blend_cmp, files.file(out.blend_figure), alpha=p.alpha)
+    cmp.plot_general(general_scores, general_cmp, files.file(out.general_figure), alpha=p.alpha)

@@ -15,8 +15,7 @@ from polyculture.consensus.dialogues import (
     mix,
     request_lookup,
 )
-from polyculture.consensus.tables import write_drops, write_table
-from polyculture.io import check_columns, read_table, write_jsonl, write_text
+from polyculture.io import read_table, write_outputs
 
 p = snakemake.params
 variant = snakemake.wildcards.variant
@@ -40,8 +39,8 @@ records = mix(
     origin=origin,
 )
 counts = counts_table(records)
-check_columns(counts, p.counts_schema, snakemake.output.counts)
-write_drops([drops, general_drops], snakemake.output.drops)
-write_table(counts, snakemake.output.counts, p.counts_schema)
-write_text(counts_markdown(counts, variant), snakemake.output.counts_md)
-write_jsonl(records, snakemake.output.train)
+with write_outputs() as out:
+    out.table(counts, snakemake.output.counts, p.counts_schema)
+    out.drops([drops, general_drops], snakemake.output.drops, None)
+    out.text(counts_markdown(counts, variant), snakemake.output.counts_md)
+    out.jsonl(records, snakemake.output.train)

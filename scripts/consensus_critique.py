@@ -23,8 +23,8 @@ from polyculture.consensus.critiques import (
     point_check_groups,
     point_checks_schema,
 )
-from polyculture.consensus.tables import read_tables, write_drops, write_table
-from polyculture.io import read_table
+from polyculture.consensus.tables import read_tables
+from polyculture.io import read_table, write_outputs
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
@@ -86,7 +86,6 @@ critiques, drops = collect_critiques(table, outputs)
 counters.append(drops)
 for c in counters:
     c.group = snakemake.wildcards.selection
-write_drops(counters, snakemake.output.drops)
-for c in counters:
-    c.check(p.stage["max_drop_rate"])
-write_table(critiques, snakemake.output.critiques, p.schema)
+with write_outputs() as out:
+    out.drops(counters, snakemake.output.drops, p.stage["max_drop_rate"])
+    out.table(critiques, snakemake.output.critiques, p.schema)

@@ -6,9 +6,8 @@ log_to(snakemake.log[0])
 
 
 from polyculture.consensus.responses import embedding_table, usable_responses
-from polyculture.consensus.tables import write_drops, write_table
 from polyculture.embed import embed_texts, load_embedder
-from polyculture.io import read_table
+from polyculture.io import read_table, write_outputs
 
 p = snakemake.params
 responses, drops = usable_responses(read_table(snakemake.input.responses, allow_empty=True))
@@ -18,6 +17,6 @@ table = embedding_table(
     responses,
     lambda texts: embed_texts(embedder, texts, batch_size=p.batch_size, prompt_name=p.prompt_name),
 )
-write_drops([drops], snakemake.output.drops)
-drops.check(p.max_drop_rate)
-write_table(table, snakemake.output.embeddings, p.schema)
+with write_outputs() as out:
+    out.drops([drops], snakemake.output.drops, p.max_drop_rate)
+    out.table(table, snakemake.output.embeddings, p.schema)

@@ -11,8 +11,7 @@ from polyculture.consensus.questions import (
     question_json_schema,
     region_list,
 )
-from polyculture.consensus.tables import write_drops, write_table
-from polyculture.io import read_table
+from polyculture.io import read_table, write_outputs
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 from polyculture.translate import TranslatorSettings, load_translator
 
@@ -38,6 +37,6 @@ translator = load_translator(
 questions, drops = collect_questions(
     paragraphs, outputs, k=p.k, regions=regions, supports=translator.supports
 )
-write_drops([drops], snakemake.output.drops)
-drops.check(p.stage["max_drop_rate"])
-write_table(questions, snakemake.output.questions, p.schema)
+with write_outputs() as out:
+    out.drops([drops], snakemake.output.drops, p.stage["max_drop_rate"])
+    out.table(questions, snakemake.output.questions, p.schema)

@@ -7,7 +7,7 @@ log_to(snakemake.log[0])
 import logging
 
 from polyculture.consensus.statements import ingest, load_source_table
-from polyculture.consensus.tables import write_drops, write_table
+from polyculture.io import write_outputs
 
 p = snakemake.params
 schemas = {"candle": p.candle_schema, "cultureatlas": p.cultureatlas_schema}
@@ -24,5 +24,6 @@ statements, drops = ingest(
 logging.info(
     "%d statements about %d countries", statements.height, statements["country"].n_unique()
 )
-write_drops([drops], snakemake.output.drops)
-write_table(statements, snakemake.output.statements, p.schema)
+with write_outputs() as out:
+    out.drops([drops], snakemake.output.drops, None)
+    out.table(statements, snakemake.output.statements, p.schema)

@@ -7,8 +7,7 @@ log_to(snakemake.log[0])
 
 
 from polyculture.consensus.critiques import translate_ground_truth
-from polyculture.consensus.tables import write_drops, write_table
-from polyculture.io import read_table
+from polyculture.io import read_table, write_outputs
 from polyculture.translate import TranslatorSettings, load_translator
 
 p = snakemake.params
@@ -34,6 +33,6 @@ table, drops = translate_ground_truth(
     skip_same_language=p.skip_same_language,
 )
 drops.group = snakemake.wildcards.selection
-write_drops([drops], snakemake.output.drops)
-drops.check(p.max_drop_rate)
-write_table(table, snakemake.output.translated, p.schema)
+with write_outputs() as out:
+    out.drops([drops], snakemake.output.drops, p.max_drop_rate)
+    out.table(table, snakemake.output.translated, p.schema)

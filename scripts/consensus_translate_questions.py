@@ -6,8 +6,7 @@ log_to(snakemake.log[0])
 
 
 from polyculture.consensus.questions import collect_pairs
-from polyculture.consensus.tables import write_drops, write_table
-from polyculture.io import read_table
+from polyculture.io import read_table, write_outputs
 from polyculture.translate import TranslatorSettings, load_translator
 
 p = snakemake.params
@@ -21,6 +20,6 @@ translator = load_translator(
 texts = questions["question_en"].to_list()
 translations = translator.translate(texts, "en", questions["language"].to_list()) if texts else []
 pairs, drops = collect_pairs(questions, translations)
-write_drops([drops], snakemake.output.drops)
-drops.check(p.max_drop_rate)
-write_table(pairs, snakemake.output.pairs, p.schema)
+with write_outputs() as out:
+    out.drops([drops], snakemake.output.drops, p.max_drop_rate)
+    out.table(pairs, snakemake.output.pairs, p.schema)

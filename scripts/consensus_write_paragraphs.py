@@ -6,8 +6,7 @@ log_to(snakemake.log[0])
 
 
 from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
-from polyculture.consensus.tables import write_drops, write_table
-from polyculture.io import read_table
+from polyculture.io import read_table, write_outputs
 from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
@@ -16,6 +15,6 @@ generator = load_generator(p.generator, **generator_kwargs(p.backend))
 sampling = sampling_from_config(p.stage["sampling"], p.seed, key="consensus.paragraphs.sampling")
 outputs = generator.generate(paragraph_conversations(statements, p.prompt), 1, sampling)
 paragraphs, drops = collect_paragraphs(statements, outputs)
-write_drops([drops], snakemake.output.drops)
-drops.check(p.stage["max_drop_rate"])
-write_table(paragraphs, snakemake.output.paragraphs, p.schema)
+with write_outputs() as out:
+    out.drops([drops], snakemake.output.drops, p.stage["max_drop_rate"])
+    out.table(paragraphs, snakemake.output.paragraphs, p.schema)

@@ -7,7 +7,7 @@ log_to(snakemake.log[0])
 import logging
 
 from polyculture.drops import drops_summary
-from polyculture.io import read_table, write_parquet, write_text
+from polyculture.io import read_table, write_outputs
 
 tables = {
     pipeline: [read_table(path, snakemake.params.schema) for path in snakemake.input[pipeline]]
@@ -15,5 +15,6 @@ tables = {
 }
 summary = drops_summary(tables)
 logging.info("%d drop rows from %s", summary.height, ", ".join(tables))
-write_parquet(summary, snakemake.output.table)
-write_text(summary.write_csv(separator="\t", float_precision=4), snakemake.output.tsv)
+with write_outputs() as out:
+    out.parquet(summary, snakemake.output.table)
+    out.tsv(summary, snakemake.output.tsv, float_precision=4)

@@ -9,7 +9,7 @@ import tempfile
 import torch
 
 from polyculture import general_eval as ge
-from polyculture.io import check_columns, write_json, write_jsonl, write_parquet
+from polyculture.io import write_outputs
 
 torch.set_num_threads(snakemake.threads)
 p, name = snakemake.params, snakemake.wildcards.general_model
@@ -30,9 +30,8 @@ with tempfile.TemporaryDirectory() as tmp:
 items = ge.item_table(results, specs, name)
 ge.check_items(items, specs)
 metrics = ge.metric_table(items, specs)
-check_columns(items, p.schemas["items"], snakemake.output.item_scores)
-check_columns(metrics, p.schemas["metrics"], snakemake.output.metrics)
-write_jsonl(ge.sample_records(results, name), snakemake.output.samples)
-write_json(ge.results_summary(results), snakemake.output.results)
-write_parquet(items, snakemake.output.item_scores)
-write_parquet(metrics, snakemake.output.metrics)
+with write_outputs() as out:
+    out.table(items, snakemake.output.item_scores, p.schemas["items"])
+    out.table(metrics, snakemake.output.metrics, p.schemas["metrics"])
+    out.jsonl(ge.sample_records(results, name), snakemake.output.samples)
+    out.json(ge.results_summary(results), snakemake.output.results)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from polyculture.io import write_outputs
 from polyculture.wvs.demo import demo_truth, make_demo_microdata
 from polyculture.wvs.topics import load_topics
 
@@ -25,9 +26,9 @@ def main() -> None:
     micro, latent = make_demo_microdata(
         topics, seed=args.seed, respondents_per_country=args.respondents
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    micro.write_csv(args.out / "microdata.csv")
-    demo_truth(latent).write_csv(args.out / "polarity_truth.csv", float_precision=17)
+    with write_outputs() as out:
+        micro.write_csv(out.file(args.out / "microdata.csv"))
+        demo_truth(latent).write_csv(out.file(args.out / "polarity_truth.csv"), float_precision=17)
     print(f"wrote {micro.height} respondents × {len(topics)} topics to {args.out}")
 
 

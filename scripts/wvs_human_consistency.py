@@ -6,9 +6,8 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.io import read_table
+from polyculture.io import read_table, write_outputs
 from polyculture.wvs.polarity import consistency_summary, human_consistency
-from polyculture.wvs.summary import write_checked
 
 p = snakemake.params
 answers = read_table(snakemake.input.answers, p.schemas["answers"])
@@ -17,5 +16,6 @@ pairs = human_consistency(
 )
 summary = consistency_summary(pairs, p.n_draws, p.draw_size)
 logging.info("human self-consistency band:\n%s", summary)
-write_checked(pairs, snakemake.output.pairs, p.schemas["pairs"])
-write_checked(summary, snakemake.output.summary, p.schemas["summary"])
+with write_outputs() as out:
+    out.table(pairs, snakemake.output.pairs, p.schemas["pairs"])
+    out.table(summary, snakemake.output.summary, p.schemas["summary"])

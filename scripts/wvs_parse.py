@@ -6,8 +6,7 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.io import write_parquet
-from polyculture.wvs.summary import read_parts, write_checked
+from polyculture.io import read_parts, write_outputs
 from polyculture.wvs.surveys import LanguageIdentifier, drops_frame, parse_responses
 
 p = snakemake.params
@@ -16,14 +15,15 @@ identifier = LanguageIdentifier(tuple(p.candidates)) if p.check_language else No
 parsed, counters = parse_responses(
     responses, min_items=p.min_items, identifier=identifier, accept_bullets=p.accept_bullets
 )
-write_parquet(drops_frame(counters), snakemake.output.drops)
-for counter in counters.values():
-    logging.info(
-        "%s: %d of %d dropped %s",
-        counter.group,
-        counter.dropped,
-        counter.total,
-        dict(counter.reasons),
-    )
-    counter.check(p.max_drop_rate)
-write_checked(parsed, snakemake.output.parsed, p.schemas["out"])
+with write_outputs() as out:
+    out.parquet(drops_frame(counters), snakemake.output.drops)
+    for counter in counters.values():
+        logging.info(
+            "%s: %d of %d dropped %s",
+            counter.group,
+            counter.dropped,
+            counter.total,
+            dict(counter.reasons),
+        )
+        counter.check(p.max_drop_rate)
+    out.table(parsed, snakemake.output.parsed, p.schemas["out"])

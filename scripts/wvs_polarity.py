@@ -6,8 +6,8 @@ log_to(snakemake.log[0])
 
 import logging
 
+from polyculture.io import write_outputs
 from polyculture.wvs.polarity import MicrodataColumns, microdata_polarity
-from polyculture.wvs.summary import write_checked
 from polyculture.wvs.topics import (
     load_country_languages,
     load_topics,
@@ -32,7 +32,9 @@ polarity, answers, summary = microdata_polarity(
     min_valid=p.min_valid,
 )
 logging.info("answer codes per topic:\n%s", summary)
-write_checked(answers, snakemake.output.answers, p.schemas["answers"])
-write_checked(summary, snakemake.output.summary, p.schemas["summary"])
-write_checked(country_languages, snakemake.output.country_languages, p.schemas["country_languages"])
-write_checked(polarity, snakemake.output.polarity, p.schemas["polarity"])
+o = snakemake.output
+with write_outputs() as out:
+    out.table(answers, o.answers, p.schemas["answers"])
+    out.table(summary, o.summary, p.schemas["summary"])
+    out.table(country_languages, o.country_languages, p.schemas["country_languages"])
+    out.table(polarity, o.polarity, p.schemas["polarity"])

@@ -7,19 +7,20 @@ log_to(snakemake.log[0])
 
 import polars as pl
 
-from polyculture.io import read_table, write_text
+from polyculture.io import read_table, write_outputs
 from polyculture.wvs.summary import drops_report, polarity_wide, read_parts, response_counts
 from polyculture.wvs.topics import load_topics
 
 i, o = snakemake.input, snakemake.output
 topics = load_topics(i.topics)
 polarity = read_table(i.polarity)
-write_text(polarity_wide(polarity, topics).write_csv(separator="\t"), o.polarity)
 consistency = read_table(i.consistency).with_columns(pl.col(pl.Float64).round(4))
-write_text(consistency.write_csv(separator="\t"), o.consistency)
 responses = read_parts(i.responses, None)
 parsed = read_parts(i.parsed, None)
 scored = read_parts(i.scored, None)
-write_text(response_counts(responses, parsed, scored).write_csv(separator="\t"), o.responses)
 drops = [read_table(path, allow_empty=True) for path in i.drops]
-write_text(drops_report(drops).write_csv(separator="\t"), o.drops)
+with write_outputs() as out:
+    out.tsv(polarity_wide(polarity, topics), o.polarity)
+    out.tsv(consistency, o.consistency)
+    out.tsv(response_counts(responses, parsed, scored), o.responses)
+    out.tsv(drops_report(drops), o.drops)

@@ -5,10 +5,8 @@ from polyculture.logs import log_to
 log_to(snakemake.log[0])
 
 
-from polyculture.drops import concat_drops
-from polyculture.io import read_table, write_parquet
+from polyculture.io import read_table, write_outputs
 from polyculture.wvs.prompts import translate_prompts
-from polyculture.wvs.summary import write_checked
 from polyculture.wvs.surveys import LanguageIdentifier
 
 p = snakemake.params
@@ -25,7 +23,7 @@ if language != "en":
         api=p.backend.get("openai"),
     )
 identifier = LanguageIdentifier(tuple(p.candidates)) if p.check_language else None
-out, drops = translate_prompts(prompts, language, translator, identifier=identifier)
-write_parquet(concat_drops([drops.to_frame()]), snakemake.output.drops)
-drops.check(p.max_drop_rate)
-write_checked(out, snakemake.output.prompts, p.schemas["out"])
+translated, drops = translate_prompts(prompts, language, translator, identifier=identifier)
+with write_outputs() as out:
+    out.drops([drops], snakemake.output.drops, p.max_drop_rate)
+    out.table(translated, snakemake.output.prompts, p.schemas["out"])

@@ -87,6 +87,65 @@ def test_atomic_writers_leave_no_partial_file(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "x.json").read_text(encoding="utf-8")) == {"a": "é", "b": 1}
 
 
+def test_output_set_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    good = pl.DataFrame({"id": ["a"], "score": [0.5]})
+    bad = pl.DataFrame({"id": ["a"]})  # lacks the required 'score'
+    old = tmp_path / "old.json"
+    old.write_text("old\n", encoding="utf-8")
+
+    # a bad second table: neither table, nor the JSON staged before it, is written
+    missing = r"second\.parquet: missing column\(s\) 'score'"
+    with pytest.raises(InputError, match=missing), io.write_outputs() as out:
+        out.table(good, tmp_path / "first.parquet", ROW_SCHEMA)
+        out.json({"a": 1}, old)
+        out.table(bad, tmp_path / "second.parquet", ROW_SCHEMA)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+    assert old.read_text(encoding="utf-8") == "old\n"
+
+    # a drop rate above the limit (checked once the drop table is staged) discards the set
+    kept, lossy = DropCounter(stage="parse", group="a"), DropCounter(stage="parse", group="b")
+    kept.seen(4)
+    lossy.seen(2)
+    lossy.drop("no_list", 2)
+    with pytest.raises(DropRateError, match=r"\(b\) dropped 2 of 2"), io.write_outputs() as out:
+        out.table(good, tmp_path / "first.parquet", ROW_SCHEMA)
+        out.drops([kept, lossy], tmp_path / "drops.parquet", 0.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+    # any other error in the block discards the set too
+    with pytest.raises(RuntimeError, match="interrupted"), io.write_outputs() as out:
+        out.text("x", tmp_path / "x.txt")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+    with io.write_outputs() as out:  # no limit: the drop table alone
+        out.drops([kept, lossy], tmp_path / "drops.parquet", None)
+    drops = pl.read_parquet(tmp_path / "drops.parquet")
+    assert drops.select("group", "reason", "dropped", "total").rows() == [
+        ("a", "none", 0, 4), ("b", "no_list", 2, 2)
+    ]  # fmt: skip
+    (tmp_path / "drops.parquet").unlink()
+
+    with io.write_outputs() as out:
+        out.table(good, tmp_path / "t.parquet", ROW_SCHEMA)
+        assert not (tmp_path / "t.parquet").exists()  # staged, not yet in place
+        out.tsv(good, tmp_path / "t.tsv", float_precision=2)
+        assert out.jsonl(({"n": i, "é": "ü"} for i in range(3)), tmp_path / "r.jsonl") == 3
+        out.json({"b": 1, "a": "é"}, old)
+        out.file(tmp_path / "sub" / "own.bin").write_bytes(b"\x00\x01")
+        with pytest.raises(ValueError, match="added twice"):
+            out.text("x", tmp_path / "t.tsv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "old.json", "r.jsonl", "sub", "t.parquet", "t.tsv"
+    ]  # fmt: skip
+    assert pl.read_parquet(tmp_path / "t.parquet").equals(good)
+    assert (tmp_path / "t.tsv").read_text(encoding="utf-8") == "id\tscore\na\t0.50\n"
+    assert io.read_jsonl(tmp_path / "r.jsonl")[2] == {"n": 2, "é": "ü"}
+    assert json.loads(old.read_text(encoding="utf-8")) == {"a": "é", "b": 1}
+    assert (tmp_path / "sub" / "own.bin").read_bytes() == b"\x00\x01"
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert (tmp_path / "t.parquet").stat().st_mode == plain.stat().st_mode
+
+
 @pytest.mark.parametrize("n_items,n_shards", [(0, 3), (10, 3), (7, 7), (5, 8)])
 def test_shard_bounds_partition_the_rows(n_items: int, n_shards: int) -> None:
     covered = []

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from polyculture.errors import InputError
+from polyculture.io import atomic_path
 from polyculture.stats import PairedBootstrap, paired_bootstrap
 
 ALL = "all"  # prompt id of scores averaged over the prompt templates; benchmark macro mean
@@ -864,20 +866,27 @@ def _grouped_bars(
                 ax.text(x, y + star_offset, "*", ha="center", va="bottom", fontsize=12)
 
 
-def _save_figure(fig: Any, path: str, alpha: float) -> None:
-    """Write `fig` to `path` (PNG, no software stamp) with the footnote that explains the stars,
-    and close it."""
+def _save_figure(fig: Any, path: str | os.PathLike[str], alpha: float) -> None:
+    """Write `fig` to `path` atomically (PNG whatever the name, no software stamp) with the
+    footnote that explains the stars, and close it."""
     import matplotlib.pyplot as plt
 
     fig.text(
         0.99, 0.005, f"* adapter vs base: paired bootstrap p < {alpha}", ha="right", fontsize=7
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, metadata={"Software": None})
     plt.close(fig)
 
 
-def plot_blend(blend_sc: pl.DataFrame, blend_cmp: pl.DataFrame, path: str, *, alpha: float) -> None:
+def plot_blend(
+    blend_sc: pl.DataFrame,
+    blend_cmp: pl.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    alpha: float,
+) -> None:
     """Per-country SEM-B bars (mean over prompt templates) of every model, in English and in
     the local language; a star marks an adapter that differs from its base with p < alpha."""
     import matplotlib
@@ -929,7 +938,11 @@ def plot_blend(blend_sc: pl.DataFrame, blend_cmp: pl.DataFrame, path: str, *, al
 
 
 def plot_general(
-    general_sc: pl.DataFrame, general_cmp: pl.DataFrame, path: str, *, alpha: float
+    general_sc: pl.DataFrame,
+    general_cmp: pl.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    alpha: float,
 ) -> None:
     """Benchmark scores per task (and per benchmark, 'all') of every model; a star marks an
     adapter that differs from its base with p < alpha."""

@@ -1,4 +1,4 @@
-"""Reading inputs with schema checks; writers that never leave half-written files."""
+"""Reading inputs with schema checks; writers that never leave a half-written file or set of files."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from polyculture.drops import DropCounter, concat_drops
 from polyculture.errors import InputError
 
 _POLARS_KINDS: dict[str, tuple[type, ...]] = {
@@ -35,54 +36,139 @@ _POLARS_KINDS: dict[str, tuple[type, ...]] = {
 }
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
-    target = Path(path)
+def _temp_beside(target: Path) -> Path:
+    """An empty hidden temporary file in `target`'s folder (so the final rename stays on one
+    file system), with the mode a plain open() would give it, not mkstemp's owner-only one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp creates the file owner-only; give it the mode a plain open() would.
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp_name, 0o666 & ~umask)
+    return Path(tmp_name)
+
+
+class OutputSet:
+    """The outputs of one job, written together: each file is checked and written to a
+    temporary file beside its target when it is added, and all of them are moved into place
+    only when the :func:`write_outputs` block that made the set ends without an error. A failing
+    schema check, drop-rate check or writer anywhere in the block leaves every target as it was
+    (absent or old): never a half-written set of outputs."""
+
+    def __init__(self) -> None:
+        self._staged: dict[Path, Path] = {}
+
+    def file(self, path: str | os.PathLike[str]) -> Path:
+        """A temporary path for `path`, for a writer of its own (e.g. a figure); it becomes
+        `path` when the set is committed (as an empty file if the writer wrote nothing). Each
+        target may be added once."""
+        target = Path(path)
+        if target in self._staged:
+            raise ValueError(f"{target}: added twice to one set of outputs")
+        self._staged[target] = _temp_beside(target)
+        return self._staged[target]
+
+    def table(self, df: pl.DataFrame, path: str | os.PathLike[str], schema: Any) -> None:
+        """Check `df` against a row schema (file or mapping), then stage it as Parquet: the one
+        checked writer of every stage's tables."""
+        check_columns(df, schema, path)
+        self.parquet(df, path)
+
+    def parquet(self, df: pl.DataFrame, path: str | os.PathLike[str]) -> None:
+        """Stage a Parquet table (deterministic: no statistics timestamps)."""
+        df.write_parquet(self.file(path), compression="zstd", statistics=False)
+
+    def drops(
+        self,
+        counters: Sequence[DropCounter],
+        path: str | os.PathLike[str],
+        max_rate: float | None,
+    ) -> None:
+        """Stage the drop counts of one stage (one or more groups) as one table, then check each
+        group's drop rate against `max_rate` (None: no limit): a rate above it discards the set."""
+        self.parquet(concat_drops([c.to_frame() for c in counters]), path)
+        if max_rate is not None:
+            for counter in counters:
+                counter.check(max_rate)
+
+    def jsonl(self, records: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> int:
+        """Stage records as JSON Lines (keys sorted, UTF-8); return the number written."""
+        n = 0
+        with open(self.file(path), "w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+                n += 1
+        return n
+
+    def json(self, obj: Any, path: str | os.PathLike[str]) -> None:
+        """Stage one JSON document, keys sorted, UTF-8."""
+        self.text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", path)
+
+    def text(self, text: str, path: str | os.PathLike[str]) -> None:
+        """Stage a UTF-8 text file."""
+        self.file(path).write_text(text, encoding="utf-8")
+
+    def tsv(
+        self, df: pl.DataFrame, path: str | os.PathLike[str], float_precision: int | None = None
+    ) -> None:
+        """Stage a table as tab-separated text with a header row."""
+        self.text(df.write_csv(separator="\t", float_precision=float_precision), path)
+
+    def _commit(self) -> None:
+        """Move every staged file onto its target, in the order they were added."""
+        for target, tmp in self._staged.items():
+            os.replace(tmp, target)
+        self._staged.clear()
+
+    def _discard(self) -> None:
+        for tmp in self._staged.values():
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+@contextmanager
+def write_outputs() -> Iterator[OutputSet]:
+    """A set of outputs that appear together or not at all (see :class:`OutputSet`): in
+    `with write_outputs() as out:` a script stages its tables (`out.table` checks each against its
+    schema first), drop counts and other files, then runs its drop-rate checks; an error anywhere
+    in the block leaves none of the files written."""
+    out = OutputSet()
     try:
-        yield tmp
-        os.replace(tmp, target)
+        yield out
+        out._commit()
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        out._discard()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    with write_outputs() as out:
+        yield out.file(path)
 
 
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write a Parquet table atomically (deterministic: no statistics timestamps)."""
-    with atomic_path(path) as tmp:
-        df.write_parquet(tmp, compression="zstd", statistics=False)
+    with write_outputs() as out:
+        out.parquet(df, path)
 
 
 def write_jsonl(records: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> int:
     """Write records as JSON Lines atomically; return the number written."""
-    n = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-            n += 1
-    return n
+    with write_outputs() as out:
+        return out.jsonl(records, path)
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write one JSON document atomically, keys sorted, UTF-8."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", "utf-8"
-        )
+    with write_outputs() as out:
+        out.json(obj, path)
 
 
 def write_text(text: str, path: str | os.PathLike[str]) -> None:
     """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    with write_outputs() as out:
+        out.text(text, path)
 
 
 def read_text_utf8(path: str | os.PathLike[str]) -> str:
@@ -223,10 +309,10 @@ def check_columns(
 
 
 def write_table(df: pl.DataFrame, path: str | os.PathLike[str], schema: Any) -> None:
-    """Check `df` against a row schema (file or mapping), then write it as Parquet atomically:
-    the one checked writer of every stage's tables."""
-    check_columns(df, schema, path)
-    write_parquet(df, path)
+    """Check `df` against a row schema (file or mapping), then write it as Parquet atomically
+    (one table; several outputs of a job: :func:`write_outputs`)."""
+    with write_outputs() as out:
+        out.table(df, path, schema)
 
 
 def read_parts(paths: Sequence[str | os.PathLike[str]], schema: Any) -> pl.DataFrame:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-
 import polars as pl
 
-from polyculture.drops import DropCounter, concat_drops, drop_rate
+from polyculture.drops import drop_rate
 from polyculture.io import read_parts as read_tables
-from polyculture.io import write_parquet, write_table
+from polyculture.io import write_table
 
 #: read_tables and write_table are polyculture.io's one table reader and writer (read_parts,
 #: write_table), re-exported under the names the consensus scripts use.
-__all__ = ["drops_markdown", "read_tables", "write_drops", "write_table"]
-
-
-def write_drops(counters: Sequence[DropCounter], path: str | os.PathLike[str]) -> None:
-    """Write the drop counts of one stage (one or more groups)."""
-    write_parquet(concat_drops([c.to_frame() for c in counters]), path)
+__all__ = ["drops_markdown", "read_tables", "write_table"]
 
 
 def drops_markdown(drops: pl.DataFrame) -> str:
