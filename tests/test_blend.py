@@ -156,7 +156,7 @@ def test_skip_rules(question, reason) -> None:
 
 
 def test_demo_prompts_follow_the_country_and_language(demo_blend: Path) -> None:
-    assert blend.available_countries(demo_blend) == ["Greece", "South_Korea", "US"]
+    assert blend.available_countries(demo_blend) == ["Greece", "South_Korea", "UK", "US"]
     assert blend.run_languages("US") == ["en"]
     assert blend.run_languages("South Korea") == ["en", "ko"]
     gr_q = blend.load_questions(blend.questions_path(demo_blend, "Greece"))

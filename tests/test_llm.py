@@ -333,6 +333,39 @@ def test_peft_adapter_loads_and_changes_output(tiny_llama: Path, tmp_path: Path,
     assert merged.generate(CONVS, n=1, sampling=greedy) == lora_out
 
 
+def direct_continuation_logprob(g: HFGenerator, conv, continuation: str) -> float:
+    """Sum of the continuation tokens' log-probabilities from one unpadded forward pass over
+    the whole sequence (every position's logits)."""
+    import torch
+
+    prompt = g.prompt_ids([conv])[0]
+    cont = g.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt + cont])
+    with torch.inference_mode():
+        logp = g.lm(input_ids=ids).logits.float().log_softmax(-1)[0]
+    return sum(float(logp[len(prompt) - 1 + t, tok]) for t, tok in enumerate(cont))
+
+
+def test_score_continuations_match_a_direct_computation(tiny_llama: Path, tmp_path: Path) -> None:
+    """Batched, left-padded scoring that keeps only the last positions' logits gives each
+    continuation's log-probability as one full pass does, on the base model and through a peft
+    adapter, for continuations of different token lengths."""
+    from polyculture.llm import accepts_logits_to_keep
+
+    adapter = build_tiny_lora(tiny_llama, tmp_path / "adapter")
+    convs = [*CONVS, [{"role": "user", "content": "a much longer prompt " * 6}]]
+    continuations = ["PRO", "CON", "neither of the two"]
+    for g in (
+        load_generator(str(tiny_llama), backend="hf", batch_size=2),
+        load_generator(str(tiny_llama), backend="hf", batch_size=4, adapter=str(adapter)),
+    ):
+        assert accepts_logits_to_keep(g.lm)
+        scores = g.score_continuations(convs, continuations)
+        for conv, row in zip(convs, scores, strict=True):
+            for cont, got in zip(continuations, row, strict=True):
+                assert got == pytest.approx(direct_continuation_logprob(g, conv, cont), abs=1e-3)
+
+
 def test_bad_inputs_fail_clearly(tiny_llama: Path, gen: HFGenerator) -> None:
     with pytest.raises(ConfigError, match="unknown backend 'tgi'"):
         load_generator(str(tiny_llama), backend="tgi")

@@ -9,6 +9,8 @@ import polars as pl
 import pytest
 import yaml
 
+from polyculture.io import read_parts
+
 pytestmark = pytest.mark.workflow
 
 POLARITY_COLUMNS = {"level", "group", "question_key", "polarity", "n_valid", "weight_sum"}
@@ -131,3 +133,8 @@ def test_report_tables(run):
         assert table.height > 0
     responses = pl.read_csv(wvs / "report/responses.tsv", separator="\t")
     assert set(responses["language"]) == set(config["wvs"]["languages"])
+    # the judge's labels add up to the scored responses' summaries that got a pro/con/null label
+    scored = read_parts(sorted((wvs / "scored").glob("*.parquet")), None)
+    assert responses["labels_pro"].sum() == scored["n_pro"].sum()
+    assert responses["labels_con"].sum() == scored["n_con"].sum()
+    assert responses["labels_null"].sum() == scored["n_null"].sum()

@@ -409,6 +409,15 @@ class _SeededSampler:
         return out
 
 
+def accepts_logits_to_keep(model: Any) -> bool:
+    """Whether the causal LM's forward takes `logits_to_keep` (transformers' models since 4.45;
+    a peft wrapper passes it on to its base model)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 class HFGenerator(Generator):
     """transformers backend: chat template, length-sorted batches with left padding, each prompt
     repeated n times in its batch, per-row seeded sampling, xgrammar for JSON schemas."""
@@ -500,6 +509,10 @@ class HFGenerator(Generator):
         pairs = [(i, j) for i in range(len(convs)) for j in range(len(conts))]
         scores = [[0.0] * len(conts) for _ in convs]
         pad = self.tokenizer.pad_token_id
+        # left padding puts every continuation at the end: only the last positions' logits are
+        # needed (a few of them, not prompt length x vocabulary, e.g. ~500 x 49,152 per row)
+        keep = max(len(c) for c in conts) + 1
+        extra = {"logits_to_keep": keep} if accepts_logits_to_keep(self.lm) else {}
         for start in range(0, len(pairs), self.batch_size):
             batch = pairs[start : start + self.batch_size]
             seqs = [prompts[i] + conts[j] for i, j in batch]
@@ -511,12 +524,13 @@ class HFGenerator(Generator):
                 attn[r, width - len(q) :] = 1
             with torch.inference_mode():
                 logits = self.lm(
-                    input_ids=ids.to(self.device), attention_mask=attn.to(self.device)
+                    input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **extra
                 ).logits.float()
             logp = logits.log_softmax(dim=-1)
+            offset = width - logp.shape[1]  # position of logp's first row in the sequence
             for r, (i, j) in enumerate(batch):
                 k = len(conts[j])
-                pos = torch.arange(width - k - 1, width - 1, device=logp.device)
+                pos = torch.arange(width - k - 1 - offset, width - 1 - offset, device=logp.device)
                 target = ids[r, width - k :].to(logp.device)
                 scores[i][j] = float(logp[r, pos, target].sum())
         return scores

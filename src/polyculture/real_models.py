@@ -8,8 +8,8 @@ model, offline:
 
 - chat models ship as GGUF: transformers dequantizes it (``gguf_file=``; needs the ``gguf``
   package), and the directory gets safetensors in bfloat16 (half the size of float32 and about
-  twice as fast on CPUs with AVX512-BF16 at batch >= 8, measured in
-  ``../shared/notes/real-models.md``), the tokenizer with the chat template stored in the GGUF
+  twice as fast on CPUs with AVX512-BF16 at batch >= 8, measured on the project's 2-core build
+  machine for issue 13), the tokenizer with the chat template stored in the GGUF
   metadata, and a generation config;
 - embedders ship as sentence-transformers directories and are copied.
 

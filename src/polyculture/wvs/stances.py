@@ -7,7 +7,8 @@ That is judge mode ``generate`` (config ``wvs.judge_mode``), the method's judge.
 
 Judge mode ``logprob`` serves small models, which answer a zero-shot instruction with the same
 label for everything (SmolLM2-135M, Gemma-3-270M and Qwen2.5-0.5B all said "pro" to every
-probe sentence, ../shared/notes/real-models.md): a few-shot prompt (:data:`FEW_SHOT`, two
+probe sentence in the measurements behind issue 13; tests/test_real_models.py repeats the check
+on SmolLM2): a few-shot prompt (:data:`FEW_SHOT`, two
 clearly pro and two clearly con examples on topics outside the WVS list) ends in "Answer:", and
 each label's log-probability as the reply ("PRO" / "CON") is computed; each label's mean score
 over the judged batch (one judge job's summaries) is subtracted (calibration against the

@@ -56,7 +56,8 @@ def polarity_wide(polarity: pl.DataFrame, topics: Mapping[str, Topic]) -> pl.Dat
 def response_counts(
     responses: pl.DataFrame, parsed: pl.DataFrame, scored: pl.DataFrame
 ) -> pl.DataFrame:
-    """Per model × language: responses sampled, kept by the parser, scored, and mean pro_score."""
+    """Per model × language: responses sampled, kept by the parser, scored, the judge's labels of
+    the scored responses' summaries (pro, con, null), and mean pro_score."""
     sampled = responses.group_by("model", "language").agg(pl.len().alias("sampled"))
     kept = parsed.group_by("model", "language").agg(
         pl.col("response_id").n_unique().alias("parsed"),
@@ -66,11 +67,15 @@ def response_counts(
         pl.len().alias("scored"),
         pl.col("pro_score").mean().alias("mean_pro_score"),
         pl.col("question_key").n_unique().alias("topics"),
+        pl.col("n_pro").sum().alias("labels_pro"),
+        pl.col("n_con").sum().alias("labels_con"),
+        pl.col("n_null").sum().alias("labels_null"),
     )
+    counts = ["parsed", "summaries", "scored", "topics", "labels_pro", "labels_con", "labels_null"]
     out = (
         sampled.join(kept, on=["model", "language"], how="left")
         .join(judged, on=["model", "language"], how="left")
-        .with_columns(pl.col("parsed", "summaries", "scored", "topics").fill_null(0))
+        .with_columns(pl.col(*counts).fill_null(0))
         .with_columns(
             (pl.col("parsed") / pl.col("sampled")).alias("share_parsed"),
             (pl.col("scored") / pl.col("sampled")).alias("share_scored"),
