@@ -38,11 +38,13 @@ def main(argv: list[str]) -> int:
     results: dict[str, dict] = {"machine": machine(), "benchmarks": {}}
     path = HERE / "results.json"
     if argv and path.is_file():
-        # a run of some benchmarks replaces their entries and keeps the others' (each entry
-        # says when it was measured), where the file comes from the same kind of machine
+        # a run of some benchmarks replaces their entries and keeps the others', each with the
+        # machine and time it was measured on (a VM's kernel tag changes between boots, so
+        # comparing whole machine descriptions would drop every other entry)
         previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous.get("machine") == results["machine"]:
-            results["benchmarks"] = previous.get("benchmarks", {})
+        for name, entry in previous.get("benchmarks", {}).items():
+            entry.setdefault("machine", previous.get("machine"))
+            results["benchmarks"][name] = entry
     failed = []
     started = time.perf_counter()
     for name in names:
@@ -58,6 +60,7 @@ def main(argv: list[str]) -> int:
             }
         results["benchmarks"][name] = {
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": results["machine"],
             "figures": figures,
             "seconds": round(time.perf_counter() - start, 2),
             # 1-minute load averages: above the core count, other work shared the CPUs
