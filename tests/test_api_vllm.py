@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import SNAKEMAKE, copy_workflow, run_snakemake  # noqa: E402
+from conftest import SNAKEMAKE, copy_workflow, run_snakemake, vllm_cpu_env  # noqa: E402
 
 from polyculture.api import OpenAIGenerator  # noqa: E402
 from polyculture.llm import Sampling, check_schema  # noqa: E402
@@ -65,17 +65,7 @@ class VllmServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 300) -> None:
-        env = {
-            **os.environ,
-            "VLLM_CPU_KVCACHE_SPACE": "1",
-            "VLLM_TARGET_DEVICE": "cpu",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "VLLM_NO_USAGE_STATS": "1",
-            "DO_NOT_TRACK": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-        }
-        env.pop("CUDA_VISIBLE_DEVICES", None)
+        env = vllm_cpu_env(engine_in_process=False)
         cmd = [
             str(VLLM_PYTHON),
             "-m",

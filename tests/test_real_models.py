@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import vllm_cpu_env
 
 from polyculture.models import REAL_BUILTIN_MODELS
 from polyculture.real_models import REAL_MODELS, SOURCE_FILE, build_real_model, missing_package
@@ -479,16 +480,7 @@ def test_vllm_backend_runs_the_real_model_with_a_lora_request(chat_dir: Path, tm
     cfg = LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(lm, cfg).save_pretrained(str(tmp_path / "adapter"))
     (tmp_path / "run.py").write_text(VLLM_SCRIPT)
-    env = {
-        **os.environ,
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_TARGET_DEVICE": "cpu",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    }
-    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env = vllm_cpu_env()
     out = tmp_path / "report.json"
     proc = subprocess.run(
         [str(vllm_python), "run.py", str(chat_dir), str(tmp_path / "adapter"), str(out)],

@@ -7,7 +7,6 @@ through load_generator(..., backend="vllm") and reports what it generated as JSO
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import vllm_cpu_env  # noqa: E402
 from test_llm import SCHEMA, build_tiny_llama, build_tiny_lora  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -96,18 +96,7 @@ def vllm_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     eos_model = build_tiny_llama(work / "eos-first", eos_first=True)
     (work / "schema.json").write_text(json.dumps(SCHEMA))
     (work / "run.py").write_text(SCRIPT)
-    env = {
-        **os.environ,
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_TARGET_DEVICE": "cpu",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "VLLM_NO_USAGE_STATS": "1",
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "DO_NOT_TRACK": "1",
-    }
-    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env = vllm_cpu_env()
     proc = subprocess.run(
         [
             str(VLLM_PYTHON),
