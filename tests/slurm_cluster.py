@@ -50,6 +50,21 @@ MARKER = "# Written by tests/slurm_cluster.py: a single-node test cluster."
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
 
+#: Profile stacks the workflow runs through on this cluster: production, and production with the
+#: small-jobs overlay. `profile_args` puts the test cluster's overlay after each.
+PROFILE_STACKS = {
+    "production": ("profiles/slurm",),
+    "small": ("profiles/slurm", "profiles/slurm-small"),
+}
+
+
+def profile_args(stack: str) -> tuple[str, ...]:
+    """Snakemake's arguments for a profile stack on this cluster: its profiles, then
+    profiles/slurm-test, and no workflow profile."""
+    profiles = (*PROFILE_STACKS[stack], "profiles/slurm-test")
+    return (*(a for p in profiles for a in ("--profile", p)), "--workflow-profile", "none")
+
+
 class SlurmUnavailable(RuntimeError):
     """SLURM cannot run here (not root, no apt-get); the message says why."""
 

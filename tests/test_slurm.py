@@ -2,8 +2,9 @@
 values only in the site block, the test overlay changing only site values) and against a real
 single-node SLURM controller (tests/slurm_cluster.py): a small workflow of rules named like the
 profile's GPU and training rules checks the job geometry and the retry of a failed job, and the
-demo workflow runs through `--profile profiles/slurm --profile profiles/slurm-test` with every
-rule as a SLURM job, GPU rules in the gpu partition with a GPU request, CPU rules without, and
+demo workflow runs through `--profile profiles/slurm --profile profiles/slurm-test`, and through
+the same with the small-jobs overlay `profiles/slurm-small` between them, with every non-local
+rule in a SLURM job, GPU rules in the gpu partition with a GPU request, CPU rules without, and
 results equal to the local run's.
 
 The cluster tests skip (with the reason) where SLURM cannot run: not root, programs missing and
@@ -38,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 OVERLAY = REPO / "profiles" / "slurm-test" / "config.yaml"
+SMALL = REPO / "profiles" / "slurm-small" / "config.yaml"
 SITE_NAMES = (
     "ACCOUNT",
     "CPU_PARTITION",
@@ -54,7 +56,6 @@ SITE_RESOURCES = {"slurm_account", "slurm_partition", "gpu_model"}
 #: Keys the overlay may add on top of the site values: what a test cluster needs.
 OVERLAY_KEYS = {
     "default-resources",
-    "set-resources",
     "slurm-status-command",
     "slurm-init-seconds-before-status-checks",
     "slurm-keep-successful-logs",
@@ -63,15 +64,14 @@ OVERLAY_KEYS = {
 }
 #: Environment of the SLURM runs: no hub (an endpoint on the discard port refuses connections).
 NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9", "TOKENIZERS_PARALLELISM": "false"}
-SLURM_ARGS = (
-    "--profile",
-    "profiles/slurm",
-    "--profile",
-    "profiles/slurm-test",
-    "--workflow-profile",
-    "none",
-    "--verbose",
-)
+#: Keys the small-jobs overlay may set: packing, and the runtime of what it packs.
+SMALL_KEYS = {"groups", "group-components", "resources", "set-resource-scopes", "set-resources"}
+STACKS = slurm_cluster.PROFILE_STACKS
+
+
+def slurm_args(stack: str) -> tuple[str, ...]:
+    """Snakemake's arguments of a profile stack on the test cluster, verbose."""
+    return (*slurm_cluster.profile_args(stack), "--verbose")
 
 
 # ---------------------------------------------------------------- helpers
@@ -139,6 +139,7 @@ class SlurmRun:
     wall_s: float
     log: str
     jobs: list[dict[str, str]]
+    stack: str = "production"
 
     def jobs_of(self, rule: str) -> list[dict[str, str]]:
         return [j for j in self.jobs if j["rule"] == rule]
@@ -147,6 +148,31 @@ class SlurmRun:
         """The plugin's sbatch command lines for `rule` (from --verbose), without the payload."""
         calls = re.findall(r"^sbatch call: (sbatch .*?) --wrap=", self.log, flags=re.M)
         return [c for c in calls if re.search(rf"--comment rule_{rule}(?:_wildcards_\S*)?\s", c)]
+
+    def job_log(self, jobid: str) -> Path:
+        """The plugin's log of a SLURM job (named in the submission line)."""
+        m = re.search(rf"has been submitted with SLURM jobid {jobid} \(log: (\S+)\)\.", self.log)
+        assert m, f"no submission of SLURM job {jobid} in the Snakemake log"
+        return Path(m.group(1))
+
+    def group_of(self, jobid: str) -> str | None:
+        """`<group id>_<its rules>` of a group job (the plugin's log folder, maybe shortened
+        with '...'), or None for a job of one rule."""
+        rel = self.job_log(jobid).relative_to(self.workdir / ".snakemake" / "slurm_logs")
+        return rel.parts[0].removeprefix("group_") if rel.parts[0][:6] == "group_" else None
+
+    def members(self, jobid: str) -> list[str]:
+        """The rule of each Snakemake job a SLURM job ran, from its log: one per distinct
+        (rule, output) block (the job's Snakemake and its srun step print each block)."""
+        seen: set[tuple[str, str]] = set()
+        rule = None
+        for line in self.job_log(jobid).read_text(errors="replace").splitlines():
+            if m := re.fullmatch(r"\s*rule (\S+):", line):
+                rule = m.group(1)
+            elif rule and (m := re.fullmatch(r"\s*output: (.+)", line)):
+                seen.add((rule, m.group(1)))
+                rule = None
+        return sorted(r for r, _ in seen)
 
     def job_stats(self) -> Counter:
         """Rule → number of jobs, from the job stats Snakemake prints before it starts."""
@@ -173,8 +199,11 @@ def scontrol_jobs(workdir: Path) -> list[dict[str, str]]:
     return sorted(jobs, key=lambda j: int(j["JobId"]))
 
 
-def run_through_slurm(workdir: Path, *args: str, timeout: int) -> SlurmRun:
-    """Run Snakemake in `workdir` with the SLURM profile and the test overlay, under timeout -k."""
+def run_through_slurm(
+    workdir: Path, *args: str, timeout: int, stack: str = "production"
+) -> SlurmRun:
+    """Run Snakemake in `workdir` with a stack of SLURM profiles and the test overlay, under
+    timeout -k."""
     # The network cut off: a hub endpoint that refuses every connection, and an empty local
     # cache. Snakemake itself (and so the localrules) is not told to be offline: the cluster jobs
     # must be offline by the workflow's own doing (rules/common.smk).
@@ -185,7 +214,7 @@ def run_through_slurm(workdir: Path, *args: str, timeout: int) -> SlurmRun:
     t0 = time.monotonic()
     with log_path.open("w") as log:
         proc = subprocess.run(
-            ["timeout", "-k", "20", str(timeout), SNAKEMAKE, *SLURM_ARGS, *args],
+            ["timeout", "-k", "20", str(timeout), SNAKEMAKE, *slurm_args(stack), *args],
             cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -204,7 +233,7 @@ def gpu_request(job: dict[str, str]) -> str:
 # ---------------------------------------------------------------- the profile on its own
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def profile() -> dict:
     return render(PROFILE)
 
@@ -212,6 +241,11 @@ def profile() -> dict:
 @pytest.fixture(scope="module")
 def overlay() -> dict:
     return render(OVERLAY)
+
+
+@pytest.fixture(scope="session")
+def small_overlay() -> dict:
+    return render(SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -245,19 +279,65 @@ def test_localrules_are_cpu_rules(rule_resources, local_rules: set[str]) -> None
     )
 
 
-def test_groups_are_rules_and_chains_share_resources(profile: dict, rule_resources) -> None:
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_groups_are_rules_and_chains_share_resources(
+    stack: str, profile: dict, small_overlay: dict, rule_resources
+) -> None:
     """Every grouped rule exists; rules of one group ask the same resources (a group job runs
-    them in turn, with one request); group-components names only groups."""
-    groups = profile["groups"]
+    them in turn, with one request); a group of one rule packs its jobs (group-components);
+    group-components names only groups."""
+    rendered = stack_profile(stack, profile, small_overlay)
+    groups = rendered["groups"]
     assert set(groups) <= set(rule_resources), set(groups) - set(rule_resources)
     for name in set(groups.values()):
         members = [r for r, g in groups.items() if g == name]
-        assert len(members) >= 2, (name, members)
+        assert len(members) >= 2 or name in rendered["group-components"], (name, members)
         requests = {
-            json.dumps(profile["set-resources"].get(r, {}), sort_keys=True) for r in members
+            json.dumps(rendered["set-resources"].get(r, {}), sort_keys=True) for r in members
         }
         assert len(requests) == 1, (name, requests)
-    assert set(profile["group-components"]) <= set(groups.values())
+    assert set(rendered["group-components"]) <= set(groups.values())
+
+
+def test_small_overlay_packs_one_gpu_jobs_only(profile: dict, small_overlay: dict) -> None:
+    """The small-jobs overlay changes only packing: production's groups stay or are widened, the
+    rules it groups are one-GPU rules (a packed job holds one GPU), each asks 30 min instead of
+    production's time, GPUs are counted per submission only; nothing else differs."""
+    assert set(small_overlay) == SMALL_KEYS, set(small_overlay) ^ SMALL_KEYS
+    assert small_overlay["resources"] == {"gpu": 1}
+    assert small_overlay["set-resource-scopes"] == {"gpu": "local"}
+    assert set(profile["groups"]) <= set(small_overlay["groups"])
+    assert profile["group-components"].items() <= small_overlay["group-components"].items()
+    repacked = {r for r, g in small_overlay["groups"].items() if profile["groups"].get(r) != g}
+    assert {"blend_generate", "lm_eval", "wvs_survey", "wvs_judge"} <= repacked, repacked
+    for rule in repacked:
+        assert profile["set-resources"][rule].get("gpu") == 1, rule
+        assert small_overlay["set-resources"][rule]["runtime"] == "30 * attempt", rule
+    assert "train_lora" not in small_overlay["groups"]  # several GPUs: never packed
+    strip = lambda r, d: {k: v for k, v in d.items() if not (k == "runtime" and r in repacked)}  # noqa: E731
+    assert small_overlay["set-resources"].keys() == profile["set-resources"].keys()
+    for rule, res in small_overlay["set-resources"].items():
+        assert strip(rule, res) == strip(rule, profile["set-resources"][rule]), rule
+
+
+def test_small_overlay_groups_per_model_in_a_dry_run(tmp_path: Path) -> None:
+    """Snakemake accepts the overlay's wildcard groups and builds per-model group jobs from them
+    (a dry run of the demo: no cluster needed)."""
+    work = copy_workflow(tmp_path / "dry")
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", *slurm_args("small")],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **OFFLINE_ENV},
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    group_jobs = Counter(re.findall(r"\] Group job (\S+) \(", proc.stdout + proc.stderr))
+    for model in ("tiny-chat", "tiny-chat-full"):
+        assert group_jobs[f"evaluate_{model}"] == 1, group_jobs
+        assert group_jobs[f"judge_{model}"] == 1, group_jobs
+    assert group_jobs["consensus_responses"] == 1, group_jobs
 
 
 def test_site_block_holds_every_site_value(profile: dict) -> None:
@@ -389,13 +469,13 @@ def test_overlay_changes_only_site_values(profile: dict, overlay: dict) -> None:
     assert strip(overlay["default-resources"]) == strip(profile["default-resources"])
     assert overlay["default-resources"]["slurm_partition"] == "cpu"
     assert "slurm_account" not in overlay["default-resources"]
-    assert overlay["set-resources"].keys() == profile["set-resources"].keys()
-    for rule, res in overlay["set-resources"].items():
-        assert strip(res) == strip(profile["set-resources"][rule]), rule
-        asks_gpu = rule in gpu_entries(profile)
-        assert res["slurm_partition"] == ("gpu" if asks_gpu else "cpu"), rule
-        if asks_gpu:
-            assert res["gpu_model"] == slurm_cluster.NodeSpec().gpu_type
+    # The overlay keeps the production (or small-jobs) set-resources: their site values are the
+    # test cluster's already (the partitions and GPU type the site block names by default).
+    spec = slurm_cluster.NodeSpec()
+    for rule, res in gpu_entries(profile).items():
+        assert res["slurm_partition"] == spec.gpu_partition, rule
+        assert res["gpu_model"] == spec.gpu_type, rule
+    assert profile["default-resources"]["slurm_partition"] == spec.cpu_partition
 
 
 # ---------------------------------------------------------------- a real SLURM cluster
@@ -518,57 +598,54 @@ def test_failed_job_is_retried(mechanics) -> None:
 # ---------------------------------------------------------------- the demo through SLURM
 
 
-@pytest.fixture(scope="session")
-def slurm_demo(cluster, builtin_models: dict[str, Path], tmp_path_factory) -> SlurmRun:
-    """The demo workflow through SLURM in a fresh copy, reusing the already built tiny models."""
-    work = copy_workflow(tmp_path_factory.mktemp("slurm-demo"))
+@pytest.fixture(scope="session", params=list(STACKS))
+def slurm_demo(
+    request: pytest.FixtureRequest, cluster, builtin_models: dict[str, Path], tmp_path_factory
+) -> SlurmRun:
+    """The demo workflow through SLURM in a fresh copy, reusing the already built tiny models,
+    once per profile stack (production; with the small-jobs overlay)."""
+    stack = request.param
+    work = copy_workflow(tmp_path_factory.mktemp(f"slurm-demo-{stack}"))
     models = next(iter(builtin_models.values())).parent
     shutil.copytree(models, work / "results" / "models")
-    run = run_through_slurm(work, timeout=3000)
+    run = run_through_slurm(work, timeout=3000, stack=stack)
     assert run.returncode == 0, run.log[-8000:]
-    print(f"\ndemo through SLURM: {run.wall_s:.0f} s wall, {len(run.jobs)} SLURM jobs")
+    run.stack = stack
+    print(f"\ndemo through SLURM ({stack}): {run.wall_s:.0f} s wall, {len(run.jobs)} SLURM jobs")
     return run
 
 
-def job_group(job: dict[str, str], groups: dict[str, str]) -> str | None:
-    """The group a SLURM job ran, or None for a job of one rule. Snakemake names a group job
-    `<group id>_<its rules, sorted, joined by _>`, and the plugin comments it `rule_<that>`."""
-    for group in sorted(set(groups.values())):
-        members = sorted(r for r, g in groups.items() if g == group)
-        if job["rule"].endswith("_" + "_".join(members)):
-            return group
-    return None
-
-
-def job_rules(job: dict[str, str], groups: dict[str, str]) -> set[str]:
-    """The rules a SLURM job ran: its rule, or every rule of its group."""
-    group = job_group(job, groups)
-    return {r for r, g in groups.items() if g == group} if group else {job["rule"]}
+def stack_profile(stack: str, profile: dict, small_overlay: dict) -> dict:
+    """The rendered profile of a stack (a later profile replaces whole top-level keys)."""
+    return {**profile, **small_overlay} if stack == "small" else profile
 
 
 @pytest.mark.slurm
 @pytest.mark.workflow
 def test_demo_rules_ran_where_the_workflow_says(
-    slurm_demo: SlurmRun, local_rules: set[str], profile: dict
+    slurm_demo: SlurmRun, local_rules: set[str], profile: dict, small_overlay: dict
 ) -> None:
-    """localrules ran in the Snakemake process; every other rule in a SLURM job (alone, or with
-    the other rules of its group in one job)."""
+    """localrules ran in the Snakemake process; every other job in a SLURM job: alone, or with
+    other jobs of its group (the stack's groups) in one SLURM job."""
+    groups = stack_profile(slurm_demo.stack, profile, small_overlay)["groups"]
     stats = slurm_demo.job_stats()
     ran_local = set(re.findall(r"^localrule (\S+):$", slurm_demo.log, flags=re.M))
     assert ran_local == {r for r in stats if r in local_rules}, ran_local
-    groups = profile["groups"]
     completed = [j for j in slurm_demo.jobs if j["JobState"] == "COMPLETED"]
     assert len(completed) == len(slurm_demo.jobs), [j["JobState"] for j in slurm_demo.jobs]
-    alone = Counter(j["rule"] for j in completed if job_group(j, groups) is None)
-    assert alone == Counter(
-        {r: n for r, n in stats.items() if r not in local_rules and r not in groups}
-    )
-    group_jobs = Counter(job_group(j, groups) for j in completed if job_group(j, groups))
-    assert group_jobs["consensus_questions"] == 1, group_jobs  # one chain, one job
-    grouped_rules = {r for r in stats if r in groups}
-    assert grouped_rules and all(group_jobs[groups[r]] for r in grouped_rules), group_jobs
+    members = {j["JobId"]: slurm_demo.members(j["JobId"]) for j in completed}
+    ran = Counter(r for rules in members.values() for r in rules)
+    assert ran == Counter({r: n for r, n in stats.items() if r not in local_rules})
+    for jobid, rules in members.items():
+        if slurm_demo.group_of(jobid) is None:
+            assert len(rules) == 1 and rules[0] not in groups, (jobid, rules)
+        else:
+            assert all(r in groups for r in rules), (jobid, rules)
+    # one chain, one job: the consensus questions (both stacks) run in one SLURM job
+    (chain,) = [rules for rules in members.values() if "write_paragraphs" in rules]
+    assert {"generate_questions", "translate_questions"} <= set(chain), chain
     # fewer SLURM jobs than non-local Snakemake jobs: the groups saved submissions
-    assert len(completed) < sum(n for r, n in stats.items() if r not in local_rules)
+    assert len(completed) < ran.total()
     submitted = dict(
         re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", slurm_demo.log)
     )
@@ -583,13 +660,13 @@ def test_demo_rules_ran_where_the_workflow_says(
 @pytest.mark.slurm
 @pytest.mark.workflow
 def test_demo_gpu_rules_went_to_gpu_partition(
-    slurm_demo: SlurmRun, rule_resources: dict[str, list[str]], profile: dict
+    slurm_demo: SlurmRun, rule_resources: dict[str, list[str]]
 ) -> None:
     gpu_rules = {r for r, keys in rule_resources.items() if "gpu" in keys}
-    ran = set().union(*(job_rules(j, profile["groups"]) for j in slurm_demo.jobs))
-    assert ran & gpu_rules, "the demo ran no GPU rule"
+    members = {j["JobId"]: set(slurm_demo.members(j["JobId"])) for j in slurm_demo.jobs}
+    assert set().union(*members.values()) & gpu_rules, "the demo ran no GPU rule"
     for job in slurm_demo.jobs:
-        rules = job_rules(job, profile["groups"])
+        rules = members[job["JobId"]]
         if rules & gpu_rules:
             assert rules <= gpu_rules, job  # no group mixes GPU and CPU rules
             assert job["Partition"] == "gpu", job
@@ -601,17 +678,52 @@ def test_demo_gpu_rules_went_to_gpu_partition(
             assert gpu_request(job) == "", job
 
 
+def minutes(limit: str) -> int:
+    """SLURM's TimeLimit ([days-]hours:minutes:seconds) in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, sec = (int(x) for x in hms.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m + (1 if sec else 0)
+
+
+@pytest.mark.slurm
+@pytest.mark.workflow
+def test_demo_small_jobs_packed_on_one_gpu(
+    slurm_demo: SlurmRun, profile: dict, small_overlay: dict
+) -> None:
+    """With the small-jobs overlay, each evaluated model's BLEnD, lm-eval and survey jobs ran
+    as one SLURM job and its judge jobs as another; a packed job asked one GPU and the summed
+    runtime of its members (30 min each)."""
+    if slurm_demo.stack != "small":
+        pytest.skip("the packing of the small-jobs overlay (this is the production stack)")
+    evaluated = sorted(p.name for p in (slurm_demo.workdir / "results/evaluate/blend").iterdir())
+    assert {"tiny-chat", "tiny-chat-full"} <= set(evaluated), evaluated
+    groups = {j["JobId"]: slurm_demo.group_of(j["JobId"]) or "" for j in slurm_demo.jobs}
+    for model in evaluated:
+        for group in (f"evaluate_{model}_", f"judge_{model}_"):
+            jobs = [i for i, g in groups.items() if g.startswith(group)]
+            assert len(jobs) == 1, (group, groups)
+        (evaluate,) = [i for i, g in groups.items() if g.startswith(f"evaluate_{model}_")]
+        rules = set(slurm_demo.members(evaluate))
+        assert rules == {"blend_generate", "lm_eval", "wvs_survey"}, (model, rules)
+    packed = {r for r, g in small_overlay["groups"].items() if profile["groups"].get(r) != g}
+    for job in slurm_demo.jobs:
+        rules = slurm_demo.members(job["JobId"])
+        if groups[job["JobId"]] and set(rules) <= packed:
+            assert gpu_request(job) == "gres:gpu:h200:1", job
+            assert minutes(job["TimeLimit"]) == 30 * len(rules), (rules, job["TimeLimit"])
+
+
 @pytest.mark.slurm
 @pytest.mark.workflow
 def test_demo_jobs_ran_offline_and_localrules_online(
-    slurm_demo: SlurmRun, local_rules: set[str], profile: dict
+    slurm_demo: SlurmRun, local_rules: set[str]
 ) -> None:
     """With the network cut off (a hub endpoint that refuses connections, an empty cache) the
     demo ran; every cluster job's scripts ran with the hub libraries offline (set by the workflow
     in the job, not inherited: Snakemake itself was not offline), every localrule online."""
     logs = slurm_demo.workdir / "results" / "logs"
     stats = slurm_demo.job_stats()
-    remote = set().union(*(job_rules(j, profile["groups"]) for j in slurm_demo.jobs))
+    remote = {r for j in slurm_demo.jobs for r in slurm_demo.members(j["JobId"])}
     checked = {"offline": 0, "online": 0}
     for rule in stats:
         rule_logs = sorted((logs / rule).rglob("*.log")) if (logs / rule).is_dir() else []
