@@ -39,7 +39,7 @@ from bench_gpu import CPU_ENGINE, VLLM_CPU_ENV, VLLM_ENV, failed, fig, run_logge
 from workspace import CORES, OFFLINE_ENV, REPO, scratch_dir
 
 from polyculture import blend
-from polyculture.config_check import fill_schema_defaults
+from polyculture.config_check import validate_config
 from polyculture.llm import HFGenerator, generator_kwargs, load_generator, sampling_from_config
 from polyculture.models import resolve_model_spec
 from polyculture.real_models import REAL_MODELS, SOURCE_FILE, build_real_model, missing_package
@@ -56,7 +56,7 @@ TIMEOUT = 900
 def demo_real_config() -> dict[str, Any]:
     """configs/demo-real.yaml (a whole config) with every schema default filled."""
     cfg = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    fill_schema_defaults(cfg, REPO / "schemas" / "config.schema.yaml")
+    validate_config(cfg, REPO / "schemas" / "config.schema.yaml")
     return cfg
 
 

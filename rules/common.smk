@@ -2,9 +2,7 @@
 import os
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from polyculture.config_check import check_config, fill_schema_defaults
+from polyculture.config_check import check_config, validate_config
 from polyculture.api import is_api_spec, usage_path_for
 from polyculture.models import (
     is_builtin,
@@ -14,9 +12,10 @@ from polyculture.models import (
 )
 from polyculture.prefetch import OFFLINE_ENV, hub_items, item_slug
 
-validate(config, "../schemas/config.schema.yaml", set_default=True)
-# validate() leaves the defaults of $ref'd section schemas unset; fill them all.
-fill_schema_defaults(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+# The config schema with its $ref'd sections, defaults set (snakemake.utils.validate would leave
+# the sections' defaults unset and re-read a section file for every $ref on each parse, i.e. in
+# every cluster job).
+validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 check_config(config, workdir=Path.cwd())
 
 RESULTS = config["results"]

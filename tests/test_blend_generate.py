@@ -80,14 +80,12 @@ def test_raw_prompt_format_sends_the_text_without_the_chat_template(
 
 def test_prompt_format_defaults_to_chat_and_names_its_source(repo_root: Path) -> None:
     import yaml
-    from snakemake.utils import validate
 
-    from polyculture.config_check import fill_schema_defaults
+    from polyculture.config_check import validate_config
 
     schema = repo_root / "schemas" / "config.schema.yaml"
     config: dict = {"seed": 1}
-    validate(config, str(schema), set_default=True)
-    fill_schema_defaults(config, schema)
+    validate_config(config, schema)
     assert config["evaluate"]["blend"]["prompt_format"] == "chat"
     section = yaml.safe_load(
         (repo_root / "schemas" / "config-evaluate.schema.yaml").read_text(encoding="utf-8")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
-from polyculture.config_check import fill_schema_defaults
+from polyculture.config_check import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -18,8 +17,7 @@ CONFIG_SCHEMA = REPO / "schemas" / "config.schema.yaml"
 def with_defaults(section: dict) -> dict:
     """The consensus section as the workflow sees it: validated, every default filled."""
     config = {"seed": 1, "consensus": section}
-    validate(config, str(CONFIG_SCHEMA), set_default=True)
-    fill_schema_defaults(config, CONFIG_SCHEMA)
+    validate_config(config, CONFIG_SCHEMA)
     return config["consensus"]
 
 
@@ -102,8 +100,7 @@ def test_demo_section_is_tiny():
 
 def test_paper_preset_validates_with_paper_values():
     config = yaml.safe_load((REPO / "configs" / "paper-consensus.yaml").read_text(encoding="utf-8"))
-    validate(config, str(CONFIG_SCHEMA), set_default=True)
-    fill_schema_defaults(config, CONFIG_SCHEMA)
+    validate_config(config, CONFIG_SCHEMA)
     section = config["consensus"]
     assert config["backend"]["generation"] == "vllm"
     assert section["generator"] == "meta-llama/Llama-3.1-8B-Instruct"
@@ -126,7 +123,7 @@ def test_paper_preset_validates_with_paper_values():
 )
 def test_schema_rejects_bad_values(bad, message):
     with pytest.raises(Exception, match=message):
-        validate({"seed": 1, "consensus": bad}, str(CONFIG_SCHEMA))
+        validate_config({"seed": 1, "consensus": bad}, CONFIG_SCHEMA)
 
 
 def test_generator_must_be_the_trained_model_unless_the_config_says_otherwise():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -241,13 +242,73 @@ def test_builtin_models_used_are_the_ones_named(repo_root: Path) -> None:
 
 def test_schema_defaults_are_filled_inside_referenced_sections(repo_root: Path) -> None:
     cfg: dict = {"seed": 1, "backend": {"batch_size": 4}}
-    config_check.fill_schema_defaults(cfg, repo_root / "schemas" / "config.schema.yaml")
+    config_check.validate_config(cfg, repo_root / "schemas" / "config.schema.yaml")
     assert cfg["backend"]["batch_size"] == 4  # given values stay
     assert cfg["backend"]["generation"] == "auto"  # a default inside a $ref'd section
     assert cfg["translator"]["kind"] == "llm"
     assert cfg["pipelines"] == {
         k: True for k in ("consensus", "train", "evaluate", "wvs", "alignment")
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named_key", "rule"),
+    [
+        ("bogus", 1, "(top level)", "'bogus' was unexpected"),
+        ("eval_models", [{"name": "a", "model": "m", "bogus": 1}], "eval_models[0]", "'bogus'"),
+        ("backend", {"batch_size": 0}, "backend.batch_size", "less than the minimum of 1"),
+    ],
+)
+def test_validate_config_names_the_key_at_fault(
+    repo_root: Path, key: str, value: object, named_key: str, rule: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_check.validate_config(
+            {"seed": 1, key: value}, repo_root / "schemas" / "config.schema.yaml"
+        )
+    assert caught.value.key == named_key
+    assert rule in str(caught.value) and "config.schema.yaml" in str(caught.value)
+
+
+def test_validate_config_sets_what_snakemake_validate_sets(repo_root: Path) -> None:
+    """Every preset: the top-level defaults that snakemake.utils.validate sets are the same, and
+    nothing it accepts is rejected."""
+    from snakemake.utils import validate
+
+    schema = repo_root / "schemas" / "config.schema.yaml"
+    for path in [repo_root / "config.yaml", *sorted((repo_root / "configs").glob("*.yaml"))]:
+        theirs = yaml.safe_load(path.read_text(encoding="utf-8"))
+        ours = copy.deepcopy(theirs)
+        validate(theirs, str(schema), set_default=True)
+        config_check.validate_config(ours, schema)
+        assert _contains(ours, theirs), path.name
+
+
+def _contains(bigger: object, smaller: object) -> bool:
+    """Every key of `smaller`, at any depth, is in `bigger` with the same value."""
+    if isinstance(smaller, dict):
+        return isinstance(bigger, dict) and all(
+            k in bigger and _contains(bigger[k], v) for k, v in smaller.items()
+        )
+    if isinstance(smaller, list):
+        return (
+            isinstance(bigger, list)
+            and len(bigger) == len(smaller)
+            and all(_contains(b, s) for b, s in zip(bigger, smaller, strict=True))
+        )
+    return bigger == smaller
+
+
+def test_inline_schema_refs_reads_each_file_once(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Path] = []
+    load = config_check._load_yaml
+    monkeypatch.setattr(config_check, "_load_yaml", lambda p: reads.append(p) or load(p))
+    schema_dir = repo_root / "schemas"
+    config_check.inline_schema_refs(load(schema_dir / "config.schema.yaml"), schema_dir)
+    assert reads and len(reads) == len(set(reads))
+    assert schema_dir.resolve() / "definitions.schema.yaml" in reads
 
 
 def test_inline_schema_refs_resolves_files_and_pointers(tmp_path: Path) -> None:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
-from polyculture.config_check import fill_schema_defaults
+from polyculture.config_check import validate_config
 from polyculture.models import classify_model_spec
 from polyculture.prefetch import OFFLINE_ENV, HubItem, hub_items, item_slug, offline_hint
 
@@ -26,8 +25,7 @@ NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9"}
 
 def preset(name: str) -> dict:
     config = yaml.safe_load((REPO / name).read_text(encoding="utf-8"))
-    validate(config, str(SCHEMA), set_default=True)
-    fill_schema_defaults(config, SCHEMA)
+    validate_config(config, SCHEMA)
     return config
 
 

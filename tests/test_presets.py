@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import copy_workflow, run_snakemake
-from snakemake.utils import validate
 
-from polyculture.config_check import check_config, fill_schema_defaults
+from polyculture.config_check import check_config, validate_config
 from polyculture.project import add_placeholders, placeholder_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,8 +42,7 @@ def test_preset_passes_schema_check_and_dry_run(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     # The three checks one by one, so that a failure names the one that failed ...
-    validate(config, str(SCHEMA), set_default=True)
-    fill_schema_defaults(config, SCHEMA)
+    validate_config(config, SCHEMA)
     check_config(config, workdir=presets_copy)
     # ... and the workflow as Snakemake plans it: every rule's input functions, wildcards,
     # params and the config check in common.smk.

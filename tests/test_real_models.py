@@ -78,10 +78,10 @@ def config_defaults() -> dict:
     """config.yaml with every schema default filled (the stages' default prompts)."""
     import yaml
 
-    from polyculture.config_check import fill_schema_defaults
+    from polyculture.config_check import validate_config
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
-    fill_schema_defaults(cfg, REPO / "schemas" / "config.schema.yaml")
+    validate_config(cfg, REPO / "schemas" / "config.schema.yaml")
     return cfg
 
 
