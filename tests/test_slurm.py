@@ -299,6 +299,11 @@ def test_groups_are_rules_and_chains_share_resources(
     assert set(rendered["group-components"]) <= set(groups.values())
 
 
+def repacked_rules(profile: dict, small_overlay: dict) -> set[str]:
+    """The rules whose group the small-jobs overlay sets or changes."""
+    return {r for r, g in small_overlay["groups"].items() if profile["groups"].get(r) != g}
+
+
 def test_small_overlay_packs_one_gpu_jobs_only(profile: dict, small_overlay: dict) -> None:
     """The small-jobs overlay changes only packing: production's groups stay or are widened, the
     rules it groups are one-GPU rules (a packed job holds one GPU), each asks 30 min instead of
@@ -308,7 +313,7 @@ def test_small_overlay_packs_one_gpu_jobs_only(profile: dict, small_overlay: dic
     assert small_overlay["set-resource-scopes"] == {"gpu": "local"}
     assert set(profile["groups"]) <= set(small_overlay["groups"])
     assert profile["group-components"].items() <= small_overlay["group-components"].items()
-    repacked = {r for r, g in small_overlay["groups"].items() if profile["groups"].get(r) != g}
+    repacked = repacked_rules(profile, small_overlay)
     assert {"blend_generate", "lm_eval", "wvs_survey", "wvs_judge"} <= repacked, repacked
     for rule in repacked:
         assert profile["set-resources"][rule].get("gpu") == 1, rule
@@ -646,11 +651,8 @@ def test_demo_rules_ran_where_the_workflow_says(
     assert {"generate_questions", "translate_questions"} <= set(chain), chain
     # fewer SLURM jobs than non-local Snakemake jobs: the groups saved submissions
     assert len(completed) < ran.total()
-    submitted = dict(
-        re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", slurm_demo.log)
-    )
     for job in slurm_demo.jobs:
-        log = Path(submitted[job["JobId"]])
+        log = slurm_demo.job_log(job["JobId"])
         # the plugin writes .snakemake/slurm_logs/{rule,group}_<name>[/<wildcards>]/<jobid>.log
         rel = log.relative_to(slurm_demo.workdir / ".snakemake" / "slurm_logs")
         assert log.is_file() and rel.parts[0] in (f"rule_{job['rule']}", f"group_{job['rule']}")
@@ -705,7 +707,7 @@ def test_demo_small_jobs_packed_on_one_gpu(
         (evaluate,) = [i for i, g in groups.items() if g.startswith(f"evaluate_{model}_")]
         rules = set(slurm_demo.members(evaluate))
         assert rules == {"blend_generate", "lm_eval", "wvs_survey"}, (model, rules)
-    packed = {r for r, g in small_overlay["groups"].items() if profile["groups"].get(r) != g}
+    packed = repacked_rules(profile, small_overlay)
     for job in slurm_demo.jobs:
         rules = slurm_demo.members(job["JobId"])
         if groups[job["JobId"]] and set(rules) <= packed:
