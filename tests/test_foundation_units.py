@@ -303,8 +303,8 @@ def test_inline_schema_refs_reads_each_file_once(
     repo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[Path] = []
-    load = config_check._load_yaml
-    monkeypatch.setattr(config_check, "_load_yaml", lambda p: reads.append(p) or load(p))
+    load = config_check.read_yaml
+    monkeypatch.setattr(config_check, "read_yaml", lambda p: reads.append(p) or load(p))
     schema_dir = repo_root / "schemas"
     config_check.inline_schema_refs(load(schema_dir / "config.schema.yaml"), schema_dir)
     assert reads and len(reads) == len(set(reads))

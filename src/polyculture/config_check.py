@@ -10,6 +10,7 @@ from typing import Any
 
 from polyculture.api import ApiSettings, is_api_spec, parse_api_spec
 from polyculture.errors import ConfigError, ModelSpecError
+from polyculture.io import read_yaml
 from polyculture.languages import is_language_code
 from polyculture.models import builtin_name, classify_model_spec, is_builtin
 from polyculture.translate import GOOGLE_KEY_ENV
@@ -194,15 +195,6 @@ def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None
     check_api_models(config)
 
 
-def _load_yaml(path: Path) -> Any:
-    """A YAML file's content (with libyaml's parser where PyYAML has it: schemas are read at
-    every start of the workflow, in every cluster job)."""
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
-
-
 def inline_schema_refs(
     schema: Any,
     base: Path,
@@ -224,7 +216,7 @@ def inline_schema_refs(
         if file_part:
             path = (base / file_part).resolve()
             if path not in loaded:
-                loaded[path] = _load_yaml(path)
+                loaded[path] = read_yaml(path)
             target_doc = loaded[path]
             target_base = path.parent
         else:
@@ -264,7 +256,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     from jsonschema.exceptions import best_match
 
     path = Path(schema_path)
-    schema = inline_schema_refs(_load_yaml(path), path.parent)
+    schema = inline_schema_refs(read_yaml(path), path.parent)
     base_properties = Draft202012Validator.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, subschema):  # type: ignore[no-untyped-def]

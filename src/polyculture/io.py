@@ -203,11 +203,16 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
+#: PyYAML's safe loader, with libyaml's parser where PyYAML was built with it (several times
+#: faster; the config schemas are read at every start of the workflow, i.e. in every cluster job).
+SAFE_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: str | os.PathLike[str]) -> Any:
     """Read a YAML document, naming the file and position of a syntax error."""
     text = read_text_utf8(path)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SAFE_YAML_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         raise InputError(path, f"not valid YAML: {exc}") from exc
 
