@@ -23,13 +23,13 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml
-	$(VENV)/bin/snakemake --cores $(CORES) --configfile config.yaml --report results/report.html
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config.yaml
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config.yaml --report results/report.html
 
 # the whole DAG on real pretrained models from PyPI wheels (SmolLM2-135M-Instruct, all-MiniLM-L6-v2)
 demo-real: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/demo-real.yaml
-	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/demo-real.yaml --report results-real/report.html
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile configs/demo-real.yaml
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile configs/demo-real.yaml --report results-real/report.html
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -ra

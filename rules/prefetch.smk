@@ -4,7 +4,7 @@
 # (HF_HOME; the libraries' default ~/.cache/huggingface where unset) by the submit host (these
 # are localrules), before any job that loads them. Cluster jobs then run offline (common.smk).
 #
-#   snakemake --profile profiles/slurm --workflow-profile none prefetch   # only the prefetch
+#   snakemake prefetch --profile profiles/slurm   # only the prefetch
 #
 # One marker file per item: adding a model to the config fetches that model and reruns only the
 # rules that load it.

@@ -113,7 +113,7 @@ def probe_workflow(workdir: Path) -> tuple[dict[str, list[str]], set[str]]:
         'print("LOCAL_RULES " + _json.dumps(sorted(workflow._localrules)))\n'
     )
     proc = subprocess.run(
-        [SNAKEMAKE, "-s", str(probe), "--list-rules", "--workflow-profile", "none"],
+        [SNAKEMAKE, "-s", str(probe), "--list-rules"],
         cwd=workdir,
         capture_output=True,
         text=True,

@@ -213,7 +213,7 @@ def offline_hint(error: BaseException, environ: Mapping[str, str] | None = None)
         f"this job runs offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are set) and needed {what}, "
         f"which is not in the Hugging Face cache {env.get('HF_HOME') or cache_dir()}. "
         f"Fetch it on the submit host with the prefetch target "
-        f"(`snakemake --profile profiles/slurm --workflow-profile none {PREFETCH_TARGET}`, same "
+        f"(`snakemake {PREFETCH_TARGET} --profile profiles/slurm`, same "
         f"--configfile and HF_HOME as the run), then rerun."
     )
 
