@@ -19,10 +19,10 @@ if os.path.isdir(os.path.join(WORKFLOW_SRC, "polyculture")):
 
 
 # The demo config applies only when no --configfile is given: a preset is a whole config, not
-# an overlay on the demo.
+# an overlay on the demo. It is the workflow's own, from whatever directory the run starts.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "report/workflow.rst"

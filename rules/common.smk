@@ -1,8 +1,9 @@
 # Config validation and helpers shared by every rule file.
 import os
+import sys
 from pathlib import Path
 
-from polyculture.config_check import check_config, validate_config
+from polyculture.config_check import config_problems, format_problems
 from polyculture.api import is_api_spec, usage_path_for
 from polyculture.models import (
     is_builtin,
@@ -15,8 +16,22 @@ from polyculture.prefetch import OFFLINE_ENV, hub_items, item_slug
 # The config schema with its $ref'd sections, defaults set (snakemake.utils.validate would leave
 # the sections' defaults unset and re-read a section file for every $ref on each parse, i.e. in
 # every cluster job).
-validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
-check_config(config, workdir=Path.cwd())
+# Every problem is printed at once, without a traceback (the same check as `polyculture check`).
+# Relative paths that name nothing in the working directory but exist in the workflow's own
+# directory (its bundled resources) point there: the workflow runs from any directory.
+_problems = config_problems(
+    config,
+    Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+    Path.cwd(),  # the working directory, against which relative paths resolve first
+    basedir=Path(workflow.basedir),
+)
+if _problems:
+    print(format_problems(_problems, "polyculture: config check"), file=sys.stderr)
+    print(
+        "(run `polyculture check --configfile ...` to check a config without Snakemake)",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
 
 RESULTS = config["results"]
 MODELS_DIR = f"{RESULTS}/models"

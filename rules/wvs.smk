@@ -254,9 +254,8 @@ rule wvs_score:
 
 rule wvs_report:
     input:
-        polarity=f"{WVS}/polarity.parquet",
+        **wvs_population_inputs(),
         topics=WVS_CFG["topics_path"],
-        consistency=f"{WVS}/human_consistency_summary.parquet",
         responses=expand(
             f"{WVS}/responses/{{model}}/{{language}}/shard{{shard}}.parquet",
             model=WVS_MODELS,
@@ -273,18 +272,7 @@ rule wvs_report:
             *expand(f"{WVS}/drops/judge/{{model}}.parquet", model=WVS_MODELS),
         ],
     output:
-        polarity=report(
-            f"{WVS}/report/polarity.tsv",
-            caption="../report/wvs_polarity.rst",
-            category="WVS",
-            subcategory="Survey populations",
-        ),
-        consistency=report(
-            f"{WVS}/report/human_consistency.tsv",
-            caption="../report/wvs_human_consistency.rst",
-            category="WVS",
-            subcategory="Survey populations",
-        ),
+        **wvs_population_reports(),
         responses=report(
             f"{WVS}/report/responses.tsv",
             caption="../report/wvs_responses.rst",

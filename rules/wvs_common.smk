@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+from polyculture.config_check import wvs_population_needed
 from polyculture.errors import ConfigError
 
 WVS = f"{RESULTS}/wvs"
@@ -13,6 +14,10 @@ WVS_MODELS = list(EVAL_MODELS)
 WVS_SEED = stage_seeds("wvs")
 WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
 WVS_LANGUAGE_RE = "|".join(WVS_LANGUAGES)
+#: Whether the population stages (polarity, human self-consistency) run: not where the microdata
+#: are absent and the alignment's ground truth is given as files (the config check asks for one
+#: of the two).
+WVS_POPULATION = wvs_population_needed(config)
 
 
 def wvs_microdata(wildcards):
@@ -29,17 +34,47 @@ def wvs_microdata(wildcards):
 
 def wvs_targets():
     """Final outputs of this stage group that rule all requests."""
-    return [
+    population = [
         f"{WVS}/polarity.parquet",
         f"{WVS}/country_languages.parquet",
         f"{WVS}/human_consistency.parquet",
         f"{WVS}/human_consistency_summary.parquet",
-        *(f"{WVS}/scored/{m}.parquet" for m in WVS_MODELS),
-        f"{WVS}/report/polarity.tsv",
-        f"{WVS}/report/human_consistency.tsv",
-        f"{WVS}/report/responses.tsv",
-        f"{WVS}/report/drops.tsv",
     ]
+    return [
+        *(population if WVS_POPULATION else []),
+        *(f"{WVS}/scored/{m}.parquet" for m in WVS_MODELS),
+        *rules.wvs_report.output,
+    ]
+
+
+def wvs_population_inputs():
+    """wvs_report's population tables, where the population stages run."""
+    if not WVS_POPULATION:
+        return {}
+    return {
+        "polarity": f"{WVS}/polarity.parquet",
+        "consistency": f"{WVS}/human_consistency_summary.parquet",
+    }
+
+
+def wvs_population_reports():
+    """wvs_report's population outputs (report entries), where the population stages run."""
+    if not WVS_POPULATION:
+        return {}
+    return {
+        "polarity": report(
+            f"{WVS}/report/polarity.tsv",
+            caption="../report/wvs_polarity.rst",
+            category="WVS",
+            subcategory="Survey populations",
+        ),
+        "consistency": report(
+            f"{WVS}/report/human_consistency.tsv",
+            caption="../report/wvs_human_consistency.rst",
+            category="WVS",
+            subcategory="Survey populations",
+        ),
+    }
 
 
 def wvs_family(model):

@@ -13,14 +13,16 @@ from polyculture.wvs.topics import load_topics
 
 i, o = snakemake.input, snakemake.output
 topics = load_topics(i.topics)
-polarity = read_table(i.polarity)
-consistency = read_table(i.consistency).with_columns(pl.col(pl.Float64).round(4))
+# the population tables exist where the WVS microdata do (not with a given ground truth)
+population = "polarity" in i.keys()
 responses = read_parts(i.responses, None)
 parsed = read_parts(i.parsed, None)
 scored = read_parts(i.scored, None)
 drops = [read_table(path, allow_empty=True) for path in i.drops]
 with write_outputs() as out:
-    out.tsv(polarity_wide(polarity, topics), o.polarity)
-    out.tsv(consistency, o.consistency)
+    if population:
+        consistency = read_table(i.consistency).with_columns(pl.col(pl.Float64).round(4))
+        out.tsv(polarity_wide(read_table(i.polarity), topics), o.polarity)
+        out.tsv(consistency, o.consistency)
     out.tsv(response_counts(responses, parsed, scored), o.responses)
     out.tsv(drops_report(drops), o.drops)

