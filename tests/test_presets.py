@@ -1,5 +1,5 @@
-"""Every preset — config.yaml and each configs/*.yaml, found by glob so a new preset is checked
-without editing this file — passes the config schema, the cross-key check_config and a
+"""Every preset — config.yaml, each configs/*.yaml and each template configs/templates/*.yaml,
+found by glob so a new preset is checked without editing this file — passes the config schema, the cross-key check_config and a
 `snakemake -n` of the whole workflow. The data sets a preset names and this repository does not
 ship are empty placeholder files, and the keys the config check asks of translators and APIs are
 placeholders (polyculture.project.PLACEHOLDER_ENV): a dry run never reads or calls them."""
@@ -18,7 +18,12 @@ from polyculture.config_check import check_config, validate_config
 from polyculture.project import add_placeholders, placeholder_env
 
 REPO = Path(__file__).resolve().parents[1]
-PRESETS = ["config.yaml", *sorted(str(p.relative_to(REPO)) for p in REPO.glob("configs/*.yaml"))]
+TEMPLATES = sorted(str(p.relative_to(REPO)) for p in REPO.glob("configs/templates/*.yaml"))
+PRESETS = [
+    "config.yaml",
+    *sorted(str(p.relative_to(REPO)) for p in REPO.glob("configs/*.yaml")),
+    *TEMPLATES,
+]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 
@@ -30,6 +35,26 @@ def presets_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_preset_is_listed() -> None:
     assert len(PRESETS) >= 4, PRESETS
     assert "configs/paper-wvs.yaml" in PRESETS and "configs/paper-consensus.yaml" in PRESETS
+    assert {
+        f"configs/templates/{n}.yaml" for n in ("consensus-own-model", "wvs-endpoint", "evaluate")
+    } <= set(TEMPLATES)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_names_its_model_once_and_carries_no_paper_leftovers(template: str) -> None:
+    """A user adapts a template by changing the model in one place: every model spec that the
+    config uses more than once is written once (a YAML anchor), and nothing of the papers'
+    presets (the Llama licence, published deltas, the paper's capability table) is inherited."""
+    from polyculture.config_check import _walk, is_model_key
+
+    text = (REPO / template).read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
+    specs = [v for _, k, v in _walk(config) if is_model_key(k) and isinstance(v, str)]
+    for spec in {s for s in specs if specs.count(s) > 1}:
+        assert text.count(spec) == 1, f"{template}: '{spec}' written {text.count(spec)} times"
+    assert "<-- YOU" in text and "polyculture check --configfile" in text
+    assert "llama3.1" not in text and "published" not in yaml.safe_dump(config)
+    assert "rystrom2025" not in text
 
 
 @pytest.mark.parametrize("preset", PRESETS)

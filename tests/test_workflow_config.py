@@ -104,6 +104,9 @@ def test_bad_config_stops_before_any_job(
     assert proc.returncode != 0, f"{case}: accepted\n{out[-2000:]}"
     for fragment in expected:
         assert fragment in out, f"{case}: {fragment!r} not in\n{out[-3000:]}"
+    # the check's own list, no traceback through the library
+    assert "polyculture: config check: 1 problem:" in out, out[-3000:]
+    assert "Traceback" not in out and "config_check.py" not in out, out[-3000:]
     assert not (workflow_copy / "results").exists()
 
 

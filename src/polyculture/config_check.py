@@ -656,6 +656,7 @@ def config_summary(config: Mapping[str, Any]) -> str:
         and isinstance(value, str)
         and value
         and section_on(dotted)
+        and (not dotted.startswith("builtin_models.") or builtin_models_used(config))
     ]
     if data:
         lines.append("data:\n" + "\n".join(f"  {d}" for d in data))
