@@ -25,11 +25,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config.yaml
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config.yaml --report results/report.html
+	$(VENV)/bin/polyculture summary results
 
 # the whole DAG on real pretrained models from PyPI wheels (SmolLM2-135M-Instruct, all-MiniLM-L6-v2)
 demo-real: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile configs/demo-real.yaml
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile configs/demo-real.yaml --report results-real/report.html
+	$(VENV)/bin/polyculture summary results-real
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -ra

@@ -54,6 +54,26 @@ rule api_usage:
         "../scripts/api_usage.py"
 
 
+# The run's headline tables in one Markdown page (what `polyculture summary RESULTS` prints).
+rule results_summary:
+    input:
+        unpack(summary_tables),
+    output:
+        report(
+            f"{RESULTS}/summary.md",
+            caption="../report/results_summary.rst",
+            category="Summary",
+        ),
+    log:
+        f"{LOGS}/results_summary/results_summary.log",
+    benchmark:
+        f"{BENCH}/results_summary/results_summary.tsv"
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/results_summary.py"
+
+
 # ---------------------------------------------------------------- release (issue 17)
 # Rules that hand the trained adapters on: a model card per adapter with the run's own
 # evaluation results, the adapter merged into its base model for serving, and an upload to the

@@ -1,6 +1,7 @@
 # Settings and helpers of stage group 'report' (rules/report.smk), and report_targets().
 
 from polyculture.config_check import api_models_used
+from polyculture.summary import TABLES as SUMMARY_TABLES
 
 REPORT_DIR = f"{RESULTS}/report"
 PIPELINES_WITH_DROPS = ["consensus", "train", "evaluate", "wvs", "alignment"]
@@ -39,9 +40,31 @@ def output_regexes():
     }
 
 
+def summary_tables(wildcards=None):
+    """The result tables of the enabled pipelines that the run's summary.md sums up, by name
+    (polyculture.summary.TABLES)."""
+    on = config["pipelines"]
+    names = []
+    if on["evaluate"] and EVAL_MODELS:
+        names += [
+            "blend_scores",
+            "blend_comparison",
+            "general_scores",
+            "general_comparison",
+        ]
+    if on["alignment"]:
+        names += ["alignment", "self_consistency"]
+        if AL["published"]:
+            names.append("replication")
+    if drop_tables():
+        names.append("drops")
+    return {name: f"{RESULTS}/{SUMMARY_TABLES[name].path}" for name in names}
+
+
 def report_targets():
     """Final outputs of this stage group that rule all requests."""
+    summary = [f"{RESULTS}/summary.md"] if summary_tables() else []
     if not drop_tables():
-        return []
+        return summary
     api = [f"{REPORT_DIR}/api_usage.tsv"] if api_models_used(config) else []
-    return [f"{REPORT_DIR}/drops.parquet", f"{REPORT_DIR}/drops.tsv", *api]
+    return [f"{REPORT_DIR}/drops.parquet", f"{REPORT_DIR}/drops.tsv", *api, *summary]

@@ -14,7 +14,7 @@ from polyculture.wvs.topics import load_topics
 i, o = snakemake.input, snakemake.output
 topics = load_topics(i.topics)
 # the population tables exist where the WVS microdata do (not with a given ground truth)
-population = "polarity" in i.keys()
+population = "polarity" in i.keys()  # noqa: SIM118 (a Namedlist: `in` looks at the paths)
 responses = read_parts(i.responses, None)
 parsed = read_parts(i.parsed, None)
 scored = read_parts(i.scored, None)

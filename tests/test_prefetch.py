@@ -139,7 +139,9 @@ def test_offline_job_names_the_missing_item_and_the_prefetch_target(
     assert "hub access: offline (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE)" in text
     for where in (text, proc.stderr):
         assert "this job runs offline" in where and f"needed '{item}'" in where, where[-2000:]
-        assert "prefetch target" in where and "`snakemake prefetch --profile profiles/slurm`" in where
+        assert (
+            "prefetch target" in where and "`snakemake prefetch --profile profiles/slurm`" in where
+        )
 
 
 def test_offline_hint_only_for_offline_hub_errors() -> None:

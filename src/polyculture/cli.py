@@ -4,7 +4,7 @@ Subcommands register themselves in :data:`SUBCOMMANDS` (name → (help, add_argu
 groups add theirs the same way.
 
     polyculture check --configfile CONFIG [MORE ...] [--print] [--workflow DIR]
-    polyculture summary RESULTS_DIR [--out FILE]
+    polyculture summary RESULTS_DIR
     polyculture blend-score --data DIR --responses FILE [--rules polyculture|official]
                             [--out FILE] [--per-question FILE]
     polyculture judge-agreement --reference FILE --labels FILE [--out FILE]
@@ -131,6 +131,28 @@ def check(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), end="")
     else:
         print(f"{sources}: OK\n{config_summary(config)}")
+    return 0
+
+
+def _summary_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="a run's results/")
+
+
+@subcommand(
+    "summary",
+    "the headline tables of a finished run in Markdown (also the run's summary.md)",
+    _summary_args,
+)
+def summary(args: argparse.Namespace) -> int:
+    """Print the summary of a results directory; exit 1 naming what is missing."""
+    from polyculture.summary import summarize_results
+
+    try:
+        text = summarize_results(args.results_dir)
+    except PolycultureError as exc:
+        print(f"polyculture summary: {exc}", file=sys.stderr)
+        return 1
+    print(text, end="")
     return 0
 
 
