@@ -72,7 +72,7 @@ def test_check_lists_every_problem_with_suggestions(tmp_path: Path, demo_config:
     proc = run_cli("check", "--configfile", str(write(tmp_path / "bad.yaml", bad)), cwd=REPO)
     assert proc.returncode == 1
     err = proc.stderr
-    assert "5 problems" in err, err
+    assert "6 problems" in err, err
     assert "config key 'consensus'" in err and "did you mean 'samples'?" in err
     assert "config key 'wvs.languages'" in err and "'gr'" in err and "el (Greek)" in err
     assert "'Danish'" in err and "da (Danish)" in err

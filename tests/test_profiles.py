@@ -34,7 +34,9 @@ def test_no_profile_is_added_behind_the_users_back() -> None:
     assert not (REPO / "profiles" / "default").exists()
     assert (REPO / "profiles" / "local" / "config.yaml").is_file()
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
-    demo = [line for line in makefile.splitlines() if "bin/snakemake" in line]
+    demo = [
+        line for line in makefile.splitlines() if "bin/snakemake" in line and "--configfile" in line
+    ]
     assert demo and all("--profile profiles/local" in line for line in demo), demo
 
 
