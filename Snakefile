@@ -79,7 +79,7 @@ localrules:
     alignment_paper_figures,
     replication_report,
     drops_summary,
-    results_summary,
+    run_summary,
     api_usage,
     model_card,
     push_to_hub,

@@ -55,23 +55,23 @@ rule api_usage:
 
 
 # The run's headline tables in one Markdown page (what `polyculture summary RESULTS` prints).
-rule results_summary:
+rule run_summary:
     input:
         unpack(summary_tables),
     output:
         report(
             f"{RESULTS}/summary.md",
-            caption="../report/results_summary.rst",
+            caption="../report/run_summary.rst",
             category="Summary",
         ),
     log:
-        f"{LOGS}/results_summary/results_summary.log",
+        f"{LOGS}/run_summary/run_summary.log",
     benchmark:
-        f"{BENCH}/results_summary/results_summary.tsv"
+        f"{BENCH}/run_summary/run_summary.tsv"
     conda:
         "../envs/report.yaml"
     script:
-        "../scripts/results_summary.py"
+        "../scripts/run_summary.py"
 
 
 # ---------------------------------------------------------------- release (issue 17)

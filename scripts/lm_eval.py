@@ -34,4 +34,4 @@ with write_outputs() as out:
     out.table(items, snakemake.output.item_scores, p.schemas["items"])
     out.table(metrics, snakemake.output.metrics, p.schemas["metrics"])
     out.jsonl(ge.sample_records(results, name), snakemake.output.samples)
-    out.json(ge.results_summary(results), snakemake.output.results)
+    out.json(ge.run_summary(results), snakemake.output.results)

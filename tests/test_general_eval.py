@@ -126,7 +126,7 @@ def test_lm_eval_base_adapter_and_merged(
     hs = [r for r in records if r["task"] == "demo_hellaswag_el"]
     assert len(hs[0]["filtered_resps"]) == 4 and "ctx_a" in hs[0]["doc"]
     json.dumps(records)
-    summary = ge.results_summary(base)
+    summary = ge.run_summary(base)
     assert (
         "date" not in summary and summary["n-samples"]["demo_global_mmlu_en"]["effective"] == LIMIT
     )

@@ -1,4 +1,4 @@
-"""`polyculture summary RESULTS_DIR` and rule results_summary: the headline tables of a run in
+"""`polyculture summary RESULTS_DIR` and rule run_summary: the headline tables of a run in
 Markdown, from the result tables; a directory without them, or of an older layout, fails with
 the file and the rule that writes it, and nothing is written."""
 

@@ -374,7 +374,7 @@ def sample_records(results: Mapping[str, Any], model: str) -> list[dict[str, Any
     return out
 
 
-def results_summary(results: Mapping[str, Any]) -> dict[str, Any]:
+def run_summary(results: Mapping[str, Any]) -> dict[str, Any]:
     """The reproducible part of lm_eval's results (no dates, timings or environment)."""
     keep = (
         "results",

@@ -3,7 +3,7 @@ the differences to the base model, WVS alignment and self-consistency, the repli
 published regressions, and the stages that dropped more than 5 % of their items.
 
 Built only from the result tables the workflow writes (paths relative to the results directory
-in :data:`TABLES`); `polyculture summary RESULTS_DIR` prints it and rule `results_summary` writes
+in :data:`TABLES`); `polyculture summary RESULTS_DIR` prints it and rule `run_summary` writes
 it to RESULTS_DIR/summary.md. Not to be confused with :mod:`polyculture.wvs.summary` (the WVS
 pipeline's own report tables).
 """

@@ -1,4 +1,4 @@
-"""Rule results_summary: the run's headline tables in Markdown (polyculture.summary)."""
+"""Rule run_summary: the run's headline tables in Markdown (polyculture.summary)."""
 
 from polyculture.logs import log_to
 
