@@ -1,61 +1,14 @@
 # Settings and helpers of the 'alignment' rules (rules/alignment.smk), and alignment_targets().
 from polyculture.errors import ConfigError
-from polyculture.wvs.specgrid import (
-    expand_grid,
-    grid_size_message,
-    resolve_mixed_formula,
-)
+from polyculture.wvs.specgrid import resolve_mixed_formula
 
 AL = config["alignment"]
 ALIGN = f"{RESULTS}/alignment"
 AL_SEED = stage_seeds("alignment")
 
 
-def _alignment_checks():
-    """Config checks that JSON Schema cannot express; they fail before any job."""
-    src = AL["responses"]
-    if src["source"] == "file" and not src.get("path") and not src.get("hub_id"):
-        raise ConfigError(
-            "alignment.responses", "source 'file' needs a path or a hub_id"
-        )
-    gt = AL["ground_truth"]
-    if gt["source"] == "file":
-        if not any(gt.get(k) for k in ("country_path", "language_path", "global_path")):
-            raise ConfigError(
-                "alignment.ground_truth",
-                "source 'file' needs at least one of country_path, language_path, global_path",
-            )
-        if not gt.get("country_languages_path"):
-            raise ConfigError(
-                "alignment.ground_truth.country_languages_path",
-                "source 'file' needs the country → language table (local countries of each language)",
-            )
-    merged_wanted = AL["mixed_model"]["ground_truth"] == "merged" or (
-        AL["speccurve"]["enabled"] and "merged" in AL["speccurve"]["ground_truth"]
-    )
-    if merged_wanted and (src["source"] != "file" or not gt["use_merged"]):
-        raise ConfigError(
-            "alignment.mixed_model.ground_truth",
-            "ground truth 'merged' exists only in released response files (responses.source: file, "
-            "ground_truth.use_merged: true)",
-        )
-    if AL["published"] and not os.path.exists(AL["published"]):
-        raise ConfigError("alignment.published", f"'{AL['published']}' does not exist")
-    cap = AL["capability"]
-    if cap["source"] == "table" and not os.path.exists(cap["path"]):
-        raise ConfigError(
-            "alignment.capability.path", f"'{cap['path']}' does not exist"
-        )
-    if AL["speccurve"]["enabled"]:
-        specs = expand_grid(AL["speccurve"], AL["speccurve"]["cluster_rounds"])
-        if len(specs) > AL["speccurve"]["max_specs"]:
-            raise ConfigError(
-                "alignment.speccurve.max_specs",
-                f"{grid_size_message(specs)}: more than the limit of {AL['speccurve']['max_specs']}",
-            )
-
-
-_alignment_checks()
+# The alignment section's cross-key checks are polyculture.config_check.alignment_problems
+# (rules/common.smk runs them before any rule is defined).
 MIXED_FORMULA_NAME, MIXED_FORMULA = resolve_mixed_formula(AL["mixed_model"]["formula"])
 
 

@@ -166,3 +166,16 @@ def test_workflow_with_given_ground_truth_plans_no_population_stages(
     assert "config key 'wvs.microdata_path': neither WVS microdata nor a given ground truth" in out
     assert "Traceback" not in out and "config_check.py" not in out
     assert not (work / "results").exists()
+
+
+def test_alignment_sources_are_checked_with_the_rest(demo_config: dict) -> None:
+    cfg = copy.deepcopy(demo_config)
+    cfg["alignment"]["responses"] = {"source": "file", "path": "", "hub_id": ""}
+    cfg["alignment"]["ground_truth"] = {"source": "file"}
+    cfg["alignment"]["published"] = "nowhere/published.csv"
+    problems = config_check.config_problems(cfg, SCHEMA, REPO)
+    messages = {p.key: str(p) for p in problems}
+    assert "source 'file' needs a path or a hub_id" in messages["alignment.responses"]
+    assert "at least one of country_path" in messages["alignment.ground_truth"]
+    assert "country → language table" in messages["alignment.ground_truth.country_languages_path"]
+    assert "'nowhere/published.csv' does not exist" in messages["alignment.published"]

@@ -33,8 +33,9 @@ def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
 
 
 def is_path_key(key: str) -> bool:
-    """Keys that name an input file or directory that must exist."""
-    return key == "path" or key.endswith("_path")
+    """Keys that name an input file or directory that must exist (`alignment.published`, the
+    published regression terms, is a file too)."""
+    return key in ("path", "published") or key.endswith("_path")
 
 
 def is_language_key(key: str) -> bool:
@@ -326,6 +327,49 @@ def wvs_input_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
         )
 
 
+def alignment_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
+    """The alignment section's sources name what they need: a response file or hub id, the
+    ground-truth tables and the country → language table, the released responses for the
+    'merged' ground truth, existing published and capability tables, and a specification
+    curve within its size limit."""
+    from polyculture.wvs.specgrid import expand_grid, grid_size_message
+
+    al = config.get("alignment", {})
+    src = al["responses"]
+    if src["source"] == "file" and not src.get("path") and not src.get("hub_id"):
+        yield ConfigError("alignment.responses", "source 'file' needs a path or a hub_id")
+    gt = al["ground_truth"]
+    if gt["source"] == "file":
+        if not any(gt.get(k) for k in ("country_path", "language_path", "global_path")):
+            yield ConfigError(
+                "alignment.ground_truth",
+                "source 'file' needs at least one of country_path, language_path, global_path",
+            )
+        if not gt.get("country_languages_path"):
+            yield ConfigError(
+                "alignment.ground_truth.country_languages_path",
+                "source 'file' needs the country → language table (local countries of each "
+                "language)",
+            )
+    merged_wanted = al["mixed_model"]["ground_truth"] == "merged" or (
+        al["speccurve"]["enabled"] and "merged" in al["speccurve"]["ground_truth"]
+    )
+    if merged_wanted and (src["source"] != "file" or not gt["use_merged"]):
+        yield ConfigError(
+            "alignment.mixed_model.ground_truth",
+            "ground truth 'merged' exists only in released response files (responses.source: "
+            "file, ground_truth.use_merged: true)",
+        )
+    if al["speccurve"]["enabled"]:
+        specs = expand_grid(al["speccurve"], al["speccurve"]["cluster_rounds"])
+        if len(specs) > al["speccurve"]["max_specs"]:
+            yield ConfigError(
+                "alignment.speccurve.max_specs",
+                f"{grid_size_message(specs)}: more than the limit of "
+                f"{al['speccurve']['max_specs']}",
+            )
+
+
 def cross_key_problems(
     config: Mapping[str, Any],
     workdir: Path | None = None,
@@ -340,6 +384,7 @@ def cross_key_problems(
         lambda: translator_problems(config, environ),
         lambda: api_model_problems(config, environ),
         lambda: wvs_input_problems(config),
+        lambda: alignment_problems(config),
     ]
     problems: list[ConfigError] = []
     for check in checks:
