@@ -1,6 +1,10 @@
 # Settings and helpers of the 'alignment' rules (rules/alignment.smk), and alignment_targets().
 from polyculture.errors import ConfigError
-from polyculture.wvs.specgrid import resolve_mixed_formula
+from polyculture.wvs.specgrid import (
+    expand_grid,
+    grid_size_message,
+    resolve_mixed_formula,
+)
 
 AL = config["alignment"]
 ALIGN = f"{RESULTS}/alignment"
@@ -8,7 +12,17 @@ AL_SEED = stage_seeds("alignment")
 
 
 # The alignment section's cross-key checks are polyculture.config_check.alignment_problems
-# (rules/common.smk runs them before any rule is defined).
+# (rules/common.smk runs them before any rule is defined); the specification curve's size needs
+# the grid of the wvs pipeline, so it is checked here, reported the same way.
+if AL["speccurve"]["enabled"]:
+    _specs = expand_grid(AL["speccurve"], AL["speccurve"]["cluster_rounds"])
+    if len(_specs) > AL["speccurve"]["max_specs"]:
+        _problem = ConfigError(
+            "alignment.speccurve.max_specs",
+            f"{grid_size_message(_specs)}: more than the limit of {AL['speccurve']['max_specs']}",
+        )
+        print(format_problems([_problem], "polyculture: config check"), file=sys.stderr)
+        raise SystemExit(1)
 MIXED_FORMULA_NAME, MIXED_FORMULA = resolve_mixed_formula(AL["mixed_model"]["formula"])
 
 
