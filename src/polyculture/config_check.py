@@ -330,9 +330,9 @@ def wvs_input_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
 def alignment_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
     """The alignment section's sources name what they need: a response file or hub id, the
     ground-truth tables and the country → language table, the released responses for the
-    'merged' ground truth, existing published and capability tables, and a specification
-    curve's size is checked with the rules (rules/alignment_common.smk: the grid is the wvs
-    pipeline's, which a startup module does not import)."""
+    'merged' ground truth. (The published and capability tables are path keys; the
+    specification curve's size is checked in rules/alignment_common.smk: the grid is the wvs
+    pipeline's, which a startup module does not import.)"""
     al = config.get("alignment", {})
     src = al["responses"]
     if src["source"] == "file" and not src.get("path") and not src.get("hub_id"):
