@@ -54,12 +54,12 @@ def test_bad_results_directories_fail_clearly_and_write_nothing(tmp_path: Path) 
 def test_drop_rates_over_five_percent_only() -> None:
     drops = pl.DataFrame(
         {
-            "pipeline": ["wvs", "wvs", "wvs", "consensus"],
-            "stage": ["parse", "parse", "judge", "questions"],
-            "group": ["m", "m", "m", "all"],
-            "reason": ["no list", "wrong language", "empty", "English"],
-            "dropped": [3, 2, 1, 40],
-            "total": [20, 20, 100, 50],
+            "pipeline": ["wvs", "wvs", "wvs", "wvs", "consensus"],
+            "stage": ["parse", "parse", "parse", "judge", "questions"],
+            "group": ["m", "m", "m", "m", "all"],
+            "reason": ["wrong language", "no list", "too short", "empty", "English"],
+            "dropped": [2, 3, 0, 1, 40],
+            "total": [20, 20, 20, 100, 50],
         }
     )
     text = drops_section(drops)

@@ -310,19 +310,20 @@ def replication_section(replication: pl.DataFrame) -> str:
 
 def drops_section(drops: pl.DataFrame, threshold: float = DROP_RATE_SHOWN) -> str:
     """Stages × groups that dropped more than `threshold` of their items, with the reasons."""
+    keys = ["pipeline", "stage", "group"]
+    reasons = (
+        drops.filter(pl.col("dropped") > 0)
+        .sort("dropped", descending=True)
+        .group_by(keys, maintain_order=True)
+        .agg(pl.struct("reason", "dropped").alias("reasons"))
+    )
     per_group = (
-        drops.group_by("pipeline", "stage", "group")
-        .agg(
-            pl.col("dropped").sum(),
-            pl.col("total").max(),
-            pl.struct("reason", "dropped")
-            .filter(pl.col("dropped") > 0)
-            .sort_by("dropped", descending=True)
-            .alias("reasons"),
-        )
+        drops.group_by(keys)
+        .agg(pl.col("dropped").sum(), pl.col("total").max())
         .with_columns(rate=pl.col("dropped") / pl.col("total"))
         .filter((pl.col("total") > 0) & (pl.col("rate") > threshold))
-        .sort("pipeline", "stage", "group")
+        .join(reasons, on=keys, how="left")
+        .sort(keys)
     )
     rows = [
         (
@@ -331,7 +332,7 @@ def drops_section(drops: pl.DataFrame, threshold: float = DROP_RATE_SHOWN) -> st
             r["group"],
             f"{r['dropped']} / {r['total']}",
             f"{r['rate']:.1%}",
-            ", ".join(f"{x['reason']} ({x['dropped']})" for x in r["reasons"][:3]),
+            ", ".join(f"{x['reason']} ({x['dropped']})" for x in (r["reasons"] or [])[:3]),
         )
         for r in per_group.iter_rows(named=True)
     ]
