@@ -202,3 +202,68 @@ def test_culfit_is_the_default_critique_and_one_prompt_the_named_ablation():
     method = schema["properties"]["critique_method"]
     assert method["default"] == "culfit" and method["enum"] == ["culfit", "one_prompt"]
     assert "CulFiT" in method["description"]
+
+
+class _ScriptedGenerator:
+    """Replies from a script, in call order, and records what each call asked (the loop's
+    dispatch is under test here; the demo workflow runs it with a real model)."""
+
+    def __init__(self, replies: list[list]) -> None:
+        self.replies = replies
+        self.calls: list[tuple[str, int, dict | None]] = []
+
+    def generate_json(self, conversations, schema, n, sampling):
+        self.calls.append(("json", len(conversations), schema))
+        return self.replies.pop(0)
+
+    def generate(self, conversations, n, sampling):
+        self.calls.append(("text", len(conversations), None))
+        return self.replies.pop(0)
+
+
+def test_critique_loop_runs_culfit_steps_and_one_prompt():
+    import json
+
+    from polyculture.consensus.critiques import critique_weak_answers, point_checks_schema
+
+    culfit = {
+        "knowledge_points_prompt": "{question} {reference} {language}",
+        "check_prompt": "{answer} {n_points} {points} {language}",
+        "critique_prompt": "{question} {answer} {checks} {language}",
+        "max_knowledge_points": 3,
+        "max_chars": 80,
+    }
+    generator = _ScriptedGenerator(
+        [
+            [[{"knowledge_points": ["Lamb."]}], [{"knowledge_points": ["Lamb.", "Outdoors."]}]]
+            + [[None]],
+            [[{"checks": [{"verdict": "contradicted", "comment": "Fish."}]}]],
+            [[{"checks": [{"verdict": "missing", "comment": ""}] * 2}]],
+            [["Wrong: lamb, not fish."], ["Lamb, outdoors."]],
+        ]
+    )
+    out, counters = critique_weak_answers(
+        generator, _culfit_table(), "culfit", "unused", culfit, None
+    )
+    assert [c[:2] for c in generator.calls] == [("json", 3), ("json", 1), ("json", 1), ("text", 2)]
+    assert generator.calls[1][2] == point_checks_schema(1, 80)
+    assert out["question_id"].to_list() == ["a", "b"]
+    assert json.loads(out["knowledge_points"][1]) == ["Lamb.", "Outdoors."]
+    assert [c.reasons for c in counters] == [{"invalid_json": 1}, {}, {}]
+
+    generator = _ScriptedGenerator([[["Η απάντηση είναι λάθος."], [" "], ["ok"]]])
+    out, counters = critique_weak_answers(
+        generator,
+        _culfit_table(),
+        "one_prompt",
+        "{question}{answer}{reference}{language}",
+        {},
+        None,
+    )
+    assert generator.calls == [("text", 3, None)] and out["question_id"].to_list() == ["a", "c"]
+    assert [c.reasons for c in counters] == [{"empty_critique": 1}]
+
+    empty = _culfit_table().head(0)
+    for method in ("culfit", "one_prompt"):
+        out, counters = critique_weak_answers(None, empty, method, "", culfit, None)
+        assert out.height == 0 and all(c.dropped == 0 for c in counters)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -145,6 +147,41 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
     with write_outputs() as out:
         yield out.file(path)
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike[str], *, fixed_modes: bool = False) -> Iterator[Path]:
+    """Yield a new temporary directory beside `target` (same file system); when the block ends
+    without an error it replaces `target` (an old `target` is removed), otherwise it is removed
+    and `target` is left as it was. The directory gets the mode a plain mkdir gives (mkdtemp's
+    0700 would hide it from other users of results/); with `fixed_modes` every directory under
+    it gets 0755 and every file 0644, whatever the libraries that wrote them chose."""
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
+        if fixed_modes:
+            for p in (tmp, *tmp.rglob("*")):
+                p.chmod(0o755 if p.is_dir() else 0o644)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> None:

@@ -23,7 +23,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import polars as pl
 import yaml
 
 from polyculture.errors import InputError
+from polyculture.io import atomic_dir
 
 README = "README.md"
 LIBRARY = "peft"
@@ -512,17 +512,8 @@ def write_release(
 ) -> None:
     """Copy the adapter's files (not its README) and the card into `out_dir`, atomically."""
     src = Path(adapter_dir)
-    target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for f in sorted(src.iterdir()):
             if f.is_file() and f.name != README:
                 shutil.copy2(f, tmp / f.name)
         (tmp / README).write_text(card, encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)

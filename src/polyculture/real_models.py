@@ -28,11 +28,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from polyculture.errors import ConfigError, InputError
+from polyculture.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +172,7 @@ def build_real_model(name: str, out_dir: str | os.PathLike[str], dtype: str = "b
     model = REAL_MODELS[name]
     check_installed(model, f"builtin:{name}")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         if model.kind == "chat":
             source = package_dir(model) / model.file
             if not source.is_file():
@@ -198,11 +196,4 @@ def build_real_model(name: str, out_dir: str | os.PathLike[str], dtype: str = "b
             "dtype": dtype if model.kind == "chat" else "as shipped",
         }
         (tmp / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users of results/
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

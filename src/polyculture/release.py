@@ -15,37 +15,18 @@ nothing half written.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from polyculture.errors import ConfigError, InputError
+from polyculture.io import atomic_dir, file_sha256
 
 log = logging.getLogger("polyculture.release")
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
-
-
-@contextmanager
-def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary sibling directory that replaces `target` when the block ends without error."""
-    final = Path(target)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def merge_adapter(
@@ -86,7 +67,7 @@ def file_digests(folder: str | os.PathLike[str]) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         if p.is_file():
-            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+            out[p.relative_to(root).as_posix()] = file_sha256(p)
     return out
 
 

@@ -11,18 +11,16 @@ import logging
 import math
 import os
 import random
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from polyculture.io import write_json
+from polyculture.io import atomic_dir, write_json
 from polyculture.tiny_corpus import (
     Conversation,
     CorpusTables,
@@ -268,24 +266,6 @@ def _training_info(
     }
 
 
-@contextmanager
-def _fresh_dir(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary directory beside `out_dir` that replaces it on success."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        for p in (tmp, *tmp.rglob("*")):
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
 # ---------------------------------------------------------------------------------------------
 # builtin:tiny-chat
 
@@ -407,7 +387,7 @@ def build_tiny_chat(
         "cut_conversations": cut,
         "torch": torch.__version__,
     }
-    with _fresh_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, fixed_modes=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(info, tmp / "build_info.json")
@@ -524,7 +504,7 @@ def build_tiny_embed(
     }
     with (
         tempfile.TemporaryDirectory(prefix="tiny-embed-bert.") as bert_dir,
-        _fresh_dir(out_dir) as tmp,
+        atomic_dir(out_dir, fixed_modes=True) as tmp,
     ):
         bert.save_pretrained(bert_dir)
         tokenizer.save_pretrained(bert_dir)

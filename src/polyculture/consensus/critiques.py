@@ -8,8 +8,10 @@ comparing m_k with the translated ground truth.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
+from typing import Any
 
 import polars as pl
 
@@ -372,3 +374,69 @@ def critique_from_checks_conversations(
             ).iter_rows()
         ),
     )
+
+
+def culfit_critique_texts(
+    generator: Any, table: pl.DataFrame, culfit: Mapping[str, Any], sampling: Any
+) -> tuple[pl.DataFrame, list[str | None], list[DropCounter]]:
+    """CulFiT's critique loop (consensus.critique_method 'culfit'): M lists the knowledge points
+    of g*, checks its weak-side answer against them point by point (one batch per number of
+    points, so each batch has one JSON schema), and writes the critique from the check. Returns
+    the rows that reached the last step (knowledge points as JSON text), M's critiques of them
+    and the drop counters of the first two steps. `generator` may be None when `table` is
+    empty."""
+    counters = []
+    outputs: list[Any] = []
+    if table.height:
+        outputs = generator.generate_json(
+            knowledge_point_conversations(table, culfit["knowledge_points_prompt"]),
+            knowledge_points_schema(culfit["max_knowledge_points"], culfit["max_chars"]),
+            1,
+            sampling,
+        )
+    table, drops = collect_knowledge_points(table, outputs)
+    counters.append(drops)
+    outputs = [None] * table.height
+    conversations = point_check_conversations(table, culfit["check_prompt"]) if table.height else []
+    for n_points, rows in point_check_groups(table).items():
+        replies = generator.generate_json(
+            [conversations[i] for i in rows],
+            point_checks_schema(n_points, culfit["max_chars"]),
+            1,
+            sampling,
+        )
+        for i, reply in zip(rows, replies, strict=True):
+            outputs[i] = reply
+    table, drops = collect_point_checks(table, outputs)
+    counters.append(drops)
+    critiques: list[str | None] = []
+    if table.height:
+        critiques = generator.generate(
+            critique_from_checks_conversations(table, culfit["critique_prompt"]), 1, sampling
+        )
+    points = [json.dumps(pts, ensure_ascii=False) for pts in table["knowledge_points"].to_list()]
+    table = table.with_columns(pl.Series("knowledge_points", points, dtype=pl.String))
+    return table, critiques, counters
+
+
+def critique_weak_answers(
+    generator: Any,
+    table: pl.DataFrame,
+    method: str,
+    prompt: str,
+    culfit: Mapping[str, Any],
+    sampling: Any,
+) -> tuple[pl.DataFrame, list[DropCounter]]:
+    """M's critiques of the weak-side answers in `table` (from :func:`pick_weak_answers`), by
+    CulFiT's loop (`method` 'culfit', :func:`culfit_critique_texts`) or in one prompt
+    (`prompt`); returns the critique table and every drop counter. `generator` may be None when
+    `table` is empty."""
+    counters: list[DropCounter] = []
+    if method == "culfit":
+        table, outputs, counters = culfit_critique_texts(generator, table, culfit, sampling)
+    elif table.height:
+        outputs = generator.generate(critique_conversations(table, prompt), 1, sampling)
+    else:
+        outputs = []
+    critiques, drops = collect_critiques(table, outputs)
+    return critiques, [*counters, drops]

@@ -10,14 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from polyculture.io import atomic_path  # noqa: E402
+from polyculture.plots import plt, save_figure
 
 MODE_STYLE = {
     "replicates": {
@@ -34,18 +30,12 @@ MODE_STYLE = {
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-
-
 def _message_figure(path: str | os.PathLike[str], title: str, message: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 2.5))
     ax.axis("off")
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path, crop=True)
 
 
 def family_colors(families: Sequence[str]) -> dict[str, str]:
@@ -82,7 +72,7 @@ def plot_country_heatmap(corr: pl.DataFrame, path: str | os.PathLike[str]) -> No
                 )
     fig.colorbar(im, ax=ax, shrink=0.8, label="Pearson r of polarity across topics")
     ax.set_title("Value polarity: correlation between populations")
-    _save(fig, path)
+    save_figure(fig, path, crop=True)
 
 
 def plot_self_consistency(
@@ -156,7 +146,7 @@ def plot_self_consistency(
     if band_groups:
         title += f"\nband: {len(band_groups)} populations ({', '.join(sorted(band_groups))})"
     ax.set_title(title, fontsize=9 if band_groups else None)
-    _save(fig, path)
+    save_figure(fig, path, crop=True)
 
 
 def plot_alignment_vs_capability(
@@ -222,7 +212,7 @@ def plot_alignment_vs_capability(
         axes[k // cols][k % cols].axis("off")
     fig.suptitle("Cultural alignment vs multilingual capability")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, crop=True)
 
 
 def plot_forest(
@@ -291,7 +281,7 @@ def plot_forest(
     fig.suptitle(title)
     fig.legend(loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    _save(fig, path)
+    save_figure(fig, path, crop=True)
 
 
 CHOICE_COLUMNS = ("ground_truth", "unit", "observation", "resample_size", "rounds", "consistency")
@@ -352,4 +342,4 @@ def plot_specification_curve(rows: pl.DataFrame, term: str, path: str | os.PathL
     bottom.set_xlabel("specification (sorted by estimate)")
     bottom.set_xlim(-0.8, n - 0.2)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, crop=True)

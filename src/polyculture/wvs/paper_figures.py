@@ -15,15 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import polars as pl
+import statsmodels.formula.api as smf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import statsmodels.formula.api as smf  # noqa: E402
-
-from polyculture.wvs.alignment_figures import _message_figure, _save, family_colors  # noqa: E402
+from polyculture.plots import plt, save_figure
+from polyculture.wvs.alignment_figures import _message_figure, family_colors
 
 ADJUSTMENT_FORMULA = "alignment ~ 0 + consistency:language + language:model"
 
@@ -138,7 +135,7 @@ def plot_adjusted_vs_capability(
     for ax in axes.ravel()[len(languages) :]:
         ax.axis("off")
     fig.suptitle("Consistency-adjusted alignment vs capability (the paper's Fig. 4, as released)")
-    _save(fig, path)
+    save_figure(fig, path, crop=True)
 
 
 def plot_language_breakdown(
@@ -198,7 +195,7 @@ def plot_language_breakdown(
             ax.text(0.5, 0.5, "no ground truth", transform=ax.transAxes, ha="center")
     axes[0].set_ylabel(f"alignment (Spearman, unit '{unit}')")
     fig.suptitle(f"Cultural alignment of each model in '{language}' by reference population")
-    _save(fig, path)
+    save_figure(fig, path, crop=True)
 
 
 def plot_residuals(observations: pl.DataFrame, path: str | os.PathLike[str], title: str) -> None:
@@ -225,4 +222,4 @@ def plot_residuals(observations: pl.DataFrame, path: str | os.PathLike[str], tit
         ax_h.set_xlabel("residual")
         ax_h.set_title(f"{mode}: residual distribution", fontsize=9)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path, crop=True)

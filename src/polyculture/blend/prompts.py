@@ -1,0 +1,140 @@
+"""BLEnD prompts: the runs of a country (language x template), the prompts of a run, which
+questions are skipped, and answering the prompts with a generator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from polyculture.blend.cleaning import clean_response
+from polyculture.blend.data import Question
+from polyculture.drops import DropCounter
+from polyculture.errors import ConfigError, InputError
+from polyculture.languages import BLEND_REGIONS, normalize_region
+
+SKIP_NO_ANSWER_NA = 3  # skip when no-answer + not-applicable >= this
+
+
+SKIP_IDK = 5  # skip when idk >= this
+
+
+def run_languages(country: str) -> list[str]:
+    """Languages a country is asked in: English, then its own language unless that is English."""
+    country = normalize_region(country)
+    if country not in BLEND_REGIONS:
+        raise InputError(country, f"not a BLEnD region; expected one of {', '.join(BLEND_REGIONS)}")
+    local = BLEND_REGIONS[country]
+    return ["en"] if local == "en" else ["en", local]
+
+
+def build_prompts(
+    questions: pl.DataFrame,
+    templates: Mapping[str, tuple[str, str]],
+    country: str,
+    language: str,
+    prompt_id: str,
+) -> pl.DataFrame:
+    """One row per question: ID, country, language, prompt_id, question, prompt (filled template)."""
+    country = normalize_region(country)
+    if language not in run_languages(country):
+        raise InputError(
+            country, f"language {language!r} is not asked; expected one of {run_languages(country)}"
+        )
+    if prompt_id not in templates:
+        raise InputError(
+            country, f"prompt template {prompt_id!r} not found; have {', '.join(templates)}"
+        )
+    english, local = templates[prompt_id]
+    native_english = BLEND_REGIONS[country] == "en"
+    if language == "en":
+        template, column = english, ("Question" if native_english else "Translation")
+    else:
+        template, column = local, "Question"
+    if "{q}" not in template:
+        which = "English" if language == "en" else "Translation"
+        raise InputError(
+            country,
+            f"prompt template {prompt_id!r} ({which} column) has no {{q}} slot for the question",
+        )
+    texts = questions[column].to_list()
+    return pl.DataFrame(
+        {
+            "ID": questions["ID"].to_list(),
+            "country": [country] * len(texts),
+            "language": [language] * len(texts),
+            "prompt_id": [prompt_id] * len(texts),
+            "question": texts,
+            "prompt": [template.replace("{q}", q) for q in texts],
+        },
+        schema={
+            k: pl.String for k in ("ID", "country", "language", "prompt_id", "question", "prompt")
+        },
+    )
+
+
+def skip_reason(q: Question) -> str | None:
+    """Why a question is left out of scoring (the BLEnD rules), or None when it is valid."""
+    if q.no_answer + q.not_applicable >= SKIP_NO_ANSWER_NA:
+        return "no_answer_or_not_applicable"
+    if q.idk >= SKIP_IDK:
+        return "idk"
+    if not q.clusters:
+        return "no_annotations"
+    return None
+
+
+RESPONSE_SCHEMA = {
+    k: pl.String
+    for k in ("ID", "country", "language", "prompt_id", "question", "prompt", "response")
+}
+
+
+def select_questions(questions: pl.DataFrame, max_questions: int | None) -> pl.DataFrame:
+    """The first `max_questions` questions in file order (all when None)."""
+    return questions if max_questions is None else questions.head(max_questions)
+
+
+PROMPT_FORMATS = ("chat", "raw")
+
+
+def answer_prompts(
+    generator: Any,
+    prompts: pl.DataFrame,
+    sampling: Any,
+    *,
+    group: str = "all",
+    prompt_format: str = "chat",
+) -> tuple[pl.DataFrame, DropCounter]:
+    """Ask the model every prompt, one answer per prompt: as the one user turn of a conversation
+    rendered by the model's chat template (`chat`), or as plain text without it (`raw`), the two
+    ways BLEnD's code sends its prompts (chat models / base models and raw completion).
+
+    Returns the prompt table with a `response` column and the drop counts: empty answers are
+    counted as 'empty_response' but kept, since the benchmark scores them as wrong."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(
+            "evaluate.blend.prompt_format",
+            f"'{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}",
+        )
+    texts = prompts["prompt"].to_list()
+    if not texts:
+        outputs = []
+    elif prompt_format == "raw":
+        outputs = generator.generate_raw(texts, n=1, sampling=sampling)
+    else:
+        conversations = [[{"role": "user", "content": p}] for p in texts]
+        outputs = generator.generate(conversations, n=1, sampling=sampling)
+    if len(outputs) != prompts.height:
+        raise RuntimeError(
+            f"generator returned {len(outputs)} outputs for {prompts.height} prompts"
+        )
+    answers = [out[0] if out else "" for out in outputs]
+    drops = DropCounter(stage="blend_generate", group=group)
+    drops.seen(len(answers))
+    empty = sum(1 for a in answers if not clean_response(a, ""))
+    if empty:
+        drops.drop("empty_response", empty)
+    table = prompts.with_columns(response=pl.Series(answers, dtype=pl.String))
+    return table.select(list(RESPONSE_SCHEMA)).cast(RESPONSE_SCHEMA), drops
