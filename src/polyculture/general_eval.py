@@ -178,6 +178,11 @@ def lm_eval_model(
 #: requests that each wait for their slowest (lm_eval vllm_causallms: get_batched(n=batch_size)).
 #: hf: 8, the earlier default of both (our choice: a batch of 1-8B activations fits beside the
 #: weights on one GPU; lm_eval's 'auto' search would change the padding, so the numbers).
+#: Prefix caching does not help lm_eval's multiple choice on vLLM: its loglikelihood requests ask
+#: for prompt log-probabilities, for which vLLM 0.32 skips reading the prefix cache, so each of
+#: Global-MMLU's four choices prefills the whole question again (benchmarks/bench_lm_eval_prefix:
+#: 0 hits on the CPU vLLM; the same sequences without prompt log-probabilities hit 58% of their
+#: prompt tokens).
 DEFAULT_BATCH_SIZE: dict[str, int | str] = {"vllm": "auto", "hf": 8}
 
 
