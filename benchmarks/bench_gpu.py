@@ -35,7 +35,7 @@ e. hf: polyculture's hf backend (HFGenerator with the presets' backend.batch_siz
    sampling (`generate(do_sample=True, num_return_sequences=n, top_k=0)`) on the same loaded
    model, prompt ids, length-sorted batches, end tokens and lengths (min = max new tokens), at
    both preset shapes (N samples per prompt: consensus n=10, WVS n=1), alternating rounds, the
-   best of each; the ratio ours/transformers tokens/s has the goal >= 0.9. 128 new tokens on
+   median of each; the ratio ours/transformers tokens/s has the goal >= 0.9. 128 new tokens on
    the GPU (our choice: a quarter of the consensus answers' 512, to fit the time limit);
 f. adapters: LoRA adapters of the consensus preset's `train.lora` shape (random weights) in one
    HFGenerator through peft (load_adapter, set_adapter): switch and load times, LoRA's cost
@@ -128,7 +128,7 @@ class Plan:
     hf_warmup_prompts: int
     hf_new_tokens: int
     hf_warmup_tokens: int
-    hf_rounds: int  # alternating rounds of ours and transformers' generate; the best of each
+    hf_rounds: int  # alternating rounds of ours and transformers' generate; the median of each
     adapters: int  # LoRA adapters served by one hf generator
     adapter_prompts: int
     adapter_new_tokens: int
@@ -585,7 +585,7 @@ def hf_figures(ctx: Context, shapes: list[Shape], hf: dict[str, Any]) -> dict[st
             f"{shape.name} ({shape.source}): {plan.hf_prompts} prompts x n={shape.n} x "
             f"{plan.hf_new_tokens} new tokens (min = max), temperature {shape.temperature}, top-p "
             f"{shape.top_p}, batches of {hf['batch_size']} prompts, prompts "
-            f"{min(lengths)}-{max(lengths)} tokens, best of {plan.hf_rounds} alternating rounds; "
+            f"{min(lengths)}-{max(lengths)} tokens, median of {plan.hf_rounds} alternating rounds; "
             f"{plan.dtype}, transformers {hf['transformers']}, torch {hf['torch']}; {ctx.machine}"
         )
         key = f"hf_{shape.name}"
