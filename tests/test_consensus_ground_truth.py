@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from polyculture.consensus.consistency import brute_force_scores, score_embeddings
 from polyculture.consensus.ground_truth import (
     TIE_SIDE,
     attach_texts,
     select_ground_truth,
+    selected_responses,
     stronger_side,
 )
 
@@ -172,3 +174,41 @@ def test_unknown_selection_mode_is_a_config_error():
     cons, samples = _tables(0.1, 0.2, {"en": [0.1, 0.2, 0.3], "local": [0.1, 0.2, 0.3]})
     with pytest.raises(ConfigError, match="unknown selection"):
         select_ground_truth(cons, samples, selection="best", seed=0)
+
+
+def test_selected_responses_read_per_shard_give_the_same_table(tmp_path):
+    """select_ground_truth reads the response shards one at a time, keeping only the selected
+    samples' texts: the ground-truth table is the one built from all responses at once."""
+    rng = np.random.default_rng(77)
+    emb = _embeddings(rng, 30, 4, 8)
+    cons, samples, _ = score_embeddings(emb)
+    pairs = pl.DataFrame(
+        {
+            "question_id": [f"q{q:03d}" for q in range(30)],
+            "country": ["Greece"] * 30,
+            "language": ["el"] * 30,
+            "question_en": [f"question {q}" for q in range(30)],
+            "question_local": [f"ερώτηση {q}" for q in range(30)],
+        }
+    )
+    responses = emb.select(
+        "question_id",
+        "side",
+        pl.when(pl.col("side") == "en")
+        .then(pl.lit("en"))
+        .otherwise(pl.lit("el"))
+        .alias("language"),
+        "sample",
+        pl.format("answer {} {} {}", "question_id", "side", "sample").alias("text"),
+    )
+    paths = []
+    for k, shard in enumerate([responses.head(0), *responses.sort("sample").iter_slices(70)]):
+        paths.append(tmp_path / f"shard-{k}.parquet")
+        shard.write_parquet(paths[-1])
+    for selection in ("consistency", "random"):
+        sel = select_ground_truth(cons, samples, selection=selection, seed=3)
+        picked = selected_responses(sel, paths)
+        assert picked.height == sel.height
+        assert_frame_equal(
+            attach_texts(sel, pairs, picked), attach_texts(sel, pairs, responses), check_exact=True
+        )

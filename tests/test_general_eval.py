@@ -202,3 +202,37 @@ def test_items_keep_global_mmlus_cultural_label() -> None:
     }
     items = ge.item_table(results, [ge.TaskSpec("t", "global_mmlu", "en")], "m")
     assert items["cultural_label"].to_list() == ["CS", "CA", None]
+
+
+def test_batch_size_defaults_to_auto_on_vllm_and_8_on_hf() -> None:
+    assert ge.batch_size_for("vllm", None) == "auto"
+    assert ge.batch_size_for("hf", None) == 8
+    assert ge.batch_size_for("vllm", 32) == 32
+    assert ge.batch_size_for("hf", "auto:4") == "auto:4"
+    for bad in (0, "big", "auto:0", True):
+        with pytest.raises(ConfigError, match="evaluate.general.batch_size"):
+            ge.batch_size_for("vllm", bad)
+
+
+def test_config_schema_takes_auto_and_null_batch_sizes() -> None:
+    import copy
+
+    import yaml
+
+    from polyculture.config_check import validate_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config.yaml").read_text(encoding="utf-8"))
+    schema = repo / "schemas" / "config.schema.yaml"
+    for value, want in (("auto", "auto"), ("auto:16", "auto:16"), (None, None), (4, 4)):
+        c = copy.deepcopy(config)
+        c["evaluate"]["general"]["batch_size"] = value
+        validate_config(c, schema)
+        assert c["evaluate"]["general"]["batch_size"] == want
+    c = copy.deepcopy(config)
+    del c["evaluate"]["general"]["batch_size"]
+    validate_config(c, schema)
+    assert c["evaluate"]["general"]["batch_size"] is None  # per backend: auto on vLLM
+    c["evaluate"]["general"]["batch_size"] = "large"
+    with pytest.raises(ConfigError, match=r"evaluate\.general\.batch_size"):
+        validate_config(c, schema)

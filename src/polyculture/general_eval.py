@@ -172,6 +172,41 @@ def lm_eval_model(
     )
 
 
+#: lm_eval's batch size per backend where `evaluate.general.batch_size` is null (the default).
+#: vLLM schedules its own batches (continuous batching): 'auto' makes lm_eval's vllm model hand
+#: it every request of a task in one call, where a fixed size N cuts them into calls of N
+#: requests that each wait for their slowest (lm_eval vllm_causallms: get_batched(n=batch_size)).
+#: hf: 8, the earlier default of both (our choice: a batch of 1-8B activations fits beside the
+#: weights on one GPU; lm_eval's 'auto' search would change the padding, so the numbers).
+#: Prefix caching does not help lm_eval's multiple choice on vLLM: its loglikelihood requests ask
+#: for prompt log-probabilities, for which vLLM 0.32 skips reading the prefix cache, so each of
+#: Global-MMLU's four choices prefills the whole question again (benchmarks/bench_lm_eval_prefix:
+#: 0 hits on the CPU vLLM; the same sequences without prompt log-probabilities hit 58% of their
+#: prompt tokens).
+DEFAULT_BATCH_SIZE: dict[str, int | str] = {"vllm": "auto", "hf": 8}
+
+
+def batch_size_for(model_type: str, batch_size: int | str | None) -> int | str:
+    """The lm_eval batch size of a run: the configured one, else the backend's default."""
+    if batch_size is None:
+        if model_type not in DEFAULT_BATCH_SIZE:
+            raise ConfigError(
+                "backend.generation", f"unknown lm_eval backend {model_type!r}; expected hf or vllm"
+            )
+        return DEFAULT_BATCH_SIZE[model_type]
+    ok_str = isinstance(batch_size, str) and (
+        batch_size == "auto"
+        or (batch_size.startswith("auto:") and batch_size[5:].isdigit() and int(batch_size[5:]) > 0)
+    )
+    ok_int = isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1
+    if not (ok_str or ok_int):
+        raise ConfigError(
+            "evaluate.general.batch_size",
+            f"expected an integer >= 1, 'auto', 'auto:N' or null, got {batch_size!r}",
+        )
+    return batch_size
+
+
 def _task_manager(task_dir: str | None, names: Sequence[str]) -> Any:
     """A TaskManager over `task_dir`, with lm_eval's own tasks only if some name needs them."""
     from lm_eval.tasks import TaskManager

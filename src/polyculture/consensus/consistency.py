@@ -21,10 +21,15 @@ Defined edge cases:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from polyculture.drops import DropCounter
 from polyculture.errors import InputError
@@ -104,48 +109,48 @@ def embedding_matrix(col: pl.Series) -> np.ndarray:
     return col.explode().to_numpy().astype(np.float32, copy=False).reshape(-1, dim)
 
 
-def score_embeddings(
-    emb: pl.DataFrame,
-    *,
-    min_samples: int = 2,
-    block_size: int = 2048,
-) -> tuple[pl.DataFrame, pl.DataFrame, DropCounter]:
-    """Consistency per (question, side) and mean similarity per sample, from an embeddings table.
+KEY_COLUMNS = ("question_id", "side", "sample")
+CONSISTENCY_SCHEMA = {
+    "question_id": pl.String,
+    "side": pl.String,
+    "n_samples": pl.Int64,
+    "consistency": pl.Float64,
+}
+SAMPLE_SCHEMA = {
+    "question_id": pl.String,
+    "side": pl.String,
+    "sample": pl.Int64,
+    "mean_similarity": pl.Float64,
+}
+#: rows of embeddings read at a time by `score_embedding_files` (our choice: 16,384 rows of
+#: 1,024 float32 values are 64 MiB, small next to the 4 GB goal at 100,000 questions)
+BATCH_ROWS = 16384
 
-    `emb` has columns question_id, side ('en'|'local'), sample (int), embedding (floats).
-    Returns (consistency table: question_id, side, n_samples, consistency; sample table:
-    question_id, side, sample, mean_similarity; drop counter). A question whose side has fewer
-    than `min_samples` usable samples is dropped entirely (both sides), counted with reason
-    'too_few_samples_<side>' (English checked first). Rows are sorted once; each (question,
-    side) is a contiguous run, and runs of equal length n are gathered into [Q, n, D] blocks of
-    at most `block_size` questions for `block_scores`.
+
+def _empty_scores() -> tuple[pl.DataFrame, pl.DataFrame]:
+    return pl.DataFrame(schema=CONSISTENCY_SCHEMA), pl.DataFrame(schema=SAMPLE_SCHEMA)
+
+
+def kept_sorted_keys(keys: pl.DataFrame, min_samples: int) -> tuple[pl.DataFrame, DropCounter]:
+    """The rows to score, sorted by (question_id, side, sample), and the drop counter.
+
+    `keys` holds question_id, side, sample and a row index `_row` (kept in the result). Checks
+    the sides and duplicate rows; a question whose side has fewer than `min_samples` rows is
+    dropped (both sides), counted as 'too_few_samples_<side>' (English checked first).
     """
     if min_samples < 2:
         raise ValueError("min_samples must be at least 2: consistency needs a pair")
     drops = DropCounter(stage="score_consistency")
-    cons_schema = {
-        "question_id": pl.String,
-        "side": pl.String,
-        "n_samples": pl.Int64,
-        "consistency": pl.Float64,
-    }
-    samp_schema = {
-        "question_id": pl.String,
-        "side": pl.String,
-        "sample": pl.Int64,
-        "mean_similarity": pl.Float64,
-    }
-    if emb.height == 0:
-        return pl.DataFrame(schema=cons_schema), pl.DataFrame(schema=samp_schema), drops
-    bad_sides = set(emb["side"].unique().to_list()) - set(SIDES)
+    if keys.height == 0:
+        return keys, drops
+    bad_sides = set(keys["side"].unique().to_list()) - set(SIDES)
     if bad_sides:
         raise InputError("embeddings", f"unknown side(s) {sorted(bad_sides)}; expected {SIDES}")
-    dup = emb.select("question_id", "side", "sample").is_duplicated()
+    dup = keys.select(KEY_COLUMNS).is_duplicated()
     if dup.any():
         raise InputError("embeddings", "a (question_id, side, sample) appears twice")
-    runs = emb.group_by("question_id", "side").len()
-    questions = emb["question_id"].unique().sort().to_list()
-    drops.seen(len(questions))
+    runs = keys.group_by("question_id", "side").len()
+    drops.seen(keys["question_id"].n_unique())
     wide = runs.pivot(on="side", index="question_id", values="len")
     for side in SIDES:
         if side not in wide.columns:
@@ -158,23 +163,32 @@ def score_embeddings(
     if short_local.height:
         drops.drop("too_few_samples_local", short_local.height)
     keep = wide.filter((pl.col("en") >= min_samples) & (pl.col("local") >= min_samples))
-    keys = (
-        emb.select("question_id", "side", "sample")
-        .with_row_index("_row")
-        .filter(pl.col("question_id").is_in(keep["question_id"].implode()))
-        .sort("question_id", "side", "sample")
+    kept = keys.filter(pl.col("question_id").is_in(keep["question_id"].implode())).sort(
+        "question_id", "side", "sample"
     )
-    if keys.height == 0:
-        return pl.DataFrame(schema=cons_schema), pl.DataFrame(schema=samp_schema), drops
-    full = embedding_matrix(emb["embedding"])
-    order = keys["_row"].to_numpy()
-    # one gather into (question, side, sample) order, skipped where rows already are in it
-    matrix = full if np.array_equal(order, np.arange(full.shape[0])) else full[order]
-    starts_mask = (
+    return kept, drops
+
+
+def _run_starts(keys: pl.DataFrame) -> np.ndarray:
+    """Row numbers where a (question_id, side) run begins in keys sorted by those columns."""
+    mask = (
         (keys["question_id"] != keys["question_id"].shift(1))
         | (keys["side"] != keys["side"].shift(1))
     ).fill_null(True)
-    starts = np.flatnonzero(starts_mask.to_numpy())
+    return np.flatnonzero(mask.to_numpy())
+
+
+def score_sorted_runs(
+    keys: pl.DataFrame, matrix: np.ndarray, block_size: int
+) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """Consistency and sample-similarity parts of complete (question, side) runs.
+
+    `keys` (question_id, side, sample) is sorted by those columns and `matrix` [rows, D] holds
+    the embedding of each of its rows in the same order. Runs of equal length n are gathered
+    into [Q, n, D] blocks of at most `block_size` questions for `block_scores`; each question's
+    figures depend only on its own vectors, not on the block it is scored in.
+    """
+    starts = _run_starts(keys)
     lengths = np.diff(np.append(starts, keys.height))
     run_q = keys["question_id"].gather(starts).to_numpy()
     run_s = keys["side"].gather(starts).to_numpy()
@@ -201,7 +215,7 @@ def score_embeddings(
                         "n_samples": np.full(sel.size, n, dtype=np.int64),
                         "consistency": scores.consistency,
                     },
-                    schema=cons_schema,
+                    schema=CONSISTENCY_SCHEMA,
                 )
             )
             samp_parts.append(
@@ -212,9 +226,143 @@ def score_embeddings(
                         "sample": sample_idx[rows].reshape(-1).astype(np.int64),
                         "mean_similarity": scores.sample_mean.reshape(-1),
                     },
-                    schema=samp_schema,
+                    schema=SAMPLE_SCHEMA,
                 )
             )
+    return cons_parts, samp_parts
+
+
+def _collect(
+    cons_parts: list[pl.DataFrame], samp_parts: list[pl.DataFrame]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if not cons_parts:
+        return _empty_scores()
     cons = pl.concat(cons_parts).sort("question_id", "side")
     samp = pl.concat(samp_parts).sort("question_id", "side", "sample")
-    return cons, samp, drops
+    return cons, samp
+
+
+def score_embeddings(
+    emb: pl.DataFrame,
+    *,
+    min_samples: int = 2,
+    block_size: int = 2048,
+) -> tuple[pl.DataFrame, pl.DataFrame, DropCounter]:
+    """Consistency per (question, side) and mean similarity per sample, from an embeddings table.
+
+    `emb` has columns question_id, side ('en'|'local'), sample (int), embedding (floats).
+    Returns (consistency table: question_id, side, n_samples, consistency; sample table:
+    question_id, side, sample, mean_similarity; drop counter). A question whose side has fewer
+    than `min_samples` usable samples is dropped entirely (both sides), counted with reason
+    'too_few_samples_<side>' (English checked first). The whole table is in memory; the
+    workflow's shards are scored with bounded memory by `score_embedding_files`, with the same
+    result.
+    """
+    keys, drops = kept_sorted_keys(emb.select(KEY_COLUMNS).with_row_index("_row"), min_samples)
+    if keys.height == 0:
+        return *_empty_scores(), drops
+    full = embedding_matrix(emb["embedding"])
+    order = keys["_row"].to_numpy()
+    # one gather into (question, side, sample) order, skipped where rows already are in it
+    matrix = full if np.array_equal(order, np.arange(full.shape[0])) else full[order]
+    return *_collect(*score_sorted_runs(keys, matrix, block_size)), drops
+
+
+def _check_parquet(path: Path) -> None:
+    """An embeddings shard must be a readable Parquet file with the key and embedding columns."""
+    if not path.is_file():
+        raise InputError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"could not be read as a Parquet table: {exc}") from exc
+    missing = [c for c in (*KEY_COLUMNS, "embedding") if c not in names]
+    if missing:
+        raise InputError(
+            path,
+            f"missing column(s) {', '.join(repr(c) for c in missing)}; expected columns: "
+            f"{', '.join((*KEY_COLUMNS, 'embedding'))}",
+        )
+
+
+def read_keys(paths: Sequence[str | os.PathLike[str]]) -> pl.DataFrame:
+    """question_id, side, sample of every row of the shards, stacked in order, with `_row` (the
+    row's number in that stacking) — every column but the embeddings."""
+    parts = []
+    for path in map(Path, paths):
+        _check_parquet(path)
+        parts.append(pl.read_parquet(path, columns=list(KEY_COLUMNS)))
+    nonempty = [p for p in parts if p.height]
+    keys = pl.concat(nonempty, how="vertical_relaxed") if nonempty else parts[0]
+    return keys.with_row_index("_row")
+
+
+def embedding_batches(path: str | os.PathLike[str], batch_rows: int) -> Iterator[np.ndarray]:
+    """The embeddings of a Parquet shard, `batch_rows` rows at a time, as float32 [rows, D]."""
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=batch_rows, columns=["embedding"]):
+            yield embedding_matrix(pl.Series("embedding", batch.column(0)))
+
+
+def score_embedding_files(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    min_samples: int = 2,
+    block_size: int = 2048,
+    batch_rows: int = BATCH_ROWS,
+) -> tuple[pl.DataFrame, pl.DataFrame, DropCounter]:
+    """`score_embeddings` of the stacked Parquet shards `paths`, holding only `batch_rows`
+    embeddings plus the runs not yet complete in memory, with the same result.
+
+    First pass: the keys of every shard (no embeddings) give the drops and each kept row's
+    place in (question_id, side, sample) order. Second pass: the embeddings in batches; a
+    (question, side) run is scored as soon as all its rows have been read. The workflow writes
+    each run's rows together in one shard (responses.collect_responses order), so at most one
+    run per batch waits; rows of a run spread over shards are still scored right, held until
+    the run is complete.
+    """
+    keys = read_keys(paths)
+    kept, drops = kept_sorted_keys(keys, min_samples)
+    if kept.height == 0:
+        return *_empty_scores(), drops
+    position = np.full(keys.height, -1, dtype=np.int64)
+    position[kept["_row"].to_numpy()] = np.arange(kept.height)
+    starts = _run_starts(kept)
+    run_of = np.repeat(np.arange(starts.size), np.diff(np.append(starts, kept.height)))
+    missing = np.diff(np.append(starts, kept.height))  # rows of each run not read yet
+    kept = kept.drop("_row")
+    pending_pos = np.zeros(0, dtype=np.int64)
+    pending_vec: np.ndarray | None = None
+    cons_parts: list[pl.DataFrame] = []
+    samp_parts: list[pl.DataFrame] = []
+    row = 0
+    for path in paths:
+        for vectors in embedding_batches(path, batch_rows):
+            pos = position[row : row + vectors.shape[0]]
+            row += vectors.shape[0]
+            take = pos >= 0
+            if not take.any():
+                continue
+            if pending_vec is not None and vectors.shape[1] != pending_vec.shape[1]:
+                raise InputError(path, "embeddings have differing lengths")
+            new = pos[take]
+            np.subtract.at(missing, run_of[new], 1)
+            pos = np.concatenate([pending_pos, new])
+            vec = vectors[take]
+            if pending_vec is not None:
+                vec = np.concatenate([pending_vec, vec])
+            done = missing[run_of[pos]] == 0
+            if done.any():
+                order = np.argsort(pos[done], kind="stable")
+                chunk = score_sorted_runs(kept[pos[done][order]], vec[done][order], block_size)
+                cons_parts += chunk[0]
+                samp_parts += chunk[1]
+            pending_pos, pending_vec = pos[~done], vec[~done]
+    if row != keys.height or pending_pos.size:
+        raise InputError(
+            "embeddings",
+            f"read {row} embeddings for {keys.height} rows; a shard changed while read",
+        )
+    return *_collect(cons_parts, samp_parts), drops

@@ -19,12 +19,15 @@ picks g* among that side's usable samples; both draws come from a generator seed
 
 from __future__ import annotations
 
+import os
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
 from polyculture.errors import ConfigError, InputError
+from polyculture.io import read_table
 
 SELECTIONS = ("consistency", "random")
 TIE_SIDE = "local"
@@ -141,6 +144,36 @@ def select_ground_truth(
     raise ConfigError(
         "consensus.variants.*.selection", f"unknown selection {selection!r}; expected {SELECTIONS}"
     )
+
+
+def selected_responses(
+    selection: pl.DataFrame, paths: Sequence[str | os.PathLike[str]]
+) -> pl.DataFrame:
+    """The responses (question_id, side, sample, text) of the selected samples g*, read one
+    shard at a time, so that only one shard's texts and the selected ones are in memory: what
+    `attach_texts` uses of the responses, in the order of the shards."""
+    wanted = selection.select(
+        "question_id", pl.col("strong_side").alias("side"), pl.col("gt_sample").alias("sample")
+    )
+    parts = []
+    for path in paths:
+        shard = read_table(path, allow_empty=True)
+        if shard.height:
+            parts.append(
+                shard.select("question_id", "side", "sample", "text").join(
+                    wanted, on=["question_id", "side", "sample"], how="semi", maintain_order="left"
+                )
+            )
+    if not parts:
+        return pl.DataFrame(
+            schema={
+                "question_id": pl.String,
+                "side": pl.String,
+                "sample": pl.Int64,
+                "text": pl.String,
+            }
+        )
+    return pl.concat(parts, how="vertical_relaxed")
 
 
 def attach_texts(
