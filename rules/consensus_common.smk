@@ -42,8 +42,10 @@ def consensus_translator():
 
 
 def consensus_translator_input():
-    """The translator's built-in model, if it needs one."""
+    """The translator's built-in model, if it needs one (kind memory: its table)."""
     tr = CONS_TRANSLATOR
+    if tr.get("kind") == "memory":
+        return [tr["path"]]
     return (
         model_input(tr["model"])
         if tr.get("kind") in ("llm", "nllb") and tr.get("model")

@@ -95,6 +95,8 @@ def wvs_translator():
 def wvs_translator_input(wildcards):
     """The translator's built-in model where the language needs translating."""
     tr = config["translator"]
+    if tr.get("kind") == "memory" and wildcards.language != "en":
+        return [tr["path"]]
     if (
         wildcards.language == "en"
         or tr.get("kind") not in ("llm", "nllb")

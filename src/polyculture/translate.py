@@ -30,7 +30,7 @@ from polyculture.languages import is_language_code, language_name
 
 log = logging.getLogger(__name__)
 
-KINDS = ("llm", "nllb", "google")
+KINDS = ("llm", "nllb", "google", "memory")
 GOOGLE_KEY_ENV = "GOOGLE_API_KEY"
 GOOGLE_ENDPOINT = "https://translation.googleapis.com/language/translate/v2"
 GOOGLE_MAX_SEGMENTS = 100  # the API takes at most 128 segments per request
@@ -240,6 +240,7 @@ class TranslatorSettings:
     kind: str
     model: str | None = None
     max_new_tokens: int = 256
+    path: str | None = None  # kind memory: the segment-pair table (polyculture.translation_memory)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -248,6 +249,8 @@ class TranslatorSettings:
             )
         if self.kind in ("llm", "nllb") and not self.model:
             raise ConfigError("translator.model", f"kind '{self.kind}' needs a model")
+        if self.kind == "memory" and not self.path:
+            raise ConfigError("translator.path", "kind 'memory' needs the path of its table")
         if self.model and self.model.startswith("builtin:"):
             raise ConfigError(
                 "translator.model", f"'{self.model}' is a model spec; resolve it to a path first"
@@ -570,4 +573,8 @@ def load_translator(
         return LLMTranslator(generator, settings.max_new_tokens, seed=seed)
     if settings.kind == "nllb":
         return NLLBTranslator(str(settings.model), settings.max_new_tokens, batch_size=batch_size)
+    if settings.kind == "memory":
+        from polyculture.translation_memory import MemoryTranslator
+
+        return MemoryTranslator.from_path(str(settings.path))
     return GoogleTranslator()
