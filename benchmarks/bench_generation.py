@@ -20,7 +20,7 @@ from typing import Any
 
 from workspace import demo_texts, tiny_models
 
-from polyculture.llm import HFGenerator, Sampling, load_generator
+from polyculture.backends.generation.base import HFGenerator, Sampling, load_generator
 
 PROMPTS = 32
 NEW_TOKENS = 48

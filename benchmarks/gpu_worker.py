@@ -6,7 +6,7 @@ heavy step in a process of its own and writes the step's result as JSON.
 Steps:
 
 - `build`: a random-weight Llama built by the project's own builder
-  (polyculture.tiny_models.make_tiny_chat_model) at the size the spec gives, with the tiny-chat
+  (polyculture.backends.builtin.tiny_models.make_tiny_chat_model) at the size the spec gives, with the tiny-chat
   tokenizer and chat template, saved in the spec's dtype;
 - `generate`: polyculture's vLLM backend (load_generator(..., backend="vllm")) at the preset
   shapes, timing each shape's generate call and counting the prompt and output tokens of vLLM's
@@ -44,7 +44,7 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, GenerationConfig
 
-    from polyculture.tiny_models import TinyChatSettings, count_parameters, make_tiny_chat_model
+    from polyculture.backends.builtin.tiny_models import TinyChatSettings, count_parameters, make_tiny_chat_model
 
     start = time.perf_counter()
     shape = spec["shape"]
@@ -106,7 +106,7 @@ def conversations(texts: list[str]) -> list[list[dict[str, str]]]:
 def timed_shape(gen: Any, counter: TokenCounter, shape: dict[str, Any]) -> dict[str, Any]:
     """Warm up on the shape's warm-up prompts, then time one generate call on its prompts with
     n samples each and exactly max_new_tokens new tokens per sample (min = max)."""
-    from polyculture.llm import Sampling
+    from polyculture.backends.generation.base import Sampling
 
     new = shape["max_new_tokens"]
     sampling = Sampling(
@@ -138,7 +138,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     spec["shapes"] on it."""
     import vllm
 
-    from polyculture.llm import load_generator
+    from polyculture.backends.generation.base import load_generator
 
     start = time.perf_counter()
     gen = load_generator(spec["model"], backend="vllm", dtype=spec["dtype"], **spec["engine"])

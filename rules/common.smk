@@ -3,8 +3,8 @@ import os
 from pathlib import Path
 
 from polyculture.config_check import check_config, validate_config
-from polyculture.api import is_api_spec, usage_path_for
-from polyculture.models import (
+from polyculture.backends.generation.openai import is_api_spec, usage_path_for
+from polyculture.backends.spec import (
     is_builtin,
     builtin_name,
     classify_model_spec,

@@ -20,7 +20,7 @@ from polyculture.blend import (
     select_questions,
 )
 from polyculture.io import write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation.base import generator_kwargs, load_generator, sampling_from_config
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards

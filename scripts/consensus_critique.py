@@ -25,7 +25,7 @@ from polyculture.consensus.critiques import (
 )
 from polyculture.consensus.tables import read_tables
 from polyculture.io import read_table, write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation.base import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
 table = pick_weak_answers(

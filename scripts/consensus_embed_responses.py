@@ -6,7 +6,7 @@ log_to(snakemake.log[0])
 
 
 from polyculture.consensus.responses import embedding_table, usable_responses
-from polyculture.embed import embed_texts, load_embedder
+from polyculture.backends.embedding import embed_texts, load_embedder
 from polyculture.io import read_table, write_outputs
 
 p = snakemake.params

@@ -12,8 +12,8 @@ from polyculture.consensus.questions import (
     region_list,
 )
 from polyculture.io import read_table, write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
-from polyculture.translate import TranslatorSettings, load_translator
+from polyculture.backends.generation.base import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.translation.base import TranslatorSettings, load_translator
 
 p = snakemake.params
 paragraphs = read_table(snakemake.input.paragraphs)

@@ -7,7 +7,7 @@ log_to(snakemake.log[0])
 
 from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
 from polyculture.io import read_table, write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation.base import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
 statements = read_table(snakemake.input.statements)

@@ -7,7 +7,7 @@ log_to(snakemake.log[0])
 import logging
 
 from polyculture.io import read_table, shard_bounds
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation.base import generator_kwargs, load_generator, sampling_from_config
 from polyculture.wvs.prompts import language_prompts, stage_seed, survey
 from polyculture.wvs.summary import write_checked
 

@@ -1,4 +1,4 @@
-"""The openai backend (polyculture.api) without a real server: model specs, the config checks,
+"""The openai backend (polyculture.backends.generation.openai) without a real server: model specs, the config checks,
 Retry-After and backoff, the usage summary, and the fault shapes that a real vLLM server cannot be
 made to produce on demand (429, 5xx, a 400 about response_format, malformed JSON content), on a
 loopback stub (tests/api_stub.py). Everything else runs against vLLM's own server in
@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from api_stub import StubServer, completion, error  # noqa: E402
 
-from polyculture.api import (  # noqa: E402
+from polyculture.backends.generation.openai import (  # noqa: E402
     ApiError,
     ApiSettings,
     OpenAIGenerator,
@@ -30,8 +30,8 @@ from polyculture.api import (  # noqa: E402
 )
 from polyculture.config_check import api_models_used, check_api_models  # noqa: E402
 from polyculture.errors import ConfigError, ModelSpecError  # noqa: E402
-from polyculture.llm import Sampling, load_generator  # noqa: E402
-from polyculture.models import classify_model_spec, resolve_model_spec  # noqa: E402
+from polyculture.backends.generation.base import Sampling, load_generator  # noqa: E402
+from polyculture.backends.spec import classify_model_spec, resolve_model_spec  # noqa: E402
 
 SECRET = "sk-polycultureStubSecret-9fQ2xLm7"
 SCHEMA = {
@@ -253,7 +253,7 @@ def test_malformed_json_replies_are_drops_and_response_format_falls_back(
         return 200, {}, completion(replies[q])
 
     greedy = Sampling(temperature=0, max_new_tokens=16)
-    with StubServer(scenario) as stub, caplog.at_level(logging.WARNING, "polyculture.api"):
+    with StubServer(scenario) as stub, caplog.at_level(logging.WARNING, "polyculture.backends.generation.openai"):
         gen = generator(stub.base_url, tmp_path)
         out = gen.generate_json(CONVS, SCHEMA, n=2, sampling=greedy)
     assert out == [[{"stance": "pro"}] * 2, [None, None], [None, None], [None, None]]

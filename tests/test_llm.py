@@ -1,4 +1,4 @@
-"""polyculture.llm on the hf backend with a real (tiny, random) Llama built here, so these tests
+"""polyculture.backends.generation.base on the hf backend with a real (tiny, random) Llama built here, so these tests
 do not wait for the workflow's built-in model; PEFT adapter and xgrammar run for real."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from polyculture.errors import ConfigError, InputError
-from polyculture.llm import (
+from polyculture.backends.generation.base import (
     HFGenerator,
     Sampling,
     adapter_rank,
@@ -234,7 +234,7 @@ def test_seeded_sampler_draws_from_the_tempered_nucleus() -> None:
     import torch
     from scipy.stats import chisquare
 
-    from polyculture.llm import _SeededSampler
+    from polyculture.backends.generation.base import _SeededSampler
 
     logits = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0])
     temperature, top_p, rows = 0.8, 0.9, 4000
@@ -350,7 +350,7 @@ def test_score_continuations_match_a_direct_computation(tiny_llama: Path, tmp_pa
     """Batched, left-padded scoring that keeps only the last positions' logits gives each
     continuation's log-probability as one full pass does, on the base model and through a peft
     adapter, for continuations of different token lengths."""
-    from polyculture.llm import accepts_logits_to_keep
+    from polyculture.backends.generation.base import accepts_logits_to_keep
 
     adapter = build_tiny_lora(tiny_llama, tmp_path / "adapter")
     convs = [*CONVS, [{"role": "user", "content": "a much longer prompt " * 6}]]
@@ -428,7 +428,7 @@ def test_stop_strings_end_generation_and_are_dropped(gen: HFGenerator, monkeypat
 def test_backend_choice_and_helpers() -> None:
     import torch
 
-    from polyculture.llm import vllm_available
+    from polyculture.backends.generation.base import vllm_available
 
     expected = "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
     assert resolve_backend("auto") == expected

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from polyculture.config_check import validate_config
-from polyculture.models import classify_model_spec
+from polyculture.backends.spec import classify_model_spec
 from polyculture.prefetch import OFFLINE_ENV, HubItem, hub_items, item_slug, offline_hint
 
 REPO = Path(__file__).resolve().parents[1]

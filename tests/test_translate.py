@@ -1,4 +1,4 @@
-"""polyculture.translate: the llm translator on a tiny random Llama, the nllb translator on a tiny
+"""polyculture.backends.translation.base: the llm translator on a tiny random Llama, the nllb translator on a tiny
 random M2M100 (NLLB architecture) with an NLLB tokenizer holding all FLORES-200 language tokens,
 and the google translator's request/response handling without network."""
 
@@ -15,7 +15,7 @@ from test_llm import build_tiny_llama  # noqa: E402
 
 from polyculture.errors import ConfigError  # noqa: E402
 from polyculture.languages import BLEND_REGIONS, is_language_code  # noqa: E402
-from polyculture.translate import (  # noqa: E402
+from polyculture.backends.translation.base import (  # noqa: E402
     FLORES200,
     GOOGLE_ENDPOINT,
     GOOGLE_LANGUAGES,

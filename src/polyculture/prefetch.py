@@ -29,7 +29,7 @@ from typing import Any
 
 from polyculture.config_check import _walk, is_model_key
 from polyculture.logs import _truthy
-from polyculture.models import classify_model_spec
+from polyculture.backends.spec import classify_model_spec
 
 #: The target that runs the prefetch on the submit host (rule `prefetch` in the Snakefile).
 PREFETCH_TARGET = "prefetch"

@@ -24,7 +24,7 @@ Sampling semantics shared by both backends:
   grammar decides where the object ends).
 - Special tokens are stripped from the output, and so is surrounding whitespace.
 
-Chat templates (``polyculture.chat``): conversations are rendered by the model's own template;
+Chat templates (``polyculture.backends.chat``): conversations are rendered by the model's own template;
 a system turn is merged into the first user turn where the template rejects or drops it, a
 tokenizer without a template gets ``chat.PLAIN_CHAT_TEMPLATE`` (or the config's
 ``backend.chat_template``), and generation stops at the template's end-of-turn tokens as well
@@ -51,7 +51,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from polyculture.chat import cut_at_stop_strings
+from polyculture.backends.chat import cut_at_stop_strings
 from polyculture.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -438,7 +438,7 @@ class HFGenerator(Generator):
         import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
 
-        from polyculture.chat import analyze_template
+        from polyculture.backends.chat import analyze_template
 
         super().__init__(model, adapter)
         if batch_size < 1:
@@ -484,7 +484,7 @@ class HFGenerator(Generator):
 
     def prompt_ids(self, convs: list[list[dict[str, str]]]) -> list[list[int]]:
         """Token ids of each conversation under the chat template, ready for the assistant turn."""
-        from polyculture.chat import render_prompts
+        from polyculture.backends.chat import render_prompts
 
         texts = render_prompts(self.tokenizer, convs, self.chat_format)
         return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -735,7 +735,7 @@ class VLLMGenerator(Generator):
             engine[key.removeprefix("vllm_")] = value
         log.info("vLLM engine options: %s", engine)
         self.llm = LLM(**engine)
-        from polyculture.chat import analyze_template
+        from polyculture.backends.chat import analyze_template
 
         self.chat_format = analyze_template(self.llm.get_tokenizer(), chat_template)
 
@@ -776,7 +776,7 @@ class VLLMGenerator(Generator):
         sampling: Sampling,
         schema: dict[str, Any] | None,
     ) -> list[list[str]]:
-        from polyculture.chat import prepare_conversation
+        from polyculture.backends.chat import prepare_conversation
 
         params = [self._params(n, sampling, i, schema) for i in range(len(convs))]
         outputs = self.llm.chat(
@@ -835,11 +835,11 @@ def load_generator(
     backend ignores them.
 
     An API model spec (`openai:<model>`, `openai@<endpoint>:<model>`) is served by the openai
-    backend (polyculture.api) with the config's backend.openai settings, whatever `backend` says."""
-    from polyculture.api import is_api_spec
+    backend (polyculture.backends.generation.openai) with the config's backend.openai settings, whatever `backend` says."""
+    from polyculture.backends.generation.openai import is_api_spec
 
     if is_api_spec(model):
-        from polyculture.api import OpenAIGenerator
+        from polyculture.backends.generation.openai import OpenAIGenerator
 
         if adapter:
             raise ConfigError(

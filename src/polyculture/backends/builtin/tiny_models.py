@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from polyculture.io import write_json
-from polyculture.tiny_corpus import (
+from polyculture.backends.builtin.tiny_corpus import (
     Conversation,
     CorpusTables,
     build_chat_corpus,

@@ -333,7 +333,7 @@ class LLMTranslator(Translator):
     kind = "llm"
 
     def __init__(self, generator: Any, max_new_tokens: int, seed: int = 0) -> None:
-        from polyculture.llm import Sampling
+        from polyculture.backends.generation.base import Sampling
 
         self.generator = generator
         self.sampling = Sampling(temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)
@@ -358,7 +358,7 @@ class NLLBTranslator(Translator):
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        from polyculture.llm import torch_dtype
+        from polyculture.backends.generation.base import torch_dtype
 
         local = Path(model).is_dir()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -562,7 +562,7 @@ def load_translator(
     (an API model spec on the openai backend, with `api` = the config's backend.openai)."""
     if settings.kind == "llm":
         if generator is None:
-            from polyculture.llm import load_generator
+            from polyculture.backends.generation.base import load_generator
 
             generator = load_generator(
                 str(settings.model), backend=backend, batch_size=batch_size, openai=api

@@ -1,5 +1,5 @@
 """The `openai` generation backend: any OpenAI-compatible chat-completions endpoint (OpenAI's API,
-`vllm serve`, SGLang, TGI, llama.cpp's server, ...) behind polyculture.llm's Generator interface,
+`vllm serve`, SGLang, TGI, llama.cpp's server, ...) behind polyculture.backends.generation.base's Generator interface,
 with every reply cached on disk.
 
 Model specs. `openai:<model>` is `<model>` on the default endpoint of the config's
@@ -306,7 +306,7 @@ class Usage:
 
 
 def _base_generator() -> type:
-    from polyculture.llm import Generator
+    from polyculture.backends.generation.base import Generator
 
     return Generator
 
@@ -368,7 +368,7 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
         schema: dict[str, Any] | None,
     ) -> list[tuple[int, int, dict[str, Any], str]]:
         """(prompt index, sample index, request body, cache key) of every request this call needs."""
-        from polyculture.llm import derive_seed
+        from polyculture.backends.generation.base import derive_seed
 
         # sampling.stop, dropped from the text by the API (as by vLLM and the hf backend); not sent
         # with a schema, whose JSON a stop could cut (as the local backends do)

@@ -1,0 +1,1 @@
+"""Text generation backends (hf, vllm, openai) behind one Generator interface."""

@@ -1,0 +1,1 @@
+"""Translation backends (llm, nllb, google) behind one Translator interface."""
