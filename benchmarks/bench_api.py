@@ -32,8 +32,8 @@ from pathlib import Path
 
 from workspace import REPO, demo_texts, tiny_models
 
-from polyculture.backends.generation.openai import OpenAIGenerator
 from polyculture.backends.generation.base import Sampling
+from polyculture.backends.generation.openai import OpenAIGenerator
 
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 PROMPTS = 64

@@ -39,10 +39,16 @@ from bench_gpu import CPU_ENGINE, VLLM_CPU_ENV, VLLM_ENV, failed, fig, run_logge
 from workspace import CORES, OFFLINE_ENV, REPO, scratch_dir
 
 from polyculture import blend
-from polyculture.config_check import validate_config
-from polyculture.backends.generation.base import HFGenerator, generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.builtin.real_models import (
+    REAL_MODELS,
+    SOURCE_FILE,
+    build_real_model,
+    missing_package,
+)
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation.hf import HFGenerator
 from polyculture.backends.spec import resolve_model_spec
-from polyculture.backends.builtin.real_models import REAL_MODELS, SOURCE_FILE, build_real_model, missing_package
+from polyculture.config_check import validate_config
 
 CONFIG = REPO / "configs" / "demo-real.yaml"
 MODEL = "smollm2-135m-instruct"

@@ -44,7 +44,11 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, GenerationConfig
 
-    from polyculture.backends.builtin.tiny_models import TinyChatSettings, count_parameters, make_tiny_chat_model
+    from polyculture.backends.builtin.tiny_models import (
+        TinyChatSettings,
+        count_parameters,
+        make_tiny_chat_model,
+    )
 
     start = time.perf_counter()
     shape = spec["shape"]
@@ -138,7 +142,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     spec["shapes"] on it."""
     import vllm
 
-    from polyculture.backends.generation.base import load_generator
+    from polyculture.backends.generation import load_generator
 
     start = time.perf_counter()
     gen = load_generator(spec["model"], backend="vllm", dtype=spec["dtype"], **spec["engine"])

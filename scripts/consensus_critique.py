@@ -10,6 +10,7 @@ import json
 
 import polars as pl
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.consensus.critiques import (
     collect_critiques,
     collect_knowledge_points,
@@ -25,7 +26,6 @@ from polyculture.consensus.critiques import (
 )
 from polyculture.consensus.tables import read_tables
 from polyculture.io import read_table, write_outputs
-from polyculture.backends.generation.base import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
 table = pick_weak_answers(

@@ -6,8 +6,8 @@ log_to(snakemake.log[0])
 
 import logging
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.io import read_table, shard_bounds
-from polyculture.backends.generation.base import generator_kwargs, load_generator, sampling_from_config
 from polyculture.wvs.prompts import language_prompts, stage_seed, survey
 from polyculture.wvs.summary import write_checked
 

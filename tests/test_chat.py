@@ -12,8 +12,8 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from polyculture.backends import chat
 from polyculture import train as T
+from polyculture.backends import chat
 from polyculture.consensus.dialogues import six_turn_messages
 from polyculture.wvs.stances import JUDGE_SYSTEM, judge_conversation
 from polyculture.wvs.topics import Topic

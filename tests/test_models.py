@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 
-from polyculture.errors import InputError
 from polyculture.backends.builtin.tiny_corpus import (
     CORPUS_FILES,
     TASKS,
@@ -37,6 +36,7 @@ from polyculture.backends.builtin.tiny_models import (
     pack_sequences,
     train_tokenizer,
 )
+from polyculture.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "resources" / "demo" / "tiny_chat"

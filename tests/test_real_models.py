@@ -21,8 +21,13 @@ import polars as pl
 import pytest
 from conftest import vllm_cpu_env
 
+from polyculture.backends.builtin.real_models import (
+    REAL_MODELS,
+    SOURCE_FILE,
+    build_real_model,
+    missing_package,
+)
 from polyculture.backends.spec import REAL_BUILTIN_MODELS
-from polyculture.backends.builtin.real_models import REAL_MODELS, SOURCE_FILE, build_real_model, missing_package
 
 pytestmark = pytest.mark.real_model
 
@@ -67,7 +72,7 @@ def embed_dir(real_models_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def gen(chat_dir: Path):
-    from polyculture.backends.generation.base import load_generator
+    from polyculture.backends.generation import load_generator
 
     g = load_generator(str(chat_dir), backend="hf", dtype="bfloat16", batch_size=16)
     yield g
@@ -118,8 +123,8 @@ def test_converted_directory_is_an_ordinary_local_model(chat_dir: Path, gen) -> 
 
 
 def test_paragraphs(gen) -> None:
-    from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
     from polyculture.backends.generation.base import Sampling
+    from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
 
     cfg = config_defaults()["consensus"]
     statements = pl.DataFrame(
@@ -147,8 +152,8 @@ def test_paragraphs(gen) -> None:
 
 
 def test_questions_json_valid(gen) -> None:
-    from polyculture.consensus.questions import question_conversations, question_json_schema
     from polyculture.backends.generation.base import Sampling
+    from polyculture.consensus.questions import question_conversations, question_json_schema
 
     cfg = config_defaults()["consensus"]
     paragraphs = pl.DataFrame(
@@ -194,8 +199,8 @@ def test_sampling_n_and_seeds(gen) -> None:
 
 
 def test_translation(gen) -> None:
+    from polyculture.backends.translation import TranslatorSettings, load_translator
     from polyculture.consensus.critiques import lingua_supports
-    from polyculture.backends.translation.base import TranslatorSettings, load_translator
 
     tr = load_translator(
         TranslatorSettings(kind="llm", model=str(gen.model), max_new_tokens=48), generator=gen
@@ -227,8 +232,8 @@ def test_embeddings_rank_a_paraphrase_above_an_unrelated_sentence(embed_dir: Pat
 
 
 def test_critique(gen) -> None:
-    from polyculture.consensus.critiques import collect_critiques, critique_conversations
     from polyculture.backends.generation.base import Sampling
+    from polyculture.consensus.critiques import collect_critiques, critique_conversations
 
     cfg = config_defaults()["consensus"]
     table = pl.DataFrame(
@@ -323,6 +328,7 @@ def test_survey_parse_english(gen) -> None:
 
 
 def test_blend_generate_and_score(gen) -> None:
+    from polyculture.backends.generation.base import Sampling
     from polyculture.blend import (
         answer_prompts,
         build_prompts,
@@ -332,7 +338,6 @@ def test_blend_generate_and_score(gen) -> None:
         questions_path,
         score_generations,
     )
-    from polyculture.backends.generation.base import Sampling
 
     data = REPO / "resources" / "demo" / "blend"
     questions = load_questions(questions_path(data, "US"))
@@ -353,7 +358,7 @@ def test_lora_loss_falls_and_the_adapter_loads(chat_dir: Path, tmp_path: Path) -
     batches they differ by more than a few steps move them): the loss of the last steps is below
     the first ones', and the adapter loads in the hf backend."""
     from polyculture import train as T
-    from polyculture.backends.generation.base import Sampling, load_generator
+    from polyculture.backends.generation import Sampling, load_generator
 
     settings = T.TrainSettings(
         max_steps=6,
@@ -427,7 +432,7 @@ VLLM_SCRIPT = r"""
 import json
 import sys
 
-from polyculture.backends.generation.base import Sampling, load_generator
+from polyculture.backends.generation import Sampling, load_generator
 
 # polyculture.wvs.stances.JUDGE_SCHEMA (.venv-vllm has no polars, which that module imports)
 JUDGE_SCHEMA = {

@@ -28,7 +28,8 @@ import json
 import sys
 import time
 
-from polyculture.backends.generation.base import Sampling, VLLMGenerator, load_generator
+from polyculture.backends.generation import Sampling, load_generator
+from polyculture.backends.generation.vllm import VLLMGenerator
 
 # CPU test settings: no torch.compile, the worker in this process (one vllm import, not three)
 FAST = {"enforce_eager": True, "distributed_executor_backend": "uni"}

@@ -8,14 +8,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from polyculture.backends.generation.openai import ApiSettings, is_api_spec, parse_api_spec
-from polyculture.errors import ConfigError, ModelSpecError
+from polyculture.backends.generation.openai import ApiSettings
+from polyculture.backends.spec import is_api_spec, model_specs
+from polyculture.backends.translation.google import GOOGLE_KEY_ENV
+from polyculture.errors import ConfigError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code
-from polyculture.backends.spec import builtin_name, classify_model_spec, is_builtin
-from polyculture.backends.translation.base import GOOGLE_KEY_ENV
-
-MODEL_KEYS = ("model", "base_model", "embedder", "generator", "judge")
 
 
 def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
@@ -38,11 +36,6 @@ def is_path_key(key: str) -> bool:
 def is_language_key(key: str) -> bool:
     """Keys that hold one or more ISO 639-1 codes."""
     return key in ("language", "languages") or key.endswith(("_language", "_languages"))
-
-
-def is_model_key(key: str) -> bool:
-    """Keys that hold a model spec (`mixed_model` and the like name analyses, not models)."""
-    return key in MODEL_KEYS
 
 
 def check_paths(config: Mapping[str, Any], workdir: Path) -> None:
@@ -74,32 +67,19 @@ def check_model_specs(config: Mapping[str, Any]) -> None:
     real built-in model's wheel is installed."""
     from polyculture.backends.builtin.real_models import REAL_MODELS, check_installed
 
-    for dotted, key, value in _walk(config):
-        if is_model_key(key) and isinstance(value, str):
-            try:
-                classify_model_spec(value)
-            except ModelSpecError as exc:
-                raise ConfigError(dotted, str(exc)) from None
-            if is_builtin(value) and builtin_name(value) in REAL_MODELS:
-                check_installed(REAL_MODELS[builtin_name(value)], dotted)
+    for dotted, spec in model_specs(config):
+        if spec.kind == "builtin" and spec.name in REAL_MODELS:
+            check_installed(REAL_MODELS[spec.name], dotted)
 
 
 def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
     """Names of the built-in models that some model key of the config names, sorted."""
-    return sorted(
-        {
-            builtin_name(value)
-            for _, key, value in _walk(config)
-            if is_model_key(key) and isinstance(value, str) and is_builtin(value)
-        }
-    )
+    return sorted({str(spec.name) for _, spec in model_specs(config) if spec.kind == "builtin"})
 
 
 def api_models_used(config: Mapping[str, Any]) -> list[str]:
     """The API model specs (openai:...) that some model key of the config names, sorted."""
-    return sorted(
-        {value for _, key, value in _walk(config) if is_model_key(key) and is_api_spec(value)}
-    )
+    return sorted({spec.raw for _, spec in model_specs(config) if spec.is_api})
 
 
 def check_eval_models(config: Mapping[str, Any]) -> None:
@@ -168,21 +148,20 @@ def check_api_models(config: Mapping[str, Any], environ: Mapping[str, str] | Non
             )
     settings = None
     env = os.environ if environ is None else environ
-    for dotted, key, value in _walk(config):
-        if not (is_model_key(key) and is_api_spec(value)):
+    for dotted, spec in model_specs(config):
+        if not spec.is_api:
             continue
         if settings is None:
             try:
                 settings = ApiSettings.from_config(config.get("backend", {}).get("openai"))
             except TypeError as exc:
                 raise ConfigError("backend.openai", str(exc)) from None
-        name, _ = parse_api_spec(value)
         try:
-            endpoint = settings.endpoint(name)
+            endpoint = settings.endpoint(spec.endpoint)
             endpoint.api_key(env)
         except ConfigError as exc:
             problem = str(exc).removeprefix(f"config key '{exc.key}': ")
-            raise ConfigError(dotted, f"'{value}' ({exc.key}): {problem}") from None
+            raise ConfigError(dotted, f"'{spec.raw}' ({exc.key}): {problem}") from None
 
 
 def check_config(config: Mapping[str, Any], workdir: Path | None = None) -> None:

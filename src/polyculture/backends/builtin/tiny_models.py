@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from polyculture.io import write_json
 from polyculture.backends.builtin.tiny_corpus import (
     Conversation,
     CorpusTables,
@@ -33,6 +32,7 @@ from polyculture.backends.builtin.tiny_corpus import (
     tokenizer_texts,
     translation_pairs,
 )
+from polyculture.io import write_json
 
 log = logging.getLogger(__name__)
 
