@@ -97,7 +97,7 @@ def test_real_builtins_are_model_specs() -> None:
 
 
 def test_missing_wheel_fails_the_config_check_naming_the_pip_command(monkeypatch) -> None:
-    from polyculture import real_models
+    from polyculture.backends.builtin import real_models
     from polyculture.config_check import check_model_specs
     from polyculture.errors import ConfigError
 
