@@ -10,7 +10,7 @@ step's GPU memory is free for the next:
 a. build: polyculture.backends.builtin.tiny_models.make_tiny_chat_model at hidden 2048, 16 layers, 32 heads,
    8 KV heads, intermediate 8192, tied embeddings, with the tiny-chat tokenizer and chat
    template (vocab 4,096): ~0.98B parameters, random weights, saved in bf16 to a scratch dir;
-b. ours: polyculture.backends.generation.base.load_generator(model, backend="vllm") (VLLMGenerator: one engine,
+b. ours: polyculture.backends.generation.load_generator(model, backend="vllm") (VLLMGenerator: one engine,
    per-prompt seeded SamplingParams(n=...), prefix caching) generating at each preset shape:
    consensus answers (configs/paper-consensus.yaml: consensus.samples answers per question,
    consensus.responses.sampling) and the WVS survey (configs/paper-wvs.yaml:

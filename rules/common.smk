@@ -1,4 +1,5 @@
 # Config validation and helpers shared by every rule file.
+import functools
 import os
 from pathlib import Path
 
@@ -85,8 +86,10 @@ def table_schema(name):
     return os.path.relpath(path, Path.cwd().resolve())
 
 
+@functools.cache
 def model_spec(spec):
-    """The parsed model spec (polyculture.backends.spec.ModelSpec): kind, endpoint, placement."""
+    """The parsed model spec (polyculture.backends.spec.ModelSpec): kind, endpoint, placement;
+    each spec string is parsed once per parse of the workflow."""
     return parse_model_spec(spec)
 
 

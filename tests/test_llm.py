@@ -1,5 +1,6 @@
-"""polyculture.backends.generation.base on the hf backend with a real (tiny, random) Llama built here, so these tests
-do not wait for the workflow's built-in model; PEFT adapter and xgrammar run for real."""
+"""polyculture.backends.generation on the hf backend with a real (tiny, random) Llama built here,
+so these tests do not wait for the workflow's built-in model; PEFT adapter and xgrammar run for
+real."""
 
 from __future__ import annotations
 

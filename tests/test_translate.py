@@ -1,6 +1,7 @@
-"""polyculture.backends.translation.base: the llm translator on a tiny random Llama, the nllb translator on a tiny
-random M2M100 (NLLB architecture) with an NLLB tokenizer holding all FLORES-200 language tokens,
-and the google translator's request/response handling without network."""
+"""polyculture.backends.translation: the llm translator on a tiny random Llama, the nllb
+translator on a tiny random M2M100 (NLLB architecture) with an NLLB tokenizer holding all
+FLORES-200 language tokens, and the google translator's request/response handling without
+network."""
 
 from __future__ import annotations
 
