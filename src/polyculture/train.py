@@ -17,7 +17,7 @@ turns, is left out as generation-marker templates leave it out); the tokens of t
 rendering that overlap those characters are trained. A template that renders a turn
 differently once later turns follow (not prefix-preserving, e.g. Qwen3's empty ``<think>``
 block on the last assistant turn) is masked by locating each assistant turn's own text and the
-end-of-turn tokens after it (``polyculture.backends.chat.assistant_spans_by_content``); one that does not
+end-of-turn tokens after it (``polyculture.chat.assistant_spans_by_content``); one that does not
 render the assistant's text verbatim is refused rather than masked wrongly. On
 the tiny model's template both ways give the same mask (tested).
 
@@ -621,7 +621,7 @@ def tokenize_examples(
     drops: DropCounter,
 ) -> list[dict[str, list[int]] | None]:
     """Features of every conversation, None where truncation left no assistant token (counted
-    in `drops`). A tokenizer without a chat template gets the plain format (polyculture.backends.chat);
+    in `drops`). A tokenizer without a chat template gets the plain format (polyculture.chat);
     system turns are merged into the first user turn where the template rejects them."""
     from polyculture.backends.chat import analyze_template, prepare_conversation
 
