@@ -9,23 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from polyculture.backends.generation.openai import ApiSettings
-from polyculture.backends.spec import is_api_spec, model_specs
+from polyculture.backends.spec import is_api_spec, model_specs, walk_config
 from polyculture.backends.translation.google import GOOGLE_KEY_ENV
 from polyculture.errors import ConfigError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code
 
-
-def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
-    """Yield (dotted key, last key, value) for every mapping entry, descending into lists."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            dotted = f"{prefix}.{key}" if prefix else str(key)
-            yield dotted, str(key), value
-            yield from _walk(value, dotted)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _walk(value, f"{prefix}[{i}]")
+_walk = walk_config  # one walk over a config's keys (polyculture.backends.spec)
 
 
 def is_path_key(key: str) -> bool:
