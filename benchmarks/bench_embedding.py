@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from workspace import demo_texts, tiny_models
 
-from polyculture.embed import embed_texts, load_embedder
+from polyculture.backends.embedding import embed_texts, load_embedder
 
 SENTENCES = 256
 BATCH_SIZE = 64  # the schema default of backend.embed_batch_size

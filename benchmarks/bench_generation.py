@@ -20,7 +20,8 @@ from typing import Any
 
 from workspace import demo_texts, tiny_models
 
-from polyculture.llm import HFGenerator, Sampling, load_generator
+from polyculture.backends.generation import Sampling, load_generator
+from polyculture.backends.generation.hf import HFGenerator
 
 PROMPTS = 32
 NEW_TOKENS = 48

@@ -7,13 +7,13 @@ needs a GPU.
 In order, each heavy step in a process of its own (benchmarks/gpu_worker.py), so that one
 step's GPU memory is free for the next:
 
-a. build: polyculture.tiny_models.make_tiny_chat_model at hidden 2048, 16 layers, 32 heads,
+a. build: polyculture.backends.builtin.tiny_models.make_tiny_chat_model at hidden 2048, 16 layers, 32 heads,
    8 KV heads, intermediate 8192, tied embeddings, with the tiny-chat tokenizer and chat
    template (vocab 4,096; trained from the tiny-chat corpus by the builder's own
    train_tokenizer, so no Snakemake build is needed): ~0.98B parameters, random weights, saved
    in bf16 to a scratch dir;
 b. vLLM, ours (only where vLLM is installed; else one `vllm_skipped` figure):
-   polyculture.llm.load_generator(model, backend="vllm") (VLLMGenerator: one engine,
+   polyculture.backends.generation.load_generator(model, backend="vllm") (VLLMGenerator: one engine,
    per-prompt seeded SamplingParams(n=...), prefix caching) generating at each preset shape:
    consensus answers (configs/paper-consensus.yaml: consensus.samples answers per question,
    consensus.responses.sampling) and the WVS survey (configs/paper-wvs.yaml:
@@ -171,7 +171,7 @@ SMOKE_PLAN = Plan(
     smoke=True,
     device="cpu",
     dtype="float32",
-    model={  # the tiny-chat shape (polyculture.tiny_models.TinyChatSettings)
+    model={  # the tiny-chat shape (polyculture.backends.builtin.tiny_models.TinyChatSettings)
         "hidden_size": 128,
         "num_layers": 2,
         "num_heads": 4,
@@ -220,7 +220,7 @@ def read_config(name: str) -> dict[str, Any]:
 def preset_shapes(plan: Plan) -> list[Shape]:
     """The presets' sampled generation shapes: consensus answers and the WVS survey (smoke: the
     new tokens cut to the plan's)."""
-    from polyculture.llm import sampling_from_config
+    from polyculture.backends.generation import sampling_from_config
 
     consensus, wvs = read_config("paper-consensus.yaml"), read_config("paper-wvs.yaml")
     stages = (
@@ -375,7 +375,7 @@ def model_figure(ctx: Context, built: dict[str, Any]) -> dict[str, dict[str, Any
         "model_parameters": fig(
             built["parameters"],
             "params",
-            f"{ctx.tag}random-weight Llama built by polyculture.tiny_models.make_tiny_chat_model "
+            f"{ctx.tag}random-weight Llama built by polyculture.backends.builtin.tiny_models.make_tiny_chat_model "
             f"({shape}), saved in {ctx.plan.dtype} in {built['seconds']:.0f} s; {ctx.machine}",
         )
     }

@@ -1,5 +1,5 @@
 """Generation with a real model on the CPU: SmolLM2-135M-Instruct (builtin:smollm2-135m-instruct,
-the wheel's GGUF converted by polyculture.real_models.build_real_model; the workflow's own build
+the wheel's GGUF converted by polyculture.backends.builtin.real_models.build_real_model; the workflow's own build
 under results-real/models is used where it is there) with configs/demo-real.yaml's backend
 settings (schema defaults filled: batch_size 16, dtype auto = float32 on the hf backend, the
 checkpoint's bfloat16 on vLLM), 2 threads.
@@ -39,10 +39,16 @@ from bench_gpu import CPU_ENGINE, VLLM_CPU_ENV, VLLM_ENV, failed, fig, run_logge
 from workspace import CORES, OFFLINE_ENV, REPO, scratch_dir
 
 from polyculture import blend
+from polyculture.backends.builtin.real_models import (
+    REAL_MODELS,
+    SOURCE_FILE,
+    build_real_model,
+    missing_package,
+)
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation.hf import HFGenerator
+from polyculture.backends.spec import resolve_model_spec
 from polyculture.config_check import validate_config
-from polyculture.llm import HFGenerator, generator_kwargs, load_generator, sampling_from_config
-from polyculture.models import resolve_model_spec
-from polyculture.real_models import REAL_MODELS, SOURCE_FILE, build_real_model, missing_package
 
 CONFIG = REPO / "configs" / "demo-real.yaml"
 MODEL = "smollm2-135m-instruct"

@@ -6,7 +6,7 @@ heavy step in a process of its own and writes the step's result as JSON.
 Steps:
 
 - `build`: a random-weight Llama built by the project's own builder
-  (polyculture.tiny_models.make_tiny_chat_model) at the size the spec gives, with the tiny-chat
+  (polyculture.backends.builtin.tiny_models.make_tiny_chat_model) at the size the spec gives, with the tiny-chat
   tokenizer and chat template (that of a built tiny-chat, or trained from its corpus by the
   builder's own train_tokenizer where none is built, e.g. on a machine without Snakemake),
   saved in the spec's dtype;
@@ -54,15 +54,19 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, GenerationConfig
 
-    from polyculture.tiny_models import TinyChatSettings, count_parameters, make_tiny_chat_model
+    from polyculture.backends.builtin.tiny_models import (
+        TinyChatSettings,
+        count_parameters,
+        make_tiny_chat_model,
+    )
 
     start = time.perf_counter()
     shape = spec["shape"]
     if spec.get("tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer"], local_files_only=True)
     else:  # builtin:tiny-chat's tokenizer, trained by its builder's own function on its corpus
-        from polyculture.tiny_corpus import load_corpus_tables, tokenizer_texts
-        from polyculture.tiny_models import train_tokenizer
+        from polyculture.backends.builtin.tiny_corpus import load_corpus_tables, tokenizer_texts
+        from polyculture.backends.builtin.tiny_models import train_tokenizer
 
         texts = tokenizer_texts(load_corpus_tables(spec["corpus"]))
         tokenizer = train_tokenizer(texts, TinyChatSettings().vocab_size)
@@ -123,7 +127,7 @@ def conversations(texts: list[str]) -> list[list[dict[str, str]]]:
 def timed_shape(gen: Any, counter: TokenCounter, shape: dict[str, Any]) -> dict[str, Any]:
     """Warm up on the shape's warm-up prompts, then time one generate call on its prompts with
     n samples each and exactly max_new_tokens new tokens per sample (min = max)."""
-    from polyculture.llm import Sampling
+    from polyculture.backends.generation import Sampling
 
     new = shape["max_new_tokens"]
     sampling = Sampling(
@@ -155,7 +159,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     spec["shapes"] on it."""
     import vllm
 
-    from polyculture.llm import load_generator
+    from polyculture.backends.generation import load_generator
 
     start = time.perf_counter()
     gen = load_generator(spec["model"], backend="vllm", dtype=spec["dtype"], **spec["engine"])
@@ -221,7 +225,7 @@ class GenerateCounter:
 
 def hf_sampling(shape: dict[str, Any], new_tokens: int) -> Any:
     """The shape's sampling settings with exactly `new_tokens` new tokens (min = max)."""
-    from polyculture.llm import Sampling
+    from polyculture.backends.generation import Sampling
 
     return Sampling(
         temperature=shape["temperature"],
@@ -294,7 +298,7 @@ def hf_generate(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
 
-    from polyculture.llm import HFGenerator
+    from polyculture.backends.generation.hf import HFGenerator
 
     start = time.perf_counter()
     gen = HFGenerator(
@@ -345,7 +349,7 @@ def make_adapters(spec: dict[str, Any], settings: Any, out: Path) -> list[str]:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from polyculture.llm import torch_dtype
+    from polyculture.backends.generation.base import torch_dtype
     from polyculture.train import lora_config
 
     base = AutoModelForCausalLM.from_pretrained(
@@ -370,7 +374,7 @@ def hf_adapters(spec: dict[str, Any]) -> dict[str, Any]:
     adapter alone; tokens/s with an adapter against the base (adapter disabled)."""
     import torch
 
-    from polyculture.llm import HFGenerator
+    from polyculture.backends.generation.hf import HFGenerator
     from polyculture.train import settings_from_config
 
     settings = settings_from_config(spec["train_section"], 0)

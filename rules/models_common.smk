@@ -2,8 +2,8 @@
 import re
 
 from polyculture.config_check import builtin_models_used
-from polyculture.real_models import REAL_MODELS
-from polyculture.tiny_corpus import CORPUS_FILES
+from polyculture.backends.builtin.real_models import REAL_MODELS
+from polyculture.backends.builtin.tiny_corpus import CORPUS_FILES
 
 BUILTIN_CFG = config["builtin_models"]
 # exactly the corpus files (other demo files under resources/demo do not rebuild the models)

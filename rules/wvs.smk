@@ -148,7 +148,7 @@ rule wvs_survey:
     resources:
         gpu=lambda w: model_gpus(EVAL_MODELS[w.model]["model"]),
     params:
-        load=lambda w: eval_model_params(w.model),
+        model=lambda w: eval_model_params(w.model),
         family=lambda w: wvs_family(w.model),
         backend=generation_params(),
         sampling=WVS_CFG["sampling"],

@@ -122,7 +122,7 @@ def wvs_columns():
 
 def wvs_judge_path(wildcards, input):
     """Loadable path of the judge: its built directory (an input) for built-ins, else the spec."""
-    if not is_builtin(WVS_CFG["judge"]):
+    if model_spec(WVS_CFG["judge"]).kind != "builtin":
         return model_path(WVS_CFG["judge"])
     built = input.judge
     return built if isinstance(built, str) else built[0]

@@ -8,7 +8,7 @@ log_to(snakemake.log[0])
 import logging
 from pathlib import Path
 
-from polyculture.api import summarize_usage
+from polyculture.backends.generation.openai import summarize_usage
 from polyculture.io import write_text
 
 results = snakemake.params.results

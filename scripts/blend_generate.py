@@ -10,6 +10,7 @@ import logging
 import polars as pl
 import torch
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.blend import (
     answer_prompts,
     build_prompts,
@@ -20,7 +21,6 @@ from polyculture.blend import (
     select_questions,
 )
 from polyculture.io import write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards

@@ -6,7 +6,7 @@ log_to(snakemake.log[0])
 
 import torch
 
-from polyculture.real_models import build_real_model
+from polyculture.backends.builtin.real_models import build_real_model
 
 p = snakemake.params
 torch.set_num_threads(p.threads)

@@ -6,7 +6,7 @@ log_to(snakemake.log[0])
 
 from pathlib import Path
 
-from polyculture.tiny_models import TinyChatSettings, build_tiny_chat
+from polyculture.backends.builtin.tiny_models import TinyChatSettings, build_tiny_chat
 
 p = snakemake.params
 corpus_dir = Path(snakemake.input[0]).parent

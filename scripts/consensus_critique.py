@@ -7,10 +7,10 @@ from polyculture.logs import log_to
 
 log_to(snakemake.log[0])
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.consensus.critiques import critique_weak_answers, pick_weak_answers
 from polyculture.consensus.tables import read_tables
 from polyculture.io import read_table, write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
 table = pick_weak_answers(

@@ -5,8 +5,8 @@ from polyculture.logs import log_to
 log_to(snakemake.log[0])
 
 
+from polyculture.backends.embedding import embed_texts, load_embedder
 from polyculture.consensus.responses import embedding_table, usable_responses
-from polyculture.embed import embed_texts, load_embedder
 from polyculture.io import read_table, write_outputs
 
 p = snakemake.params

@@ -5,6 +5,8 @@ from polyculture.logs import log_to
 log_to(snakemake.log[0])
 
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.translation import TranslatorSettings, load_translator
 from polyculture.consensus.questions import (
     collect_questions,
     question_conversations,
@@ -12,8 +14,6 @@ from polyculture.consensus.questions import (
     region_list,
 )
 from polyculture.io import read_table, write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
-from polyculture.translate import TranslatorSettings, load_translator
 
 p = snakemake.params
 paragraphs = read_table(snakemake.input.paragraphs)

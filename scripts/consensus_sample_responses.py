@@ -6,10 +6,10 @@ log_to(snakemake.log[0])
 
 import logging
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.consensus.responses import collect_responses, response_conversations
 from polyculture.consensus.tables import write_table
 from polyculture.io import read_table, shard_bounds
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
 pairs = read_table(snakemake.input.pairs, allow_empty=True)

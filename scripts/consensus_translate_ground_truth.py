@@ -6,9 +6,9 @@ from polyculture.logs import log_to
 log_to(snakemake.log[0])
 
 
+from polyculture.backends.translation import TranslatorSettings, load_translator
 from polyculture.consensus.critiques import translate_ground_truth
 from polyculture.io import read_table, write_outputs
-from polyculture.translate import TranslatorSettings, load_translator
 
 p = snakemake.params
 ground_truth = read_table(snakemake.input.ground_truth, allow_empty=True)

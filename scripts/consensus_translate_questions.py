@@ -5,9 +5,9 @@ from polyculture.logs import log_to
 log_to(snakemake.log[0])
 
 
+from polyculture.backends.translation import TranslatorSettings, load_translator
 from polyculture.consensus.questions import collect_pairs
 from polyculture.io import read_table, write_outputs
-from polyculture.translate import TranslatorSettings, load_translator
 
 p = snakemake.params
 questions = read_table(snakemake.input.questions, allow_empty=True)

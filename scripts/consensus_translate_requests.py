@@ -6,10 +6,10 @@ log_to(snakemake.log[0])
 
 import logging
 
+from polyculture.backends.translation import TranslatorSettings, load_translator
 from polyculture.consensus.dialogues import missing_request_languages, request_table
 from polyculture.consensus.tables import write_table
 from polyculture.io import read_table
-from polyculture.translate import TranslatorSettings, load_translator
 
 p = snakemake.params
 pairs = read_table(snakemake.input.pairs, allow_empty=True)

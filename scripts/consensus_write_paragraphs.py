@@ -5,9 +5,9 @@ from polyculture.logs import log_to
 log_to(snakemake.log[0])
 
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
 from polyculture.io import read_table, write_outputs
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 
 p = snakemake.params
 statements = read_table(snakemake.input.statements)

@@ -6,8 +6,8 @@ log_to(snakemake.log[0])
 
 import logging
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.io import read_table
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 from polyculture.wvs.prompts import stage_seed
 from polyculture.wvs.stances import judge_items, shard_responses
 from polyculture.wvs.summary import write_checked

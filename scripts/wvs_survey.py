@@ -6,8 +6,8 @@ log_to(snakemake.log[0])
 
 import logging
 
+from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
 from polyculture.io import read_table, shard_bounds
-from polyculture.llm import generator_kwargs, load_generator, sampling_from_config
 from polyculture.wvs.prompts import language_prompts, stage_seed, survey
 from polyculture.wvs.summary import write_checked
 
@@ -21,9 +21,9 @@ shard = prompts.slice(start, stop - start)
 seed = stage_seed(p.seed, w.model, w.language, w.shard)
 sampling = sampling_from_config(p.sampling, seed, key="wvs.sampling")
 generator = load_generator(
-    p.load["model"],
-    adapter=p.load["adapter"],
-    merge_adapter=p.load["merge_adapter"],
+    p.model["model"],
+    adapter=p.model["adapter"],
+    merge_adapter=p.model["merge_adapter"],
     **generator_kwargs(p.backend),
 )
 responses = survey(

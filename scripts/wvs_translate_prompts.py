@@ -14,7 +14,7 @@ language = snakemake.wildcards.language
 prompts = read_table(snakemake.input.prompts, p.schemas["in"])
 translator = None
 if language != "en":
-    from polyculture.translate import TranslatorSettings, load_translator
+    from polyculture.backends.translation import TranslatorSettings, load_translator
 
     translator = load_translator(
         TranslatorSettings(**p.translator),

@@ -1,4 +1,4 @@
-"""The openai backend (polyculture.api) without a real server: model specs, the config checks,
+"""The openai backend (polyculture.backends.generation.openai) without a real server: model specs, the config checks,
 Retry-After and backoff, the usage summary, and the fault shapes that a real vLLM server cannot be
 made to produce on demand (429, 5xx, a 400 about response_format, malformed JSON content), on a
 loopback stub (tests/api_stub.py). Everything else runs against vLLM's own server in
@@ -17,21 +17,25 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from api_stub import StubServer, completion, error  # noqa: E402
 
-from polyculture.api import (  # noqa: E402
+from polyculture.backends.generation import Sampling, load_generator  # noqa: E402
+from polyculture.backends.generation.openai import (  # noqa: E402
     ApiError,
     ApiSettings,
     OpenAIGenerator,
     backoff_delay,
-    is_api_spec,
-    parse_api_spec,
     retry_after_s,
     summarize_usage,
     usage_path_for,
 )
+from polyculture.backends.spec import (  # noqa: E402
+    classify_model_spec,
+    is_api_spec,
+    parse_api_spec,
+    parse_model_spec,
+    resolve_model_spec,
+)
 from polyculture.config_check import api_models_used, check_api_models  # noqa: E402
 from polyculture.errors import ConfigError, ModelSpecError  # noqa: E402
-from polyculture.llm import Sampling, load_generator  # noqa: E402
-from polyculture.models import classify_model_spec, resolve_model_spec  # noqa: E402
 
 SECRET = "sk-polycultureStubSecret-9fQ2xLm7"
 SCHEMA = {
@@ -79,6 +83,70 @@ def test_specs_and_their_classification() -> None:
     for bad in ("openai:", "openai@:gpt-4o", "openai@a b:gpt"):
         with pytest.raises(ModelSpecError, match="openai:<model>"):
             classify_model_spec(bad)
+
+
+def test_endpoints_written_as_urls() -> None:
+    """openai@<url>:<model>: the URL runs to the first ':' after the first '/' of its path, so
+    model names keep their colons; a URL without a path is refused with the rule spelled out."""
+    assert parse_api_spec("openai@http://localhost:8000/v1:llama3:8b") == (
+        "http://localhost:8000/v1",
+        "llama3:8b",
+    )
+    assert parse_api_spec("openai@https://api.example.org/v1:ft:gpt-4o-mini:org::id") == (
+        "https://api.example.org/v1",
+        "ft:gpt-4o-mini:org::id",
+    )
+    assert parse_api_spec("openai@http://10.0.0.5:8000/openai/v1:Qwen/Qwen2.5-0.5B") == (
+        "http://10.0.0.5:8000/openai/v1",
+        "Qwen/Qwen2.5-0.5B",
+    )
+    assert parse_api_spec("openai:ft:gpt-4o-mini:org::id") == (None, "ft:gpt-4o-mini:org::id")
+    assert parse_api_spec("openai@local:llama3:8b") == ("local", "llama3:8b")
+    spec = parse_model_spec("openai@http://localhost:8000/v1:llama3:8b")
+    assert (spec.kind, spec.provider, spec.endpoint, spec.api_model) == (
+        "api",
+        "openai",
+        "http://localhost:8000/v1",
+        "llama3:8b",
+    )
+    assert spec.endpoint_is_url and spec.gpus == 0 and spec.needs_network
+    for no_path in ("openai@http://localhost:8000:llama3", "openai@https://api.openai.com:gpt-4o"):
+        with pytest.raises(ModelSpecError, match="first ':' after the first '/' of its path"):
+            parse_api_spec(no_path)
+    with pytest.raises(ModelSpecError, match="is not a URL"):  # the port is not a number
+        parse_api_spec("openai@http://localhost:8000:org/model:tag")
+    with pytest.raises(ModelSpecError, match="no model name"):
+        parse_api_spec("openai@http://localhost:8000/v1:")
+    settings = ApiSettings(api_key_env="MY_KEY")
+    endpoint = settings.endpoint("http://localhost:8000/v1")
+    assert endpoint.base_url == "http://localhost:8000/v1"
+    # the default endpoint's key variable, sent where it is set, a placeholder where not
+    assert endpoint.api_key({"MY_KEY": "k"}) == "k" and endpoint.api_key({}) == "EMPTY"
+    with pytest.raises(ConfigError, match="MY_KEY, which is not set"):
+        settings.endpoint(None).api_key({})
+
+
+def test_an_unknown_endpoint_name_shows_both_forms() -> None:
+    with pytest.raises(ConfigError) as info:
+        ApiSettings(endpoints={"local": {"base_url": "http://h:1/v1"}}).endpoint("http")
+    msg = str(info.value)
+    assert "no endpoint named 'http'; configured: local" in msg
+    assert "openai@<name>:<model>" in msg and "openai@http://host:port/v1:<model>" in msg
+
+
+def test_the_cache_key_holds_the_endpoint_url(tmp_path: Path) -> None:
+    """Two endpoints serving the same model name get their own replies (not shared through the
+    cache); the same endpoint asked again answers from the cache."""
+    greedy = Sampling(temperature=0, max_new_tokens=16)
+    with StubServer(echo) as one, StubServer(echo) as two:
+        first = generator(one.base_url, tmp_path).generate(CONVS[:2], n=1, sampling=greedy)
+        second = generator(two.base_url, tmp_path).generate(CONVS[:2], n=1, sampling=greedy)
+        again = generator(one.base_url, tmp_path).generate(CONVS[:2], n=1, sampling=greedy)
+    assert first == second == again
+    assert len(one.requests) == 2 and len(two.requests) == 2  # two: not from one's replies
+    url = "http://localhost:8000/v1"
+    via_url = OpenAIGenerator(f"openai@{url}:stub-model", settings(url, tmp_path), environ={})
+    assert via_url.endpoint.base_url == url and via_url.model_name == "stub-model"
 
 
 def _config(**over) -> dict:
@@ -253,21 +321,25 @@ def test_malformed_json_replies_are_drops_and_response_format_falls_back(
         return 200, {}, completion(replies[q])
 
     greedy = Sampling(temperature=0, max_new_tokens=16)
-    with StubServer(scenario) as stub, caplog.at_level(logging.WARNING, "polyculture.api"):
+    with (
+        StubServer(scenario) as stub,
+        caplog.at_level(logging.WARNING, "polyculture.backends.generation.openai"),
+    ):
         gen = generator(stub.base_url, tmp_path)
         out = gen.generate_json(CONVS, SCHEMA, n=2, sampling=greedy)
+        sent = list(stub.requests)
+        stub.requests.clear()
+        again = generator(stub.base_url, tmp_path, structured_output="none")
+        assert again.generate_json(CONVS, SCHEMA, n=2, sampling=greedy) == out
+        assert stub.requests == []  # all from the cache
     assert out == [[{"stance": "pro"}] * 2, [None, None], [None, None], [None, None]]
     assert "does not take response_format" in caplog.text
     # refused requests (those in flight when the first 400 came back), then one per
     # conversation without response_format (greedy: n copies of one reply, no seed)
-    refused = [r for r in stub.requests if "response_format" in r["body"]]
-    plain = [r["body"] for r in stub.requests if "response_format" not in r["body"]]
+    refused = [r for r in sent if "response_format" in r["body"]]
+    plain = [r["body"] for r in sent if "response_format" not in r["body"]]
     assert 1 <= len(refused) <= 4 and len(plain) == 4
-    assert stub.requests[-1] is not refused[-1] and all("seed" not in b for b in plain)
-    with StubServer(scenario) as stub:
-        again = generator(stub.base_url, tmp_path, structured_output="none")
-        assert again.generate_json(CONVS, SCHEMA, n=2, sampling=greedy) == out
-        assert stub.requests == []  # all from the cache
+    assert sent[-1] is not refused[-1] and all("seed" not in b for b in plain)
 
 
 def test_the_key_stays_out_of_cache_usage_and_logs(

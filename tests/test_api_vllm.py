@@ -28,8 +28,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import SNAKEMAKE, copy_workflow, run_snakemake, vllm_cpu_env  # noqa: E402
 
-from polyculture.api import OpenAIGenerator  # noqa: E402
-from polyculture.llm import Sampling, check_schema  # noqa: E402
+from polyculture.backends.generation.base import Sampling, check_schema  # noqa: E402
+from polyculture.backends.generation.openai import OpenAIGenerator  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from polyculture import blend
-from polyculture.llm import Sampling, load_generator
+from polyculture.backends.generation import Sampling, load_generator
 
 
 @pytest.fixture(scope="module")

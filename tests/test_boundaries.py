@@ -1,41 +1,70 @@
-"""The library's boundaries (docs/design.md, "The library's rooms"), checked on the source: every
-import statement of src/polyculture, those inside functions too.
+"""The library's boundaries, checked on the source: every import statement of src/polyculture,
+those inside functions too, against the parts table of docs/design.md ("The library's parts"),
+which this file reads, so that the map and the check cannot drift:
 
-- backends (model loading, generation, embedding, translation, API access, chat templates) import
-  no pipeline;
-- the two pipelines, `consensus` and `wvs`, never import each other;
+- every module belongs to exactly one part, and the module list of docs/design.md names every
+  module of src/polyculture (and no module that is gone);
+- a module imports only its own part and the parts the table lets it import (so the pipelines,
+  `consensus` and `wvs`, never import each other, and the backends import no pipeline);
 - nothing in the library imports snakemake (scripts pass plain values in);
-- prefetch and logs, which every rule script and the Snakefile load first, import no pipeline.
+- the library has no import cycle.
 
 `make check` runs this file too."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "polyculture"
-BACKENDS = {
-    "models",
-    "real_models",
-    "llm",
-    "embed",
-    "translate",
-    "api",
-    "chat",
-    "tiny_models",
-    "tiny_corpus",
-}
-PIPELINES = {"consensus", "wvs", "blend", "general_eval", "train", "compare"}
-STARTUP = {"logs", "prefetch", "config_check", "project"}
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "polyculture"
+DESIGN = REPO / "docs" / "design.md"
 
 
-def room(module: str) -> str:
-    """polyculture.<room>[.sub] → room."""
+def parts_table(text: str) -> dict[str, tuple[list[str], set[str]]]:
+    """part → (module name patterns, parts it may import) from the table between the
+    `boundaries:start` / `boundaries:end` markers of docs/design.md."""
+    m = re.search(r"<!-- boundaries:start -->(.*?)<!-- boundaries:end -->", text, re.S)
+    assert m, f"{DESIGN}: no parts table between <!-- boundaries:start/end --> markers"
+    table = {}
+    for line in m.group(1).strip().splitlines()[2:]:  # header and its rule
+        part, modules, may = (c.strip() for c in line.strip().strip("|").split("|"))
+        patterns = [p.strip().replace("\\*", "*") for p in modules.split(",")]
+        allowed = {a.strip() for a in may.split(",") if a.strip() not in ("", "—")}
+        table[part] = (patterns, allowed)
+    return table
+
+
+def listed_modules(text: str) -> set[str]:
+    """Module paths (relative to src/polyculture) that the module list of docs/design.md names."""
+    section = text.split("## The library's parts", 1)[1].split("```", 2)[1]
+    return set(re.findall(r"^\s+([\w/]+\.py)\b", section, re.M))
+
+
+TEXT = DESIGN.read_text(encoding="utf-8")
+PARTS = parts_table(TEXT)
+
+
+def top_name(module: str) -> str:
+    """polyculture.<name>[.sub] → name."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[0] == "polyculture" else ""
+
+
+def part_of(module: str) -> str | None:
+    """The part whose patterns match the module's top-level name; None for the package root."""
+    name = top_name(module)
+    if not name:
+        return None
+    found = [
+        p for p, (patterns, _) in PARTS.items() if any(fnmatch.fnmatch(name, g) for g in patterns)
+    ]
+    assert len(found) == 1, f"{module}: in {len(found)} parts of {DESIGN} ({found}); expected one"
+    return found[0]
 
 
 def module_name(path: Path, src: Path = SRC) -> str:
@@ -67,35 +96,102 @@ def imports(path: Path, src: Path = SRC) -> set[str]:
 
 
 MODULES = sorted(SRC.rglob("*.py"))
+NAMES = {module_name(p): p for p in MODULES}
 
 
-def test_rooms_exist() -> None:
-    rooms = {room(module_name(p)) for p in MODULES}
-    assert BACKENDS & rooms and {"consensus", "wvs"} <= rooms, rooms
-    unknown = (BACKENDS | PIPELINES | STARTUP) - rooms
-    assert not unknown - {"chat", "api"}, f"rooms named here that src/ lacks: {unknown}"
+def has_code(path: Path) -> bool:
+    """Whether a module holds more than its docstring (an empty package __init__ is not named)."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return any(not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)) for n in body)
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_the_map_names_every_module_and_only_those() -> None:
+    actual = {str(p.relative_to(SRC)) for p in MODULES if p.name != "__init__.py" or has_code(p)}
+    actual.discard("__init__.py")  # the package root
+    listed = listed_modules(TEXT)
+    assert not actual - listed, f"modules {DESIGN.name} does not name: {sorted(actual - listed)}"
+    assert not listed - actual, (
+        f"modules {DESIGN.name} names that src/ lacks: {sorted(listed - actual)}"
+    )
+
+
+def test_every_part_exists_and_every_module_has_one() -> None:
+    parts = {part_of(m) for m in NAMES} - {None}
+    assert parts == set(PARTS), f"parts without modules: {set(PARTS) - parts}"
+    for part, (_, allowed) in PARTS.items():
+        assert allowed <= set(PARTS), f"{part} may import unknown parts {allowed - set(PARTS)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=list(map(module_name, MODULES)))
 def test_import_contracts(path: Path) -> None:
-    here = room(module_name(path))
+    here = part_of(module_name(path))
     found = imports(path)
     assert not {m for m in found if m.split(".")[0] == "snakemake"}, "the library imports snakemake"
-    used = {room(m) for m in found if m.startswith("polyculture.")} - {here}
-    if here in BACKENDS | STARTUP:
-        assert not used & PIPELINES, f"{here} imports pipeline(s) {used & PIPELINES}"
-    if here == "consensus":
-        assert "wvs" not in used, "consensus imports wvs"
-    if here == "wvs":
-        assert "consensus" not in used, "wvs imports consensus"
+    if here is None:
+        return
+    used = {part_of(m) for m in found if top_name(m) and f"polyculture.{top_name(m)}" in NAMES}
+    forbidden = used - {here, None} - PARTS[here][1]
+    assert not forbidden, (
+        f"{here} imports {sorted(forbidden)}; {DESIGN.name} allows {sorted(PARTS[here][1])}"
+    )
+
+
+def import_cycles(names: dict[str, Path], src: Path = SRC) -> list[list[str]]:
+    """Groups of modules that import each other, directly or around a circle (Tarjan's strongly
+    connected components over every import, those inside functions too)."""
+    edges = {
+        m: {t for t in imports(p, src) if t in names and t != m and not m.startswith(t + ".")}
+        for m, p in names.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles(NAMES) == []
 
 
 def test_the_checker_sees_violations(tmp_path: Path) -> None:
-    """The scan finds imports inside functions and resolves relative ones."""
+    """The scan finds imports inside functions, resolves relative ones, and finds cycles; the
+    table puts a pipeline's import of the other pipeline out of bounds."""
     package = tmp_path / "polyculture" / "consensus"
     package.mkdir(parents=True)
     probe = package / "probe.py"
     probe.write_text("def f():\n    from ..wvs import topics\n    import snakemake.io\n")
     found = imports(probe, tmp_path / "polyculture")
     assert {"polyculture.wvs", "polyculture.wvs.topics", "snakemake.io"} <= found, found
-    assert room("polyculture.wvs.topics") == "wvs"
+    assert part_of("polyculture.wvs.topics") == "wvs"
+    assert "wvs" not in PARTS["consensus"][1] and "consensus" not in PARTS["wvs"][1]
+    (tmp_path / "polyculture" / "a.py").write_text("from polyculture import b\n")
+    (tmp_path / "polyculture" / "b.py").write_text("def f():\n    import polyculture.a\n")
+    pair = {
+        m: tmp_path / "polyculture" / f"{m.split('.')[1]}.py"
+        for m in ("polyculture.a", "polyculture.b")
+    }
+    assert import_cycles(pair, tmp_path / "polyculture") == [["polyculture.a", "polyculture.b"]]

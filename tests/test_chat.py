@@ -1,4 +1,4 @@
-"""Chat templates as real models have them (polyculture.chat): fixtures written for these tests
+"""Chat templates as real models have them (polyculture.backends.chat): fixtures written for these tests
 after the documented behaviour of Llama-3.1's (default system block), Gemma-2's (rejects system
 turns), OLMo-2's and Qwen3's (not prefix-preserving) templates, and the plain format of models
 without one. Each is checked on the WVS judge's conversation, the critique request and the
@@ -12,8 +12,8 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from polyculture import chat
 from polyculture import train as T
+from polyculture.backends import chat
 from polyculture.consensus.dialogues import six_turn_messages
 from polyculture.wvs.stances import JUDGE_SYSTEM, judge_conversation
 from polyculture.wvs.topics import Topic

@@ -77,7 +77,7 @@ def test_assistant_mask_covers_exactly_the_three_assistant_turns(builtin_models)
 
 
 def test_tiny_model_questions_are_parsed_or_dropped_with_reasons(builtin_models):
-    from polyculture.llm import Sampling, load_generator
+    from polyculture.backends.generation import Sampling, load_generator
 
     paragraphs = pl.DataFrame(
         {
@@ -117,8 +117,8 @@ def test_tiny_model_questions_are_parsed_or_dropped_with_reasons(builtin_models)
 
 
 def test_tiny_model_answers_embed_and_score(builtin_models):
-    from polyculture.embed import embed_texts, load_embedder
-    from polyculture.llm import Sampling, load_generator
+    from polyculture.backends.embedding import embed_texts, load_embedder
+    from polyculture.backends.generation import Sampling, load_generator
 
     pairs = pl.DataFrame(
         {
@@ -164,8 +164,8 @@ def test_fewer_than_two_samples_is_rejected_by_the_config_schema(bad_n, repo_roo
 
 
 def test_ground_truth_translation_with_the_tiny_llm_translator(builtin_models):
+    from polyculture.backends.translation import TranslatorSettings, load_translator
     from polyculture.consensus.critiques import translate_ground_truth
-    from polyculture.translate import TranslatorSettings, load_translator
 
     translator = load_translator(
         TranslatorSettings(kind="llm", model=str(builtin_models["tiny-chat"]), max_new_tokens=24),

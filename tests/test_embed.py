@@ -1,4 +1,4 @@
-"""polyculture.embed with a real (tiny, random) sentence-transformers model built here."""
+"""polyculture.backends.embedding with a real (tiny, random) sentence-transformers model built here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_llm import build_tiny_tokenizer  # noqa: E402
 
-from polyculture.embed import embed_texts, embedding_dim, load_embedder  # noqa: E402
+from polyculture.backends.embedding import embed_texts, embedding_dim, load_embedder  # noqa: E402
 from polyculture.errors import ConfigError, InputError  # noqa: E402
 
 TEXTS = [

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from polyculture import config_check, io
+from polyculture.backends.spec import classify_model_spec, resolve_model_spec
 from polyculture.drops import DropCounter
 from polyculture.errors import ConfigError, DropRateError, InputError, ModelSpecError
 from polyculture.languages import BLEND_REGIONS, is_language_code, language_name, normalize_region
-from polyculture.models import classify_model_spec, resolve_model_spec
 
 ROW_SCHEMA = {
     "type": "object",

@@ -1,5 +1,6 @@
-"""polyculture.llm on the hf backend with a real (tiny, random) Llama built here, so these tests
-do not wait for the workflow's built-in model; PEFT adapter and xgrammar run for real."""
+"""polyculture.backends.generation on the hf backend with a real (tiny, random) Llama built here,
+so these tests do not wait for the workflow's built-in model; PEFT adapter and xgrammar run for
+real."""
 
 from __future__ import annotations
 
@@ -7,21 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from polyculture.errors import ConfigError, InputError
-from polyculture.llm import (
-    HFGenerator,
+from polyculture.backends.generation import (
     Sampling,
-    adapter_rank,
-    check_schema,
     derive_seed,
     generator_kwargs,
     load_generator,
-    parse_json_output,
     resolve_backend,
     sampling_from_config,
-    top_p_keep,
-    vllm_lora_rank,
 )
+from polyculture.backends.generation.base import adapter_rank, check_schema, parse_json_output
+from polyculture.backends.generation.hf import HFGenerator, top_p_keep
+from polyculture.backends.generation.vllm import vllm_lora_rank
+from polyculture.errors import ConfigError, InputError
 
 CORPUS = [
     "What is the capital of France? Paris is the capital of France.",
@@ -234,7 +232,7 @@ def test_seeded_sampler_draws_from_the_tempered_nucleus() -> None:
     import torch
     from scipy.stats import chisquare
 
-    from polyculture.llm import _SeededSampler
+    from polyculture.backends.generation.hf import _SeededSampler
 
     logits = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0])
     temperature, top_p, rows = 0.8, 0.9, 4000
@@ -350,7 +348,7 @@ def test_score_continuations_match_a_direct_computation(tiny_llama: Path, tmp_pa
     """Batched, left-padded scoring that keeps only the last positions' logits gives each
     continuation's log-probability as one full pass does, on the base model and through a peft
     adapter, for continuations of different token lengths."""
-    from polyculture.llm import accepts_logits_to_keep
+    from polyculture.backends.generation.hf import accepts_logits_to_keep
 
     adapter = build_tiny_lora(tiny_llama, tmp_path / "adapter")
     convs = [*CONVS, [{"role": "user", "content": "a much longer prompt " * 6}]]
@@ -428,7 +426,7 @@ def test_stop_strings_end_generation_and_are_dropped(gen: HFGenerator, monkeypat
 def test_backend_choice_and_helpers() -> None:
     import torch
 
-    from polyculture.llm import vllm_available
+    from polyculture.backends.generation import vllm_available
 
     expected = "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
     assert resolve_backend("auto") == expected

@@ -13,8 +13,7 @@ import pytest
 import torch
 import yaml
 
-from polyculture.errors import InputError
-from polyculture.tiny_corpus import (
+from polyculture.backends.builtin.tiny_corpus import (
     CORPUS_FILES,
     TASKS,
     build_chat_corpus,
@@ -24,7 +23,7 @@ from polyculture.tiny_corpus import (
     tokenizer_texts,
     translation_pairs,
 )
-from polyculture.tiny_models import (
+from polyculture.backends.builtin.tiny_models import (
     CHAT_TEMPLATE,
     TinyChatSettings,
     TinyEmbedSettings,
@@ -37,6 +36,7 @@ from polyculture.tiny_models import (
     pack_sequences,
     train_tokenizer,
 )
+from polyculture.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "resources" / "demo" / "tiny_chat"
@@ -258,7 +258,7 @@ def test_pack_sequences_keeps_conversations_whole_and_labels_assistant_tokens():
 
 
 def test_masked_loss_equals_full_loss(tokenizer, tables):
-    from polyculture.tiny_models import make_tiny_chat_model
+    from polyculture.backends.builtin.tiny_models import make_tiny_chat_model
 
     seqs = encode_conversations(tokenizer, build_chat_corpus(tables, 1)[:40])
     ids, att, labels, _ = pack_sequences(seqs, 256, tokenizer.pad_token_id)

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from polyculture.backends.spec import classify_model_spec
 from polyculture.config_check import validate_config
-from polyculture.models import classify_model_spec
-from polyculture.prefetch import OFFLINE_ENV, HubItem, hub_items, item_slug, offline_hint
+from polyculture.logs import OFFLINE_ENV, offline_hint
+from polyculture.prefetch import HubItem, hub_items, item_slug
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"

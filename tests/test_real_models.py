@@ -2,7 +2,7 @@
 wheel (builtin:smollm2-135m-instruct, SmolLM2-135M-Instruct; builtin:all-minilm-l6-v2), offline,
 on the CPU, in bfloat16, with few items and short generations.
 
-The session converts the wheel's GGUF once (polyculture.real_models, as rule build_real_model
+The session converts the wheel's GGUF once (polyculture.backends.builtin.real_models, as rule build_real_model
 does) and loads one hf generator that the tests share. Each test prints the rate it measures
 (`pytest -s` shows them); the thresholds are what a 135 M model does reliably here, and the
 module docstring of each test says what it cannot do.
@@ -21,8 +21,13 @@ import polars as pl
 import pytest
 from conftest import vllm_cpu_env
 
-from polyculture.models import REAL_BUILTIN_MODELS
-from polyculture.real_models import REAL_MODELS, SOURCE_FILE, build_real_model, missing_package
+from polyculture.backends.builtin.real_models import (
+    REAL_MODELS,
+    SOURCE_FILE,
+    build_real_model,
+    missing_package,
+)
+from polyculture.backends.spec import REAL_BUILTIN_MODELS
 
 pytestmark = pytest.mark.real_model
 
@@ -67,7 +72,7 @@ def embed_dir(real_models_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def gen(chat_dir: Path):
-    from polyculture.llm import load_generator
+    from polyculture.backends.generation import load_generator
 
     g = load_generator(str(chat_dir), backend="hf", dtype="bfloat16", batch_size=16)
     yield g
@@ -92,7 +97,7 @@ def test_real_builtins_are_model_specs() -> None:
 
 
 def test_missing_wheel_fails_the_config_check_naming_the_pip_command(monkeypatch) -> None:
-    from polyculture import real_models
+    from polyculture.backends.builtin import real_models
     from polyculture.config_check import check_model_specs
     from polyculture.errors import ConfigError
 
@@ -118,8 +123,8 @@ def test_converted_directory_is_an_ordinary_local_model(chat_dir: Path, gen) -> 
 
 
 def test_paragraphs(gen) -> None:
+    from polyculture.backends.generation.base import Sampling
     from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
-    from polyculture.llm import Sampling
 
     cfg = config_defaults()["consensus"]
     statements = pl.DataFrame(
@@ -147,8 +152,8 @@ def test_paragraphs(gen) -> None:
 
 
 def test_questions_json_valid(gen) -> None:
+    from polyculture.backends.generation.base import Sampling
     from polyculture.consensus.questions import question_conversations, question_json_schema
-    from polyculture.llm import Sampling
 
     cfg = config_defaults()["consensus"]
     paragraphs = pl.DataFrame(
@@ -176,7 +181,7 @@ def test_questions_json_valid(gen) -> None:
 
 
 def test_sampling_n_and_seeds(gen) -> None:
-    from polyculture.llm import Sampling
+    from polyculture.backends.generation.base import Sampling
 
     convs = [
         [{"role": "user", "content": "Name a popular food in the UK."}],
@@ -194,8 +199,8 @@ def test_sampling_n_and_seeds(gen) -> None:
 
 
 def test_translation(gen) -> None:
+    from polyculture.backends.translation import TranslatorSettings, load_translator
     from polyculture.consensus.critiques import lingua_supports
-    from polyculture.translate import TranslatorSettings, load_translator
 
     tr = load_translator(
         TranslatorSettings(kind="llm", model=str(gen.model), max_new_tokens=48), generator=gen
@@ -213,7 +218,7 @@ def test_translation(gen) -> None:
 
 
 def test_embeddings_rank_a_paraphrase_above_an_unrelated_sentence(embed_dir: Path) -> None:
-    from polyculture.embed import embed_texts, load_embedder
+    from polyculture.backends.embedding import embed_texts, load_embedder
 
     emb = load_embedder(str(embed_dir), device="cpu")
     triples = [
@@ -227,8 +232,8 @@ def test_embeddings_rank_a_paraphrase_above_an_unrelated_sentence(embed_dir: Pat
 
 
 def test_critique(gen) -> None:
+    from polyculture.backends.generation.base import Sampling
     from polyculture.consensus.critiques import collect_critiques, critique_conversations
-    from polyculture.llm import Sampling
 
     cfg = config_defaults()["consensus"]
     table = pl.DataFrame(
@@ -262,7 +267,7 @@ def test_judge_modes_on_hand_labelled_summaries(gen) -> None:
     content-free baseline 0.44), its labels following the topic more than the summary. So this
     test checks what the modes guarantee, not accuracy: every constrained judgement is valid
     JSON, and the calibrated judge's labels are not all one class."""
-    from polyculture.llm import Sampling
+    from polyculture.backends.generation.base import Sampling
     from polyculture.wvs.stances import judge_items
     from polyculture.wvs.topics import load_topics
 
@@ -294,7 +299,7 @@ def test_survey_parse_english(gen) -> None:
     (2026-12-04, bf16, T 0.7, 200 tokens): 4 of 8 responses parsed, 4 dropped as no_list; the
     issue's target of 80 % is not met, so the threshold is 3 of 8 (a parser or prompt
     regression still fails it)."""
-    from polyculture.llm import Sampling
+    from polyculture.backends.generation.base import Sampling
     from polyculture.wvs.prompts import build_prompts, survey
     from polyculture.wvs.surveys import parse_responses
     from polyculture.wvs.topics import load_templates, load_topics
@@ -323,6 +328,7 @@ def test_survey_parse_english(gen) -> None:
 
 
 def test_blend_generate_and_score(gen) -> None:
+    from polyculture.backends.generation.base import Sampling
     from polyculture.blend import (
         answer_prompts,
         build_prompts,
@@ -332,7 +338,6 @@ def test_blend_generate_and_score(gen) -> None:
         questions_path,
         score_generations,
     )
-    from polyculture.llm import Sampling
 
     data = REPO / "resources" / "demo" / "blend"
     questions = load_questions(questions_path(data, "US"))
@@ -353,7 +358,7 @@ def test_lora_loss_falls_and_the_adapter_loads(chat_dir: Path, tmp_path: Path) -
     batches they differ by more than a few steps move them): the loss of the last steps is below
     the first ones', and the adapter loads in the hf backend."""
     from polyculture import train as T
-    from polyculture.llm import Sampling, load_generator
+    from polyculture.backends.generation import Sampling, load_generator
 
     settings = T.TrainSettings(
         max_steps=6,
@@ -427,7 +432,7 @@ VLLM_SCRIPT = r"""
 import json
 import sys
 
-from polyculture.llm import Sampling, load_generator
+from polyculture.backends.generation import Sampling, load_generator
 
 # polyculture.wvs.stances.JUDGE_SCHEMA (.venv-vllm has no polars, which that module imports)
 JUDGE_SCHEMA = {

@@ -33,7 +33,7 @@ import yte
 from conftest import copy_workflow
 from polars.testing import assert_frame_equal
 
-from polyculture.prefetch import OFFLINE_ENV
+from polyculture.logs import OFFLINE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

@@ -1,6 +1,7 @@
-"""polyculture.translate: the llm translator on a tiny random Llama, the nllb translator on a tiny
-random M2M100 (NLLB architecture) with an NLLB tokenizer holding all FLORES-200 language tokens,
-and the google translator's request/response handling without network."""
+"""polyculture.backends.translation: the llm translator on a tiny random Llama, the nllb
+translator on a tiny random M2M100 (NLLB architecture) with an NLLB tokenizer holding all
+FLORES-200 language tokens, and the google translator's request/response handling without
+network."""
 
 from __future__ import annotations
 
@@ -13,22 +14,19 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_llm import build_tiny_llama  # noqa: E402
 
-from polyculture.errors import ConfigError  # noqa: E402
-from polyculture.languages import BLEND_REGIONS, is_language_code  # noqa: E402
-from polyculture.translate import (  # noqa: E402
-    FLORES200,
+from polyculture.backends.translation import TranslatorSettings, load_translator  # noqa: E402
+from polyculture.backends.translation.google import (  # noqa: E402
     GOOGLE_ENDPOINT,
     GOOGLE_LANGUAGES,
     GOOGLE_MAX_SEGMENTS,
-    LLMTranslator,
-    NLLBTranslator,
-    TranslatorSettings,
     google_chunks,
     google_request,
-    llm_translation_prompt,
-    load_translator,
     parse_google_response,
 )
+from polyculture.backends.translation.llm import LLMTranslator, llm_translation_prompt  # noqa: E402
+from polyculture.backends.translation.nllb import FLORES200, NLLBTranslator  # noqa: E402
+from polyculture.errors import ConfigError  # noqa: E402
+from polyculture.languages import BLEND_REGIONS, is_language_code  # noqa: E402
 
 TEXTS = ["Family is important.", "", "Work is important.", "Family is important.", "   "]
 

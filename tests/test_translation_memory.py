@@ -1,4 +1,4 @@
-"""polyculture.translation_memory: exact and normalised lookup, both directions, drops counted
+"""polyculture.backends.translation.memory: exact and normalised lookup, both directions, drops counted
 (never passed through), errors naming the file and row, and the factory in translate.py."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from polyculture.errors import ConfigError, InputError
-from polyculture.translate import TranslatorSettings, load_translator
-from polyculture.translation_memory import (
+from polyculture.backends.translation import TranslatorSettings, load_translator
+from polyculture.backends.translation.memory import (
     MemoryTranslator,
     build_memory,
     normalise,
     read_memory,
 )
+from polyculture.errors import ConfigError, InputError
 
 ROWS = [
     {

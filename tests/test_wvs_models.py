@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from polyculture.llm import Sampling, load_generator
+from polyculture.backends.generation import Sampling, load_generator
 from polyculture.wvs.prompts import build_prompts, survey, translate_prompts
 from polyculture.wvs.stances import judge_items, score_responses
 from polyculture.wvs.surveys import parse_responses

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from polyculture.backends.generation.base import Sampling
 from polyculture.errors import ConfigError, InputError
-from polyculture.llm import Sampling
 from polyculture.wvs.prompts import (
     build_prompts,
     check_no_country,

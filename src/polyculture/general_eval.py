@@ -124,7 +124,7 @@ def task_specs(
 
 def resolve_eval_backend(backend: str) -> str:
     """'hf' or 'vllm'; 'auto' picks vllm where it is installed and CUDA is present."""
-    from polyculture.llm import resolve_backend
+    from polyculture.backends.generation import resolve_backend
 
     return resolve_backend(backend)
 
@@ -158,7 +158,8 @@ def lm_eval_model(
             args["peft"] = absolute(adapter)
         return "hf", args
     if backend == "vllm":
-        from polyculture.llm import adapter_rank, vllm_lora_rank
+        from polyculture.backends.generation.base import adapter_rank
+        from polyculture.backends.generation.vllm import vllm_lora_rank
 
         args = {"pretrained": model, "dtype": dtype}
         for key, value in (vllm_options or {}).items():
@@ -429,7 +430,7 @@ def prepare_model(
     """The (model, adapter) lm_eval loads: the adapter merged into a copy of the model under
     `workdir` when asked, else both as given (the adapter applied at load time)."""
     if adapter and merge_adapter:
-        from polyculture.llm import merge_adapter_to_dir
+        from polyculture.backends.generation.base import merge_adapter_to_dir
 
         merged = str(Path(workdir) / "merged")
         log.info("merging adapter %s into %s", adapter, model)

@@ -14,28 +14,19 @@ an offline `load_dataset` reads), lm-eval tasks by building them (which download
 Rules that fetch into results/ themselves (BLEnD, the released alignment responses, statement
 URLs) run on the submit host as `localrules` and are not prefetch items.
 
-`offline_hint(error)` turns a job's failed hub access under offline mode into a message that
-names the missing item and the prefetch target; `polyculture.logs` adds it to a script's log.
+What a job that runs offline and misses an item says is `polyculture.logs.offline_hint`'s
+(with the variables that put it offline, `polyculture.logs.OFFLINE_ENV`, and this target's name).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from polyculture.config_check import _walk, is_model_key
-from polyculture.logs import _truthy
-from polyculture.models import classify_model_spec
-
-#: The target that runs the prefetch on the submit host (rule `prefetch` in the Snakefile).
-PREFETCH_TARGET = "prefetch"
-#: Environment variables that put the Hugging Face libraries offline (set on cluster jobs by
-#: profiles/slurm through sbatch --export).
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+from polyculture.backends.spec import model_specs
+from polyculture.logs import cache_dir
 
 
 @dataclass(frozen=True)
@@ -58,12 +49,12 @@ def hub_items(config: Mapping[str, Any]) -> list[HubItem]:
         items.setdefault((item.kind, item.name, item.revision, item.subset, item.split), item)
 
     pipelines = config.get("pipelines", {})
-    for dotted, key, value in _walk(config):
+    for dotted, spec in model_specs(config):
         section = re.split(r"[.\[]", dotted, maxsplit=1)[0]
         if pipelines.get(section, True) is False:
             continue  # a switched-off stage group loads nothing
-        if is_model_key(key) and isinstance(value, str) and classify_model_spec(value) == "hub":
-            add(HubItem("model", value, dotted))
+        if spec.needs_prefetch:
+            add(HubItem("model", spec.raw, dotted))
     consensus = config.get("consensus", {})
     if pipelines.get("consensus", True):
         for i, src in enumerate(consensus.get("sources", [])):
@@ -86,13 +77,6 @@ def hub_items(config: Mapping[str, Any]) -> list[HubItem]:
         for i, task in enumerate(general_eval.get("tasks", [])):
             add(HubItem("lm_eval_task", task["task"], f"evaluate.general.tasks[{i}]"))
     return list(items.values())
-
-
-def cache_dir() -> Path:
-    """The Hugging Face cache root the libraries use here (HF_HOME, else their default)."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HOME)
 
 
 def fetch_item(item: HubItem) -> str:
@@ -138,84 +122,6 @@ def prefetch(items: Iterable[HubItem], log=None) -> list[dict[str, Any]]:
             + "\n  ".join(failed)
         )
     return rows
-
-
-#: Error types (by name, anywhere in an exception's chain) that mean "wanted the network while
-#: offline, and the cache lacks it", from huggingface_hub, transformers and datasets.
-_OFFLINE_ERRORS = {"OfflineModeIsEnabled", "LocalEntryNotFoundError"}
-_OFFLINE_TEXT = re.compile(
-    r"offline mode|HF_HUB_OFFLINE|couldn't connect to|cannot find the requested files in the "
-    r"local cache|couldn't reach|not found in cache|outgoing traffic has been disabled",
-    re.IGNORECASE,
-)
-_REPO_ID = re.compile(r"['\"]([A-Za-z0-9][\w.-]*/[\w.-]+)['\"]")
-
-
-#: Argument names under which the hub clients (huggingface_hub, transformers, datasets,
-#: sentence-transformers) hold the id they are loading.
-_ID_ARGUMENTS = (
-    "repo_id",
-    "path_or_repo_id",
-    "pretrained_model_name_or_path",
-    "model_name_or_path",
-    "path",
-)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-
-
-def _frame_repo_ids(chain: list[BaseException]) -> list[str]:
-    """Hub ids the failing calls were loading, from the arguments in the tracebacks' frames
-    (outermost first: the id the workflow asked for)."""
-    ids = []
-    for error in chain:
-        tb = error.__traceback__
-        while tb is not None:
-            local = tb.tb_frame.f_locals
-            for name in _ID_ARGUMENTS:
-                value = local.get(name)
-                if (
-                    isinstance(value, str)
-                    and _HUB_ID.fullmatch(value)
-                    and not Path(value).exists()
-                    and value not in ids
-                ):
-                    ids.append(value)
-            tb = tb.tb_next
-    return ids
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or error.__context__
-    return seen
-
-
-def offline_hint(error: BaseException, environ: Mapping[str, str] | None = None) -> str | None:
-    """A message naming the missing item and the prefetch target when `error` is a hub access
-    that failed because this process runs offline; None for any other error."""
-    env = os.environ if environ is None else environ
-    if not any(_truthy(env.get(k)) for k in OFFLINE_ENV):
-        return None
-    chain = _chain(error)
-    texts = [str(e) for e in chain]
-    if not (
-        any(type(e).__name__ in _OFFLINE_ERRORS for e in chain)
-        or any(_OFFLINE_TEXT.search(t) for t in texts)
-    ):
-        return None
-    ids = _frame_repo_ids(chain) + [
-        m for t in texts for m in _REPO_ID.findall(t) if not m.startswith(("http", "/"))
-    ]
-    what = f"'{ids[0]}'" if ids else "a hub model or dataset"
-    return (
-        f"this job runs offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are set) and needed {what}, "
-        f"which is not in the Hugging Face cache {env.get('HF_HOME') or cache_dir()}. "
-        f"Fetch it on the submit host with the prefetch target "
-        f"(`snakemake {PREFETCH_TARGET} --profile profiles/slurm`, same "
-        f"--configfile and HF_HOME as the run), then rerun."
-    )
 
 
 def item_slug(item: HubItem) -> str:

@@ -17,7 +17,7 @@ turns, is left out as generation-marker templates leave it out); the tokens of t
 rendering that overlap those characters are trained. A template that renders a turn
 differently once later turns follow (not prefix-preserving, e.g. Qwen3's empty ``<think>``
 block on the last assistant turn) is masked by locating each assistant turn's own text and the
-end-of-turn tokens after it (``polyculture.chat.assistant_spans_by_content``); one that does not
+end-of-turn tokens after it (``polyculture.backends.chat.assistant_spans_by_content``); one that does not
 render the assistant's text verbatim is refused rather than masked wrongly. On
 the tiny model's template both ways give the same mask (tested).
 

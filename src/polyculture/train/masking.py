@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from polyculture.chat import template_of
+from polyculture.backends.chat import template_of
 from polyculture.drops import DropCounter
 from polyculture.errors import ConfigError
 from polyculture.train.data import IGNORE_INDEX, TokenizedExample
@@ -74,7 +74,7 @@ def assistant_char_spans(
         ):
             # not prefix-preserving (e.g. Qwen3's empty <think> block on the last assistant
             # turn only): locate each turn by its own text and the end-of-turn tokens after it
-            from polyculture.chat import assistant_spans_by_content, end_of_turn
+            from polyculture.backends.chat import assistant_spans_by_content, end_of_turn
 
             return full, assistant_spans_by_content(full, msgs, end_of_turn(tokenizer)[1])
         end = len(through)
@@ -145,9 +145,9 @@ def tokenize_examples(
     drops: DropCounter,
 ) -> list[dict[str, list[int]] | None]:
     """Features of every conversation, None where truncation left no assistant token (counted
-    in `drops`). A tokenizer without a chat template gets the plain format (polyculture.chat);
+    in `drops`). A tokenizer without a chat template gets the plain format (polyculture.backends.chat);
     system turns are merged into the first user turn where the template rejects them."""
-    from polyculture.chat import analyze_template, prepare_conversation
+    from polyculture.backends.chat import analyze_template, prepare_conversation
 
     fmt = analyze_template(tokenizer)
     method = resolve_mask_method(tokenizer, settings.mask_method)

@@ -24,7 +24,7 @@ def lora_config(settings: TrainSettings) -> Any:
 
 def load_tokenizer(base_model: str) -> Any:
     """The base model's tokenizer, set up for training (right padding; pad = eos if unset)."""
-    from polyculture.llm import load_tokenizer as load_plain_tokenizer
+    from polyculture.backends.generation.base import load_tokenizer as load_plain_tokenizer
 
     tok = load_plain_tokenizer(base_model)
     tok.padding_side = "right"

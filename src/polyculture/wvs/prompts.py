@@ -144,7 +144,7 @@ def build_prompts(
 
 
 class Translator(Protocol):
-    """What :mod:`polyculture.translate` translators offer."""
+    """What :mod:`polyculture.backends.translation` translators offer."""
 
     def supports(self, lang: str) -> bool: ...
 

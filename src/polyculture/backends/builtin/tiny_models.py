@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from polyculture.io import atomic_dir, write_json
-from polyculture.tiny_corpus import (
+from polyculture.backends.builtin.tiny_corpus import (
     Conversation,
     CorpusTables,
     build_chat_corpus,
@@ -31,6 +30,7 @@ from polyculture.tiny_corpus import (
     tokenizer_texts,
     translation_pairs,
 )
+from polyculture.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Sentence embeddings through sentence-transformers: float32, unit-norm rows, batched.
+"""Sentence embeddings: float32, unit-norm rows, batched. One backend today, sentence-transformers,
+registered in `polyculture.backends.registry.EMBEDDERS`; `load_embedder` dispatches by name.
 
 Instruction-tuned embedders such as Qwen3-Embedding define named prompts for queries only;
 pass `prompt_name` for query texts and leave it out for documents."""
@@ -12,20 +13,32 @@ from typing import Any
 
 import numpy as np
 
+from polyculture.backends.registry import EMBEDDERS
 from polyculture.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
 
-def load_embedder(model: str, device: str | None = None) -> Any:
-    """A SentenceTransformer for a loadable path or hub id (resolve `builtin:` specs first);
-    a local directory is loaded without any network access. device None picks CUDA if present."""
-    from sentence_transformers import SentenceTransformer
+#: The embedding backend of every embedder today.
+DEFAULT_EMBEDDER = "sentence-transformers"
 
+
+def load_embedder(model: str, device: str | None = None, *, kind: str = DEFAULT_EMBEDDER) -> Any:
+    """The embedder registered as `kind` for a loadable path or hub id (resolve `builtin:` specs
+    first). device None picks CUDA if present."""
     if model.startswith("builtin:"):
         raise ConfigError(
             "embedder", f"'{model}' is a model spec; resolve it to a path first (model_path)"
         )
+    return EMBEDDERS.get(kind)(model, device)
+
+
+@EMBEDDERS.register(DEFAULT_EMBEDDER)
+def load_sentence_transformer(model: str, device: str | None = None) -> Any:
+    """A SentenceTransformer for a loadable path or hub id; a local directory is loaded without
+    any network access."""
+    from sentence_transformers import SentenceTransformer
+
     local = Path(model).expanduser().is_dir()
     log.info("loading embedder %s (device %s)", model, device or "auto")
     return SentenceTransformer(

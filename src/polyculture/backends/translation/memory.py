@@ -22,9 +22,10 @@ from pathlib import Path
 
 import polars as pl
 
+from polyculture.backends.registry import TRANSLATORS
+from polyculture.backends.translation.base import Translator, TranslatorSettings
 from polyculture.errors import ConfigError, InputError
 from polyculture.languages import is_language_code
-from polyculture.translate import Translator
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +197,9 @@ class MemoryTranslator(Translator):
                 hit = ""
             out.append(hit)
         return out
+
+
+@TRANSLATORS.register("memory", needs_path=True)
+def load_memory_translator(settings: TranslatorSettings, **_: object) -> MemoryTranslator:
+    """The `memory` translator: the segment-pair table at `translator.path`."""
+    return MemoryTranslator.from_path(str(settings.path))

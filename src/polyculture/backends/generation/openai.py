@@ -1,10 +1,12 @@
 """The `openai` generation backend: any OpenAI-compatible chat-completions endpoint (OpenAI's API,
-`vllm serve`, SGLang, TGI, llama.cpp's server, ...) behind polyculture.llm's Generator interface,
-with every reply cached on disk.
+`vllm serve`, SGLang, TGI, llama.cpp's server, ...) behind the Generator interface of
+polyculture.backends.generation.base, with every reply cached on disk.
 
 Model specs. `openai:<model>` is `<model>` on the default endpoint of the config's
 `backend.openai` section (base_url, api_key_env); `openai@<name>:<model>` is `<model>` on the named
-endpoint `backend.openai.endpoints.<name>`. The key is read from the environment variable whose
+endpoint `backend.openai.endpoints.<name>`; `openai@<url>:<model>` is `<model>` on the server at
+that URL (polyculture.backends.spec says where the URL ends), with the default endpoint's key
+variable, sent only where it is set. The key is read from the environment variable whose
 *name* the config gives; it is never written to a config, log, cache entry or output.
 
 Requests. One request per (conversation, sample): temperature, top_p, max_tokens, stop and a seed
@@ -20,11 +22,11 @@ without it for the rest of the job (logged), and every reply is validated agains
 either way: a reply that does not parse or validate is None, which the stages count as a drop.
 
 Cache. Each reply is a JSON file under `cache_dir/<model>/<xx>/<sha256>.json`, keyed by the hash of
-(model, messages, sampling settings, seed, sample index, response format), written atomically
-(temporary file, then rename) as soon as it arrives. A rerun after a crash, a kill or a dead server
-sends only the requests whose files are missing. The endpoint's URL is not part of the key: the
-same model name behind another URL is taken to be the same model (point `cache_dir` elsewhere to
-keep them apart).
+(endpoint URL, model, messages, sampling settings, seed, sample index, response format), written
+atomically (temporary file, then rename) as soon as it arrives. A rerun after a crash, a kill or a
+dead server sends only the requests whose files are missing. The same model name behind two URLs
+gets two sets of replies. (Entries written before the URL was part of the key, until 2026-12, are
+not matched: such a run asks its requests once more.)
 
 Failures. 408, 409, 429 and 5xx replies, timeouts and connection errors are retried with
 exponential backoff and jitter, waiting what a `Retry-After` / `retry-after-ms` header asks where
@@ -55,12 +57,14 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from polyculture.errors import ConfigError, ModelSpecError, PolycultureError
+from polyculture.backends.generation.base import Generator, LoadOptions, derive_seed
+from polyculture.backends.registry import GENERATORS
+from polyculture.backends.spec import API_PROVIDER, parse_api_spec
+from polyculture.errors import ConfigError, PolycultureError
 
 log = logging.getLogger(__name__)
 
-API_BACKEND = "openai"
-_SPEC = re.compile(r"^openai(?:@(?P<endpoint>[A-Za-z0-9][A-Za-z0-9_.-]*))?:(?P<model>\S.*)$")
+API_BACKEND = API_PROVIDER
 RETRY_STATUSES = (408, 409, 429)
 STRUCTURED_MODES = ("json_schema", "none")
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
@@ -76,28 +80,12 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_RETRIES = 6
 DEFAULT_BACKOFF_S = 1.0
 DEFAULT_BACKOFF_MAX_S = 60.0
+_URL = re.compile(r"^https?://", re.IGNORECASE)
 DEFAULT_TIMEOUT_S = 600.0  # the openai client's own default read timeout (10 minutes)
 
 
 class ApiError(PolycultureError):
     """An API endpoint failed a request for good (retry budget spent, or a non-retriable status)."""
-
-
-def is_api_spec(spec: object) -> bool:
-    """Whether a model spec names a model behind an OpenAI-compatible endpoint."""
-    return isinstance(spec, str) and (spec.startswith("openai:") or spec.startswith("openai@"))
-
-
-def parse_api_spec(spec: str) -> tuple[str | None, str]:
-    """(endpoint name or None for the default endpoint, model name) of an API model spec."""
-    m = _SPEC.match(spec) if isinstance(spec, str) else None
-    if not m or not m.group("model").strip():
-        raise ModelSpecError(
-            f"model spec '{spec}': an API model is written openai:<model> (the default endpoint "
-            f"of backend.openai) or openai@<endpoint>:<model> (an endpoint of "
-            f"backend.openai.endpoints)"
-        )
-    return m.group("endpoint"), m.group("model").strip()
 
 
 @dataclass(frozen=True)
@@ -106,6 +94,8 @@ class Endpoint:
 
     base_url: str
     api_key_env: str | None
+    #: an endpoint written as a URL in the spec sends the key only where its variable is set
+    key_optional: bool = False
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str:
         """The key from the environment; servers without authentication get a placeholder."""
@@ -113,6 +103,8 @@ class Endpoint:
         if not self.api_key_env:
             return "EMPTY"  # the openai client needs some key; vLLM without --api-key ignores it
         key = env.get(self.api_key_env, "").strip()
+        if not key and self.key_optional:
+            return "EMPTY"
         if not key:
             raise ConfigError(
                 "backend.openai.api_key_env",
@@ -166,13 +158,20 @@ class ApiSettings:
         return cls(**section)
 
     def endpoint(self, name: str | None) -> Endpoint:
-        """The default endpoint (name None) or a named one; fails naming the spec's endpoint."""
+        """The default endpoint (name None), a named one, or a URL written in the spec (its key,
+        if the server wants one, from the default endpoint's api_key_env variable); fails naming
+        the spec's endpoint and both ways to write one."""
         if name is None:
             return Endpoint(self.base_url, self.api_key_env)
+        if _URL.match(name):
+            return Endpoint(name, self.api_key_env, key_optional=True)
         if name not in self.endpoints:
             raise ConfigError(
                 "backend.openai.endpoints",
-                f"no endpoint named '{name}'; configured: {', '.join(sorted(self.endpoints)) or 'none'}",
+                f"no endpoint named '{name}'; configured: "
+                f"{', '.join(sorted(self.endpoints)) or 'none'}. Name one under "
+                f"backend.openai.endpoints (openai@<name>:<model>) or write its URL in the spec "
+                f"(openai@http://host:port/v1:<model>)",
             )
         ep = self.endpoints[name]
         return Endpoint(ep["base_url"], ep.get("api_key_env", DEFAULT_KEY_ENV))
@@ -305,13 +304,7 @@ class Usage:
             self.cache_hits += 1
 
 
-def _base_generator() -> type:
-    from polyculture.llm import Generator
-
-    return Generator
-
-
-class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
+class OpenAIGenerator(Generator):
     """Chat completions of an OpenAI-compatible endpoint, cached on disk (see the module doc)."""
 
     backend = API_BACKEND
@@ -368,8 +361,6 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
         schema: dict[str, Any] | None,
     ) -> list[tuple[int, int, dict[str, Any], str]]:
         """(prompt index, sample index, request body, cache key) of every request this call needs."""
-        from polyculture.llm import derive_seed
-
         # sampling.stop, dropped from the text by the API (as by vLLM and the hf backend); not sent
         # with a schema, whose JSON a stop could cut (as the local backends do)
         stop = list(sampling.stop) if schema is None and sampling.stop else None
@@ -392,7 +383,9 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
                         "type": "json_schema",
                         "json_schema": {"name": "output", "schema": schema, "strict": True},
                     }
-                key = request_key({"body": body, "sample": j, "schema": schema})
+                key = request_key(
+                    {"body": body, "sample": j, "schema": schema, "url": self.endpoint.base_url}
+                )
                 units.append((i, j, body, key))
         return units
 
@@ -586,6 +579,15 @@ class OpenAIGenerator(_base_generator()):  # type: ignore[misc]
         close = getattr(self.client, "close", None)
         if close is not None:
             close()
+
+
+@GENERATORS.register(API_BACKEND, selectable=False)
+def load_openai(model: str, options: LoadOptions) -> OpenAIGenerator:
+    """An OpenAIGenerator for an API model spec, with the config's backend.openai settings; an
+    API model takes no adapter."""
+    if options.adapter:
+        raise ConfigError("adapter", f"'{model}' is an API model: it cannot load a LoRA adapter")
+    return OpenAIGenerator(model, options.openai)
 
 
 def usage_path_for(output: str | os.PathLike[str]) -> str:

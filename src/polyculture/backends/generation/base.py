@@ -1,0 +1,337 @@
+"""Text generation behind one interface (shared by the backends: `hf`, `vllm`, `openai`).
+
+`polyculture.backends.load.load_generator(model, backend=...)` returns a `Generator` with
+
+- `generate(conversations, n, sampling) -> list[list[str]]`: n samples per chat conversation,
+  in input order;
+- `generate_json(conversations, schema, n, sampling) -> list[list[dict | None]]`: the same under
+  JSON-schema constrained decoding (xgrammar on hf, vLLM's structured outputs on vllm); an
+  entry is None where the text does not parse or does not validate against the schema (e.g.
+  cut off by max_new_tokens).
+
+Sampling semantics shared by both backends:
+
+- temperature 0 means greedy decoding; the n "samples" of a prompt are then n copies of one
+  greedy continuation (computed once).
+- Seeds are per prompt: prompt i of a call is seeded from (sampling.seed, i), so a prompt's
+  samples do not depend on which other prompts share its batch or on the batch size.
+  hf: each sampled row draws its own Gumbel noise from a generator seeded by
+  (seed, prompt index, sample index); outputs are identical across batch sizes and prompt
+  orders up to floating-point differences that padding can cause in the model's logits
+  (bit-identical in our CPU float32 tests). vllm: each prompt gets SamplingParams(seed=...)
+  derived from (seed, i); the two backends do not give the same samples for the same seed.
+- min_new_tokens is honoured for free generation; for JSON generation it is ignored (the
+  grammar decides where the object ends).
+- Special tokens are stripped from the output, and so is surrounding whitespace.
+
+Chat templates (``polyculture.backends.chat``): conversations are rendered by the model's own template;
+a system turn is merged into the first user turn where the template rejects or drops it, a
+tokenizer without a template gets ``chat.PLAIN_CHAT_TEMPLATE`` (or the config's
+``backend.chat_template``), and generation stops at the template's end-of-turn tokens as well
+as at EOS (and at the plain format's stop strings, which are cut from the text).
+
+Raw prompts (`generate_raw`, hf and vllm): plain text sent as it is, without the chat template
+and without the end-of-turn stops (EOS still ends it), for base models and raw completion.
+
+Label scoring (`score_continuations`, hf backend): the log-probability of each candidate reply
+to a conversation, for judges that pick a label by likelihood instead of generating it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from polyculture.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ROLES = ("system", "user", "assistant")
+
+Conversation = Sequence[Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings of one generating stage; temperature 0 means greedy decoding."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    min_new_tokens: int = 0
+    # strings that end a response, dropped from the returned text (every backend: vLLM and the
+    # OpenAI API drop a matched stop, and the hf backend cuts its text before it); not applied
+    # to schema-constrained generation, whose JSON a stop could cut
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        stop = self.stop
+        if not isinstance(stop, list | tuple) or not all(isinstance(x, str) and x for x in stop):
+            raise ConfigError(
+                "sampling.stop", f"expected a list of non-empty strings, got {stop!r}"
+            )
+        object.__setattr__(self, "stop", tuple(stop))
+        checks = (
+            ("temperature", self.temperature >= 0 and math.isfinite(self.temperature), ">= 0"),
+            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+            ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
+            (
+                "min_new_tokens",
+                0 <= self.min_new_tokens <= self.max_new_tokens,
+                "in [0, max_new_tokens]",
+            ),
+            ("seed", self.seed >= 0, ">= 0"),
+        )
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(
+                    f"sampling.{name}", f"expected {expected}, got {getattr(self, name)!r}"
+                )
+
+    @property
+    def greedy(self) -> bool:
+        """Whether these settings mean greedy decoding."""
+        return self.temperature == 0
+
+
+_SAMPLING_KEYS = tuple(f.name for f in fields(Sampling) if f.name != "seed")
+
+
+def sampling_from_config(d: Mapping[str, Any], seed: int, *, key: str = "sampling") -> Sampling:
+    """Sampling settings from a config section (temperature/top_p/max_new_tokens/min_new_tokens/
+    stop) and a seed; unknown keys and bad values fail naming the key."""
+    unknown = sorted(set(d) - set(_SAMPLING_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{key}.{unknown[0]}",
+            f"unknown sampling key; expected one of {', '.join(_SAMPLING_KEYS)}",
+        )
+    try:
+        return Sampling(**{k: d[k] for k in _SAMPLING_KEYS if k in d}, seed=int(seed))
+    except ConfigError as err:
+        raise ConfigError(err.key.replace("sampling", key, 1), str(err).split(": ", 1)[1]) from None
+
+
+def derive_seed(*parts: int, bits: int = 63) -> int:
+    """A well-mixed non-negative seed of `bits` bits from integer parts (seed, index, ...)."""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
+    return ((int(state[0]) << 32) | int(state[1])) & ((1 << bits) - 1)
+
+
+def check_conversations(conversations: Sequence[Conversation]) -> list[list[dict[str, str]]]:
+    """Conversations as plain lists of {role, content} dicts; fails naming the first bad one."""
+    out: list[list[dict[str, str]]] = []
+    if isinstance(conversations, str | bytes) or not isinstance(conversations, Sequence):
+        raise InputError("conversations", "expected a list of conversations (lists of messages)")
+    for i, conv in enumerate(conversations):
+        if isinstance(conv, str | bytes) or not isinstance(conv, Sequence) or not conv:
+            raise InputError(f"conversation {i}", "expected a non-empty list of messages")
+        messages = []
+        for j, msg in enumerate(conv):
+            if not isinstance(msg, Mapping):
+                raise InputError(
+                    f"conversation {i}, message {j}", "expected a {role, content} dict"
+                )
+            role, content = msg.get("role"), msg.get("content")
+            if role not in ROLES:
+                raise InputError(
+                    f"conversation {i}, message {j}",
+                    f"role {role!r} is not one of {', '.join(ROLES)}",
+                )
+            if not isinstance(content, str):
+                raise InputError(f"conversation {i}, message {j}", "content must be a string")
+            messages.append({"role": role, "content": content})
+        out.append(messages)
+    return out
+
+
+def check_schema(schema: Mapping[str, Any]) -> Any:
+    """A jsonschema validator for `schema`; fails when the schema itself is invalid."""
+    import jsonschema
+
+    if not isinstance(schema, Mapping):
+        raise InputError("schema", "expected a JSON schema (a mapping)")
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as err:
+        raise InputError("schema", f"not a valid JSON schema: {err.message}") from None
+    return cls(schema)
+
+
+def parse_json_output(text: str, validator: Any) -> dict | None:
+    """The JSON object in `text` if it parses (control characters allowed inside strings) and
+    validates against the schema; None otherwise."""
+    try:
+        value = json.loads(text, strict=False)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not validator.is_valid(value):
+        return None
+    return value
+
+
+def _check_n(n: int) -> None:
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError("n", f"number of samples per prompt must be an integer >= 1, got {n!r}")
+
+
+def check_dtype(dtype: str) -> None:
+    """Fail naming `backend.dtype` unless `dtype` is one of DTYPES."""
+    if dtype not in DTYPES:
+        raise ConfigError(
+            "backend.dtype", f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}"
+        )
+
+
+def torch_dtype(dtype: str, device: str) -> Any:
+    """The torch dtype for a dtype name; 'auto' is bfloat16 on CUDA and float32 elsewhere."""
+    import torch
+
+    check_dtype(dtype)
+    if dtype == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def tokenizer_source(model: str, adapter: str | None) -> str:
+    """Where the tokenizer of `model` (with an optional PEFT adapter) is read from: the adapter
+    directory when it has a tokenizer of its own, else the model."""
+    return adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model
+
+
+def load_tokenizer(source: str) -> Any:
+    """The tokenizer of a local directory or hub id (a directory is never looked up online)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, local_files_only=Path(source).is_dir())
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a generation backend loads a model: a PEFT adapter (merged into the weights if
+    merge_adapter), batch size (hf), dtype, a chat template for tokenizers without one, the
+    config's backend.openai section (openai) and engine options (vllm: passed to vllm.LLM, a
+    `vllm_` prefix dropped)."""
+
+    adapter: str | None = None
+    merge_adapter: bool = False
+    batch_size: int = 16
+    dtype: str = "auto"
+    chat_template: str | None = None
+    openai: Mapping[str, Any] | None = None
+    engine: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Generator:
+    """A loaded chat model that samples continuations of conversations."""
+
+    backend: str = ""
+
+    def __init__(self, model: str, adapter: str | None) -> None:
+        self.model = model
+        self.adapter = adapter
+
+    def generate(
+        self, conversations: Sequence[Conversation], n: int, sampling: Sampling
+    ) -> list[list[str]]:
+        """n sampled replies to each conversation, in input order."""
+        convs = check_conversations(conversations)
+        _check_n(n)
+        if not convs:
+            return []
+        return self._generate(convs, n, sampling, None)
+
+    def generate_json(
+        self,
+        conversations: Sequence[Conversation],
+        schema: Mapping[str, Any],
+        n: int,
+        sampling: Sampling,
+    ) -> list[list[dict | None]]:
+        """n JSON-schema constrained replies per conversation, parsed; None where a reply does not
+        parse or validate (e.g. cut off at max_new_tokens)."""
+        convs = check_conversations(conversations)
+        _check_n(n)
+        validator = check_schema(schema)
+        if not convs:
+            return []
+        texts = self._generate(convs, n, sampling, dict(schema))
+        return [[parse_json_output(t, validator) for t in row] for row in texts]
+
+    def generate_raw(self, prompts: Sequence[str], n: int, sampling: Sampling) -> list[list[str]]:
+        """n sampled continuations of each plain-text prompt, sent as it is: no chat template and
+        no end-of-turn stops (base models, raw completion), in input order."""
+        if isinstance(prompts, str) or not all(isinstance(p, str) and p for p in prompts):
+            raise InputError("raw prompts", "expected a sequence of non-empty strings")
+        _check_n(n)
+        if not prompts:
+            return []
+        return self._generate_raw(list(prompts), n, sampling)
+
+    def _generate(
+        self,
+        convs: list[list[dict[str, str]]],
+        n: int,
+        sampling: Sampling,
+        schema: dict[str, Any] | None,
+    ) -> list[list[str]]:
+        raise NotImplementedError
+
+    def _generate_raw(self, prompts: list[str], n: int, sampling: Sampling) -> list[list[str]]:
+        raise ConfigError(
+            "backend.generation",
+            f"raw (untemplated) prompts are implemented on the hf and vllm backends, not on "
+            f"'{self.backend}'",
+        )
+
+    def score_continuations(
+        self, conversations: Sequence[Conversation], continuations: Sequence[str]
+    ) -> list[list[float]]:
+        """The log-probability of each continuation as the assistant's reply to each
+        conversation (summed over its tokens): one row per conversation, one column per
+        continuation."""
+        raise ConfigError(
+            "backend.generation",
+            f"label scoring by log-probability is implemented on the hf backend, not on "
+            f"'{self.backend}'",
+        )
+
+    def close(self) -> None:
+        """Free the model (and any temporary files)."""
+
+
+def adapter_rank(adapter: str) -> int:
+    """The largest LoRA rank of a PEFT adapter directory (r and any rank_pattern entries)."""
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise InputError(adapter, "not a PEFT adapter directory (no adapter_config.json)")
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    ranks = [int(cfg.get("r", 8)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
+    return max(ranks)
+
+
+def merge_adapter_to_dir(model: str, adapter: str, dest: str, dtype: str = "auto") -> str:
+    """Merge a PEFT adapter into its base model and save model + tokenizer under `dest`."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm = AutoModelForCausalLM.from_pretrained(
+        model, dtype=torch_dtype(dtype, device), local_files_only=Path(model).is_dir()
+    )
+    lm = PeftModel.from_pretrained(lm, adapter, local_files_only=True).merge_and_unload()
+    lm.save_pretrained(dest)
+    load_tokenizer(tokenizer_source(model, adapter)).save_pretrained(dest)
+    del lm
+    return dest
