@@ -55,7 +55,7 @@ rule write_paragraphs:
     resources:
         gpu=1,
     params:
-        generator=consensus_generator,
+        model=consensus_generator,
         backend=CONS_BACKEND,
         prompt=lambda wildcards: CONS_CFG["paragraph_prompt"],
         stage=consensus_stage_params("paragraphs"),
@@ -84,7 +84,7 @@ rule generate_questions:
     resources:
         gpu=1,
     params:
-        generator=consensus_generator,
+        model=consensus_generator,
         backend=CONS_BACKEND,
         translator=consensus_translator(),
         prompt=lambda wildcards: CONS_CFG["question_prompt"],
@@ -170,7 +170,7 @@ rule sample_responses:
     resources:
         gpu=1,
     params:
-        generator=consensus_generator,
+        model=consensus_generator,
         backend=CONS_BACKEND,
         n=CONS_CFG["samples"],
         n_shards=CONS_CFG["shards"],
@@ -200,7 +200,7 @@ rule embed_responses:
     resources:
         gpu=1,
     params:
-        embedder=consensus_embedder,
+        model=consensus_embedder,
         batch_size=config["backend"]["embed_batch_size"],
         prompt_name=CONS_CFG["embed_prompt_name"],
         max_drop_rate=CONS_CFG["responses"]["max_drop_rate"],
@@ -306,7 +306,7 @@ rule critique:
     resources:
         gpu=1,
     params:
-        generator=consensus_generator,
+        model=consensus_generator,
         backend=CONS_BACKEND,
         prompt=lambda wildcards: CONS_CFG["critique_prompt"],
         method=CONS_CFG["critique_method"],

@@ -10,7 +10,8 @@ import logging
 import polars as pl
 import torch
 
-from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation import sampling_from_config
+from polyculture.backends.open import open_generator
 from polyculture.blend import (
     answer_prompts,
     build_prompts,
@@ -31,21 +32,15 @@ templates = load_prompt_templates(prompts_path(p.data_dir, w.blend_country))
 prompts = pl.concat(
     [build_prompts(questions, templates, w.blend_country, lang, prompt) for lang, prompt in p.runs]
 )
-generator = load_generator(
-    p.model["model"],
-    adapter=p.model["adapter"],
-    merge_adapter=p.model["merge_adapter"],
-    **generator_kwargs(p.backend),
-)
-group = f"{w.blend_model}/{w.blend_country}"
-answers, drops = answer_prompts(
-    generator,
-    prompts,
-    sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling"),
-    group=group,
-    prompt_format=p.prompt_format,
-)
-generator.close()
+sampling = sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling")
+with open_generator(p.model, p.backend) as generator:
+    answers, drops = answer_prompts(
+        generator,
+        prompts,
+        sampling,
+        group=f"{w.blend_model}/{w.blend_country}",
+        prompt_format=p.prompt_format,
+    )
 logging.info("%d answers, %d empty", answers.height, drops.dropped)
 with write_outputs() as out:
     out.table(answers, snakemake.output.answers, p.schema)

@@ -7,7 +7,8 @@ from polyculture.logs import log_to
 
 log_to(snakemake.log[0])
 
-from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation import sampling_from_config
+from polyculture.backends.open import open_generator
 from polyculture.consensus.critiques import critique_weak_answers, pick_weak_answers
 from polyculture.consensus.tables import read_tables
 from polyculture.io import read_table, write_outputs
@@ -19,17 +20,11 @@ table = pick_weak_answers(
     read_tables(snakemake.input.responses, None),
     p.seed,
 )
-generator = sampling = None
-if table.height:
-    generator = load_generator(p.generator, **generator_kwargs(p.backend))
-    sampling = sampling_from_config(p.stage["sampling"], p.seed, key="consensus.critique.sampling")
-try:
+sampling = sampling_from_config(p.stage["sampling"], p.seed, key="consensus.critique.sampling")
+with open_generator(p.model, p.backend, load=table.height > 0) as generator:
     critiques, counters = critique_weak_answers(
-        generator, table, p.method, p.prompt, p.culfit, sampling
+        generator, table, p.method, p.prompt, p.culfit, sampling if generator is not None else None
     )
-finally:
-    if generator is not None:
-        generator.close()
 for c in counters:
     c.group = snakemake.wildcards.selection
 with write_outputs() as out:

@@ -6,7 +6,8 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation import sampling_from_config
+from polyculture.backends.open import open_generator
 from polyculture.consensus.responses import collect_responses, response_conversations
 from polyculture.consensus.tables import write_table
 from polyculture.io import read_table, shard_bounds
@@ -18,9 +19,11 @@ shard = pairs.slice(start, stop - start)
 logging.info(
     "shard %s: questions %d..%d of %d", snakemake.wildcards.shard, start, stop, pairs.height
 )
-outputs = []
-if shard.height:
-    generator = load_generator(p.generator, **generator_kwargs(p.backend))
-    sampling = sampling_from_config(p.sampling, p.seed, key="consensus.responses.sampling")
-    outputs = generator.generate(response_conversations(shard), p.n, sampling)
+sampling = sampling_from_config(p.sampling, p.seed, key="consensus.responses.sampling")
+with open_generator(p.model, p.backend, load=shard.height > 0) as generator:
+    outputs = (
+        generator.generate(response_conversations(shard), p.n, sampling)
+        if generator is not None
+        else []
+    )
 write_table(collect_responses(shard, outputs, p.n), snakemake.output.responses, p.schema)

@@ -6,7 +6,7 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.backends.translation import TranslatorSettings, load_translator
+from polyculture.backends.open import open_translator
 from polyculture.consensus.dialogues import missing_request_languages, request_table
 from polyculture.consensus.tables import write_table
 from polyculture.io import read_table
@@ -16,14 +16,9 @@ pairs = read_table(snakemake.input.pairs, allow_empty=True)
 missing = missing_request_languages(p.requests, pairs["language"].unique().to_list())
 translated = {}
 if missing and p.translate_missing:
-    translator = load_translator(
-        TranslatorSettings(**p.translator),
-        backend=p.backend["generation"],
-        batch_size=p.backend["batch_size"],
-        api=p.backend.get("openai"),
-    )
     texts = [p.requests[kind]["en"] for kind, _ in missing]
-    out = translator.translate(texts, "en", [lang for _, lang in missing])
+    with open_translator(p.translator, p.backend) as translator:
+        out = translator.translate(texts, "en", [lang for _, lang in missing])
     translated = dict(zip(missing, out, strict=True))
 elif missing:
     logging.info("no wording for %s: the English wording is used", missing)

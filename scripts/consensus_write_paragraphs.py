@@ -5,15 +5,16 @@ from polyculture.logs import log_to
 log_to(snakemake.log[0])
 
 
-from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation import sampling_from_config
+from polyculture.backends.open import open_generator
 from polyculture.consensus.questions import collect_paragraphs, paragraph_conversations
 from polyculture.io import read_table, write_outputs
 
 p = snakemake.params
 statements = read_table(snakemake.input.statements)
-generator = load_generator(p.generator, **generator_kwargs(p.backend))
 sampling = sampling_from_config(p.stage["sampling"], p.seed, key="consensus.paragraphs.sampling")
-outputs = generator.generate(paragraph_conversations(statements, p.prompt), 1, sampling)
+with open_generator(p.model, p.backend) as generator:
+    outputs = generator.generate(paragraph_conversations(statements, p.prompt), 1, sampling)
 paragraphs, drops = collect_paragraphs(statements, outputs)
 with write_outputs() as out:
     out.drops([drops], snakemake.output.drops, p.stage["max_drop_rate"])

@@ -6,7 +6,8 @@ log_to(snakemake.log[0])
 
 import logging
 
-from polyculture.backends.generation import generator_kwargs, load_generator, sampling_from_config
+from polyculture.backends.generation import sampling_from_config
+from polyculture.backends.open import open_generator
 from polyculture.io import read_table
 from polyculture.wvs.prompts import stage_seed
 from polyculture.wvs.stances import judge_items, shard_responses
@@ -21,7 +22,7 @@ topics = load_topics(snakemake.input.topics)
 sampling = sampling_from_config(
     p.sampling, stage_seed(p.seed, w.model, w.shard), key="wvs.judge_sampling"
 )
-generator = load_generator(p.judge, **generator_kwargs(p.backend)) if items.height else None
-labels = judge_items(generator, items, topics, sampling, mode=p.mode)
+with open_generator(p.judge, p.backend, load=items.height > 0) as generator:
+    labels = judge_items(generator, items, topics, sampling, mode=p.mode)
 logging.info("%d summaries judged, %d invalid", labels.height, labels["stance"].null_count())
 write_checked(labels, snakemake.output.judged, p.schemas["out"])

@@ -1,0 +1,150 @@
+"""What a rule's job needs, opened from its params and freed at exit: a generator, a translator,
+an embedder. The glue in scripts/ holds these context managers instead of repeating the
+`load_*` calls and their keyword arguments.
+
+The params are those the rules pass: a generating rule's `model` (a loadable path or hub id, or
+an eval model's load settings {model, adapter, merge_adapter}) and `backend` (the config's
+`backend:` section, as `generation_params()` gives it); a translating rule's `translator` (the
+config's translator settings, model resolved to a path) and the same `backend`."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from polyculture.backends.generation import Generator, generator_kwargs, load_generator
+from polyculture.backends.translation import Translator, TranslatorSettings, load_translator
+
+#: An eval model's load settings, as the rules pass them (eval_model_params).
+ModelParams = str | Mapping[str, Any]
+
+
+def generator_call(model: ModelParams, backend: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The model path and the load_generator keyword arguments for a rule's `model` and
+    `backend` params (an adapter and its merge flag only where the params name them)."""
+    kwargs = generator_kwargs(backend)
+    if isinstance(model, str):
+        return model, kwargs
+    return str(model["model"]), {
+        "adapter": model.get("adapter"),
+        "merge_adapter": model.get("merge_adapter", False),
+        **kwargs,
+    }
+
+
+def free_memory() -> None:
+    """Give freed model memory back (the Python heap, and CUDA's cache where CUDA is present)."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextmanager
+def open_generator(
+    model: ModelParams, backend: Mapping[str, Any], *, load: bool = True
+) -> Iterator[Generator | None]:
+    """The generator a rule's `model` and `backend` params name, closed at exit; None where
+    `load` is false (a job with nothing to generate loads no model)."""
+    if not load:
+        yield None
+        return
+    path, kwargs = generator_call(model, backend)
+    generator = load_generator(path, **kwargs)
+    try:
+        yield generator
+    finally:
+        generator.close()
+
+
+def translator_call(
+    translator: Mapping[str, Any], backend: Mapping[str, Any], generator: Generator | None = None
+) -> tuple[TranslatorSettings, dict[str, Any]]:
+    """The settings and load_translator keyword arguments for a rule's `translator` and
+    `backend` params; `generator` (a loaded Generator of the translator's own model) is reused
+    by an llm translator instead of a second copy."""
+    kwargs: dict[str, Any] = {
+        "backend": backend["generation"],
+        "batch_size": backend["batch_size"],
+        "api": backend.get("openai"),
+    }
+    if generator is not None:
+        kwargs["generator"] = generator
+    return TranslatorSettings(**translator), kwargs
+
+
+def shares_model(translator: Mapping[str, Any], model: ModelParams) -> bool:
+    """Whether an llm translator runs the very model a rule's `model` params name (the loaded
+    generator can then translate: no second copy)."""
+    path = model if isinstance(model, str) else model["model"]
+    return translator.get("kind") == "llm" and translator.get("model") == path
+
+
+class LazyTranslator:
+    """A translator loaded on its first use (a job that finds nothing to translate loads none)."""
+
+    def __init__(self, load: Callable[[], Translator]) -> None:
+        self._load = load
+        self.loaded: Translator | None = None
+
+    def get(self) -> Translator:
+        """The translator, loaded now if it is not yet."""
+        if self.loaded is None:
+            self.loaded = self._load()
+        return self.loaded
+
+    def supports(self, lang: str) -> bool:
+        return self.get().supports(lang)
+
+    def translate(
+        self, texts: Sequence[str], source: str | Sequence[str], target: str | Sequence[str]
+    ) -> list[str]:
+        return self.get().translate(texts, source, target)
+
+
+@contextmanager
+def open_translator(
+    translator: Mapping[str, Any],
+    backend: Mapping[str, Any],
+    *,
+    generator: Generator | None = None,
+    load: bool = True,
+    lazy: bool = False,
+) -> Iterator[Any]:
+    """The translator a rule's `translator` and `backend` params describe; None where `load` is
+    false; loaded on first use where `lazy`. At exit a generator the translator loaded for
+    itself is closed (one passed in belongs to the caller) and the model memory is freed."""
+    if not load:
+        yield None
+        return
+    settings, kwargs = translator_call(translator, backend, generator)
+    handle = LazyTranslator(lambda: load_translator(settings, **kwargs))
+    try:
+        yield handle if lazy else handle.get()
+    finally:
+        own = getattr(handle.loaded, "generator", None)
+        if own is not None and own is not generator:
+            own.close()
+        if handle.loaded is not None:
+            handle.loaded = None
+            free_memory()
+
+
+@contextmanager
+def open_embedder(model: str, *, load: bool = True) -> Iterator[Any]:
+    """The embedder at a loadable path or hub id (the device CUDA where present), freed at exit;
+    None where `load` is false."""
+    from polyculture.backends.embedding import load_embedder
+
+    if not load:
+        yield None
+        return
+    embedder = load_embedder(model)
+    try:
+        yield embedder
+    finally:
+        del embedder
+        free_memory()
