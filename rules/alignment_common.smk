@@ -1,6 +1,6 @@
 # Settings and helpers of the 'alignment' rules (rules/alignment.smk), and alignment_targets().
-from polyculture.errors import ConfigError
-from polyculture.wvs.specgrid import (
+from polyculture.workflow import (
+    ConfigError,
     expand_grid,
     grid_size_message,
     resolve_mixed_formula,

@@ -4,11 +4,15 @@ import os
 import sys
 from pathlib import Path
 
-from polyculture.config_check import config_problems, format_problems
-from polyculture.backends.generation.openai import usage_path_for
-from polyculture.backends.spec import parse_model_spec
-from polyculture.logs import OFFLINE_ENV
-from polyculture.prefetch import hub_items, item_slug
+from polyculture.workflow import (
+    OFFLINE_ENV,
+    config_problems,
+    format_problems,
+    hub_items,
+    item_slug,
+    parse_model_spec,
+    usage_path_for,
+)
 
 # The config schema with its $ref'd sections, defaults set (snakemake.utils.validate would leave
 # the sections' defaults unset and re-read a section file for every $ref on each parse, i.e. in

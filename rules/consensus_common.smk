@@ -1,9 +1,7 @@
 # Settings and helpers of stage group 'consensus' (kept apart from its rules, as the linter asks).
 import re
 
-from polyculture.consensus.config import check_self_supervision
-from polyculture.consensus.dialogues import check_requests
-from polyculture.consensus.statements import check_sources
+from polyculture.workflow import check_requests, check_self_supervision, check_sources
 
 CONS = f"{RESULTS}/consensus"
 CONS_CFG = config["consensus"]

@@ -1,15 +1,15 @@
 # Settings and helpers of stage group 'evaluate' (rules/evaluate.smk), and evaluate_targets().
 import re
 
-from polyculture.blend import (
+from polyculture.workflow import (
+    ConfigError,
     annotations_path,
     load_prompt_templates,
+    pair_models,
     prompts_path,
     questions_path,
     run_languages,
 )
-from polyculture.compare import pair_models
-from polyculture.errors import ConfigError
 
 EVAL = config["evaluate"]
 BLEND = EVAL["blend"]

@@ -1,9 +1,7 @@
 # Settings and helpers of the 'models' rules (rules/models.smk), and models_targets().
 import re
 
-from polyculture.config_check import builtin_models_used
-from polyculture.backends.builtin.real_models import REAL_MODELS
-from polyculture.backends.builtin.tiny_corpus import CORPUS_FILES
+from polyculture.workflow import CORPUS_FILES, REAL_MODELS, builtin_models_used
 
 BUILTIN_CFG = config["builtin_models"]
 # exactly the corpus files (other demo files under resources/demo do not rebuild the models)

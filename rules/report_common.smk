@@ -1,7 +1,6 @@
 # Settings and helpers of stage group 'report' (rules/report.smk), and report_targets().
 
-from polyculture.config_check import api_models_used
-from polyculture.summary import TABLES as SUMMARY_TABLES
+from polyculture.workflow import SUMMARY_TABLES, api_models_used
 
 REPORT_DIR = f"{RESULTS}/report"
 PIPELINES_WITH_DROPS = ["consensus", "train", "evaluate", "wvs", "alignment"]

@@ -1,7 +1,7 @@
 # Settings and helpers of the release rules (model_card, merge_adapter, push_to_hub in
 # rules/report.smk), and release_targets().
 # Included after every stage group: the model cards read the evaluation tables.
-from polyculture.errors import ConfigError
+from polyculture.workflow import ConfigError
 
 RELEASE_DIR = f"{RESULTS}/release"
 CARD = TRAIN["card"]
@@ -18,7 +18,7 @@ def _release_checks():
             f"{', '.join(unknown)} not in train.variants ({', '.join(TRAIN_VARIANTS)})",
         )
     if PUSH["enabled"]:
-        from polyculture.release import check_repo_id
+        from polyculture.workflow import check_repo_id
 
         if not PUSH.get("repo_id"):
             raise ConfigError(

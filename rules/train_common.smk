@@ -1,8 +1,12 @@
 # Settings and helpers of stage group 'train' (kept apart from its rules, as the linter asks).
 import re
 
-from polyculture.errors import ConfigError
-from polyculture.train import check_adapter_bases, check_trackers, settings_from_config
+from polyculture.workflow import (
+    ConfigError,
+    check_adapter_bases,
+    check_trackers,
+    settings_from_config,
+)
 
 TRAIN = config["train"]
 TRAIN_VARIANTS = TRAIN["variants"]

@@ -2,8 +2,7 @@
 import re
 from pathlib import Path
 
-from polyculture.config_check import wvs_population_needed
-from polyculture.errors import ConfigError
+from polyculture.workflow import ConfigError, wvs_population_needed
 
 WVS = f"{RESULTS}/wvs"
 WVS_CFG = config["wvs"]

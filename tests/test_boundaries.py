@@ -7,7 +7,9 @@ which this file reads, so that the map and the check cannot drift:
 - a module imports only its own part and the parts the table lets it import (so the pipelines,
   `consensus` and `wvs`, never import each other, and the backends import no pipeline);
 - nothing in the library imports snakemake (scripts pass plain values in);
-- the library has no import cycle.
+- the library has no import cycle;
+- the rule files (Snakefile, rules/*.smk) import from the library only its `workflow` part (the
+  table names it), and use every name that module re-exports.
 
 `make check` runs this file too."""
 
@@ -23,6 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "polyculture"
 DESIGN = REPO / "docs" / "design.md"
+RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
 
 
 def parts_table(text: str) -> dict[str, tuple[list[str], set[str]]]:
@@ -195,3 +198,65 @@ def test_the_checker_sees_violations(tmp_path: Path) -> None:
         for m in ("polyculture.a", "polyculture.b")
     }
     assert import_cycles(pair, tmp_path / "polyculture") == [["polyculture.a", "polyculture.b"]]
+
+
+def rule_file_imports(text: str) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every polyculture import of a rule file, those indented in a
+    function too (a rule file is not Python: its import statements are found by their text)."""
+    found = []
+    for m in re.finditer(
+        r"^[ \t]*from[ \t]+(polyculture[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", text, re.M
+    ):
+        names = re.sub(r"#[^\n]*", "", m.group(2)).strip("()")
+        found.append(
+            (m.group(1), [n.split()[0] for n in names.replace("\n", " ").split(",") if n.strip()])
+        )
+    for m in re.finditer(r"^[ \t]*import[ \t]+(polyculture[\w.]*)", text, re.M):
+        found.append((m.group(1), []))
+    return found
+
+
+def workflow_module() -> str:
+    """The module the parts table gives the rule files: the `workflow` part's one module."""
+    patterns = PARTS["workflow"][0]
+    assert len(patterns) == 1 and "*" not in patterns[0], (
+        f"{DESIGN.name}: the workflow part must be one module, not {patterns}"
+    )
+    return f"polyculture.{patterns[0]}"
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=[p.name for p in RULE_FILES])
+def test_rule_files_import_only_the_workflow_module(path: Path) -> None:
+    allowed = workflow_module()
+    for module, _ in rule_file_imports(path.read_text(encoding="utf-8")):
+        assert module == allowed, (
+            f"{path.relative_to(REPO)} imports {module}; rule files import only {allowed}"
+        )
+
+
+def test_the_workflow_module_reexports_what_the_rule_files_use() -> None:
+    import importlib
+
+    module = importlib.import_module(workflow_module())
+    used = {
+        name
+        for path in RULE_FILES
+        for _, names in rule_file_imports(path.read_text(encoding="utf-8"))
+        for name in names
+    }
+    exported = set(module.__all__)
+    assert used <= exported, f"rule files use names {module.__name__} lacks: {used - exported}"
+    assert exported <= used, f"{module.__name__} re-exports unused names: {exported - used}"
+
+
+def test_the_rule_file_scan_sees_violations() -> None:
+    text = (
+        "from polyculture.workflow import (\n    ConfigError,  # why\n    hub_items,\n)\n"
+        "def f():\n    from polyculture.release import check_repo_id as c\n"
+        "import polyculture.errors\n"
+    )
+    assert rule_file_imports(text) == [
+        ("polyculture.workflow", ["ConfigError", "hub_items"]),
+        ("polyculture.release", ["check_repo_id"]),
+        ("polyculture.errors", []),
+    ]

@@ -1,0 +1,68 @@
+"""What the rule files (Snakefile, rules/*.smk) use of the library at parse time, in one place:
+the config check, model specs and the prefetch items, the built-in models' inputs, the
+pipelines' cross-key checks, the BLEnD file layout, the specification-curve grid, the training
+settings and the report's tables. The rule files import from this module only
+(tests/test_boundaries.py checks it), so what the workflow's plan depends on is this list."""
+
+from polyculture.backends.builtin.real_models import REAL_MODELS
+from polyculture.backends.builtin.tiny_corpus import CORPUS_FILES
+from polyculture.backends.generation.openai import usage_path_for
+from polyculture.backends.spec import parse_model_spec
+from polyculture.blend import (
+    annotations_path,
+    load_prompt_templates,
+    prompts_path,
+    questions_path,
+    run_languages,
+)
+from polyculture.compare import pair_models
+from polyculture.config_check import (
+    api_models_used,
+    builtin_models_used,
+    config_problems,
+    format_problems,
+    wvs_population_needed,
+)
+from polyculture.consensus.config import check_self_supervision
+from polyculture.consensus.dialogues import check_requests
+from polyculture.consensus.statements import check_sources
+from polyculture.errors import ConfigError
+from polyculture.logs import OFFLINE_ENV
+from polyculture.prefetch import hub_items, item_slug
+from polyculture.release import check_repo_id
+from polyculture.summary import TABLES as SUMMARY_TABLES
+from polyculture.train import check_adapter_bases, check_trackers, settings_from_config
+from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mixed_formula
+
+__all__ = [
+    "CORPUS_FILES",
+    "OFFLINE_ENV",
+    "REAL_MODELS",
+    "SUMMARY_TABLES",
+    "ConfigError",
+    "annotations_path",
+    "api_models_used",
+    "builtin_models_used",
+    "check_adapter_bases",
+    "check_repo_id",
+    "check_requests",
+    "check_self_supervision",
+    "check_sources",
+    "check_trackers",
+    "config_problems",
+    "expand_grid",
+    "format_problems",
+    "grid_size_message",
+    "hub_items",
+    "item_slug",
+    "load_prompt_templates",
+    "pair_models",
+    "parse_model_spec",
+    "prompts_path",
+    "questions_path",
+    "resolve_mixed_formula",
+    "run_languages",
+    "settings_from_config",
+    "usage_path_for",
+    "wvs_population_needed",
+]
