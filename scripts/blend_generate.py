@@ -7,31 +7,16 @@ log_to(snakemake.log[0])
 
 import logging
 
-import polars as pl
 import torch
 
 from polyculture.backends.generation import sampling_from_config
 from polyculture.backends.open import open_generator
-from polyculture.blend import (
-    answer_prompts,
-    build_prompts,
-    load_prompt_templates,
-    load_questions,
-    prompts_path,
-    questions_path,
-    select_questions,
-)
+from polyculture.blend import answer_prompts, country_prompts
 from polyculture.io import write_outputs
 
 torch.set_num_threads(snakemake.threads)
 p, w = snakemake.params, snakemake.wildcards
-questions = select_questions(
-    load_questions(questions_path(p.data_dir, w.blend_country)), p.max_questions
-)
-templates = load_prompt_templates(prompts_path(p.data_dir, w.blend_country))
-prompts = pl.concat(
-    [build_prompts(questions, templates, w.blend_country, lang, prompt) for lang, prompt in p.runs]
-)
+prompts = country_prompts(p.data_dir, w.blend_country, p.runs, p.max_questions)
 sampling = sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling")
 with open_generator(p.model, p.backend) as generator:
     answers, drops = answer_prompts(

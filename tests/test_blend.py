@@ -181,6 +181,20 @@ def test_demo_prompts_follow_the_country_and_language(demo_blend: Path) -> None:
         blend.build_prompts(gr_q, gr_t, "Greece", "en", "pers-9")
 
 
+def test_country_prompts_are_the_runs_in_order(demo_blend: Path) -> None:
+    runs = [["en", "pers-3"], ["el", "inst-4"]]
+    got = blend.country_prompts(demo_blend, "Greece", runs, 5)
+    questions = blend.load_questions(blend.questions_path(demo_blend, "Greece")).head(5)
+    templates = blend.load_prompt_templates(blend.prompts_path(demo_blend, "Greece"))
+    expected = pl.concat(
+        [blend.build_prompts(questions, templates, "Greece", lang, tpl) for lang, tpl in runs]
+    )
+    assert got.equals(expected) and got.height == 10
+    assert got["language"].to_list() == ["en"] * 5 + ["el"] * 5
+    every = blend.load_questions(blend.questions_path(demo_blend, "Greece")).height
+    assert every > 5 and blend.country_prompts(demo_blend, "Greece", runs).height == 2 * every
+
+
 def test_score_run_by_hand_on_the_demo_us_set(demo_blend: Path) -> None:
     ann = blend.load_annotations(blend.annotations_path(demo_blend, "US"))
     assert len(ann) == 19

@@ -3,13 +3,20 @@ questions are skipped, and answering the prompts with a generator."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from polyculture.blend.cleaning import clean_response
-from polyculture.blend.data import Question
+from polyculture.blend.data import (
+    Question,
+    load_prompt_templates,
+    load_questions,
+    prompts_path,
+    questions_path,
+)
 from polyculture.drops import DropCounter
 from polyculture.errors import ConfigError, InputError
 from polyculture.languages import BLEND_REGIONS, normalize_region
@@ -94,6 +101,21 @@ RESPONSE_SCHEMA = {
 def select_questions(questions: pl.DataFrame, max_questions: int | None) -> pl.DataFrame:
     """The first `max_questions` questions in file order (all when None)."""
     return questions if max_questions is None else questions.head(max_questions)
+
+
+def country_prompts(
+    data_dir: str | Path,
+    country: str,
+    runs: Sequence[tuple[str, str]],
+    max_questions: int | None = None,
+) -> pl.DataFrame:
+    """Every prompt of one country's runs ((language, prompt template id) pairs, in order) over
+    its first `max_questions` questions, read from the BLEnD data directory."""
+    questions = select_questions(load_questions(questions_path(data_dir, country)), max_questions)
+    templates = load_prompt_templates(prompts_path(data_dir, country))
+    return pl.concat(
+        [build_prompts(questions, templates, country, lang, prompt) for lang, prompt in runs]
+    )
 
 
 PROMPT_FORMATS = ("chat", "raw")
