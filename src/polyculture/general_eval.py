@@ -428,7 +428,11 @@ def prepare_model(
     model: str, adapter: str | None, merge_adapter: bool, workdir: str
 ) -> tuple[str, str | None]:
     """The (model, adapter) lm_eval loads: the adapter merged into a copy of the model under
-    `workdir` when asked, else both as given (the adapter applied at load time)."""
+    `workdir` when asked, else both as given (the adapter applied at load time); a hub adapter
+    id is read from its snapshot in the Hugging Face cache."""
+    from polyculture.backends.generation.base import local_adapter
+
+    adapter = local_adapter(adapter)
     if adapter and merge_adapter:
         from polyculture.backends.generation.base import merge_adapter_to_dir
 
