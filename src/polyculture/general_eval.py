@@ -155,7 +155,13 @@ def lm_eval_model(
             "dtype": dtype if dtype != "auto" else ("bfloat16" if device == "cuda" else "float32"),
         }
         if adapter:
+            from polyculture.backends.generation.base import tokenizer_source
+
             args["peft"] = absolute(adapter)
+            if tokenizer_source(model, adapter) == adapter:
+                # the adapter's own tokenizer and chat template; lm_eval's hf model then resizes
+                # the embeddings to it before applying the adapter (added tokens)
+                args["tokenizer"] = absolute(adapter)
         return "hf", args
     if backend == "vllm":
         from polyculture.backends.generation.base import adapter_rank
