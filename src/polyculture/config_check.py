@@ -811,6 +811,8 @@ def config_summary(config: Mapping[str, Any]) -> str:
         what = m.get("model", "")
         if m.get("adapter"):
             what += f" + adapter '{m['adapter']}'"
+        if m.get("base"):
+            what += f" (compared with {m['base']})"
         evals.append(f"{m.get('name')} = {what}")
     if evals:
         lines.append(f"eval models ({len(evals)}): " + "; ".join(evals))
