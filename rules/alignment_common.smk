@@ -111,7 +111,7 @@ def capability_inputs(wildcards):
     cap = AL["capability"]
     if cap["source"] == "table":
         return {"table": cap["path"]}
-    return {"metrics": [f"{GENERAL_DIR}/{m}/metrics.parquet" for m in EVAL_MODELS]}
+    return {"metrics": [f"{GENERAL_DIR}/{m}/metrics.parquet" for m in GENERAL_MODELS]}
 
 
 def capability_scale():

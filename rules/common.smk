@@ -6,7 +6,9 @@ from pathlib import Path
 
 from polyculture.workflow import (
     OFFLINE_ENV,
+    adapter_kind,
     config_problems,
+    config_warnings,
     format_problems,
     hub_items,
     item_slug,
@@ -33,6 +35,9 @@ if _problems:
         file=sys.stderr,
     )
     raise SystemExit(1)
+if not workflow.remote_exec:  # once, on the submitting side, not in every cluster job
+    for _warning in config_warnings(config, Path.cwd()):
+        print(f"polyculture: config warning: {_warning}", file=sys.stderr)
 
 RESULTS = config["results"]
 MODELS_DIR = f"{RESULTS}/models"
@@ -142,21 +147,41 @@ def adapter_dir(variant):
 EVAL_MODELS = {m["name"]: m for m in config["eval_models"]}
 
 
+def eval_adapter(name):
+    """(kind, path or hub id) of eval model `name`'s adapter (polyculture.config_check.
+    adapter_kind: a training variant's adapter directory, an outside adapter directory, a hub
+    adapter id), or (None, None) without one."""
+    adapter = EVAL_MODELS[name].get("adapter")
+    if not adapter:
+        return None, None
+    kind = adapter_kind(adapter, config["train"]["variants"], Path.cwd())
+    if kind == "variant":
+        return kind, adapter_dir(adapter)
+    if kind == "directory":
+        return kind, str(Path(adapter).expanduser())
+    return kind, adapter
+
+
 def eval_model_input(name):
-    """Files an evaluation of eval model `name` needs: its base model and its adapter, if any."""
-    m = EVAL_MODELS[name]
-    files = model_input(m["model"])
-    if m.get("adapter"):
-        files.append(adapter_dir(m["adapter"]))
+    """Files an evaluation of eval model `name` needs: its base model and its adapter, if any
+    (a trained variant's adapter from train_lora, an outside directory as it is, a hub adapter
+    through its prefetch marker)."""
+    files = model_input(EVAL_MODELS[name]["model"])
+    kind, adapter = eval_adapter(name)
+    if kind == "hub":
+        files += prefetched("adapter", adapter)
+    elif adapter:
+        files.append(adapter)
     return files
 
 
 def eval_model_params(name):
-    """Load settings of eval model `name`: base path, adapter path or None, merge flag."""
+    """Load settings of eval model `name`: base path, adapter path (or hub id) or None, merge
+    flag."""
     m = EVAL_MODELS[name]
     return {
         "model": model_path(m["model"]),
-        "adapter": adapter_dir(m["adapter"]) if m.get("adapter") else None,
+        "adapter": eval_adapter(name)[1],
         "merge_adapter": m.get("merge_adapter", False),
     }
 

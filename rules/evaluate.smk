@@ -1,6 +1,7 @@
 # Rules of stage group 'evaluate': every eval model on BLEnD short-answer questions (SEM-B /
 # SEM-W, English and local language) and general benchmarks (lm-evaluation-harness), then
-# adapters against their base model with paired bootstrap tests (docs/design.md §1, issue 4).
+# each model against its baseline with paired bootstrap tests (docs/design.md §1, issue 4).
+# API models answer BLEnD through the chat format; lm_eval is not planned for them (issue 27).
 #
 # [hub download] → blend_generate (model × country: every language × template in one call)
 # → blend_score (model)
@@ -104,7 +105,7 @@ rule lm_eval:
     benchmark:
         f"{BENCH}/lm_eval/{{general_model}}.tsv"
     wildcard_constraints:
-        general_model=EVAL_MODEL_RE,
+        general_model=GENERAL_MODEL_RE,
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -140,7 +141,7 @@ rule compare_models:
         per_question=expand(
             f"{BLEND_DIR}/{{m}}/per_question.parquet", m=list(EVAL_MODELS)
         ),
-        item_scores=expand(f"{GENERAL_DIR}/{{m}}/items.parquet", m=list(EVAL_MODELS)),
+        item_scores=expand(f"{GENERAL_DIR}/{{m}}/items.parquet", m=GENERAL_MODELS),
     output:
         blend_scores=f"{COMPARE_DIR}/blend_scores.parquet",
         blend_comparison=f"{COMPARE_DIR}/blend_comparison.parquet",
@@ -174,6 +175,7 @@ rule compare_models:
     params:
         pairs=compare_pairs(),
         notes=EVAL_PAIR_NOTES,
+        general_models=GENERAL_MODELS,
         tasks=GENERAL["tasks"],
         ablation=COMPARE["ablation"],
         published=COMPARE.get("published"),

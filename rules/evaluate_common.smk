@@ -4,6 +4,7 @@ import re
 from polyculture.workflow import (
     ConfigError,
     annotations_path,
+    lm_eval_skipped,
     load_prompt_templates,
     pair_models,
     prompts_path,
@@ -36,6 +37,13 @@ EVAL_SEED = {
 }
 EVAL_PAIRS, EVAL_PAIR_NOTES = pair_models(config["eval_models"])
 EVAL_MODEL_RE = "|".join(re.escape(m) for m in EVAL_MODELS) or "(?!)"
+#: Eval models that lm_eval runs: not the API models, whose lm-eval tasks (log-likelihoods)
+#: need weights. Their lm_eval job is not planned rather than written as a "skipped" record:
+#: every metrics table stays a real result, and the comparison leaves the pairs without general
+#: results out with a note (polyculture.compare.pairs_with_results); the config check warns.
+LM_EVAL_SKIPPED = lm_eval_skipped(config)
+GENERAL_MODELS = [m for m in EVAL_MODELS if m not in LM_EVAL_SKIPPED]
+GENERAL_MODEL_RE = "|".join(re.escape(m) for m in GENERAL_MODELS) or "(?!)"
 BLEND_COUNTRY_RE = "|".join(BLEND_COUNTRIES)
 
 
@@ -135,7 +143,7 @@ def general_tasks_input(wildcards):
 
 
 def compare_pairs():
-    """Adapter/base pairs as plain dicts (rule params)."""
+    """(model, base) pairs as plain dicts (rule params)."""
     return [
         {"model": p.model, "base": p.base, "variant": p.variant} for p in EVAL_PAIRS
     ]
@@ -147,7 +155,7 @@ def evaluate_targets():
         return []
     return [
         *(f"{BLEND_DIR}/{m}/scores.parquet" for m in EVAL_MODELS),
-        *(f"{GENERAL_DIR}/{m}/metrics.parquet" for m in EVAL_MODELS),
+        *(f"{GENERAL_DIR}/{m}/metrics.parquet" for m in GENERAL_MODELS),
         f"{COMPARE_DIR}/blend_scores.parquet",
         f"{COMPARE_DIR}/blend_comparison.parquet",
         f"{COMPARE_DIR}/general_scores.parquet",

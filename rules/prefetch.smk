@@ -1,5 +1,6 @@
 # Rules of the prefetch stage: everything the config loads from the Hugging Face hub — models
-# (eval models, adapter bases, generator, embedder, translator, judge), hub datasets and
+# (eval models, adapter bases, generator, embedder, translator, judge), hub adapters of eval
+# models (checked once fetched: adapter_config.json, base model), hub datasets and
 # lm-evaluation-harness tasks, listed by polyculture.prefetch.hub_items — fetched into one cache
 # (HF_HOME; the libraries' default ~/.cache/huggingface where unset) by the submit host (these
 # are localrules), before any job that loads them. Cluster jobs then run offline (common.smk).
@@ -19,7 +20,7 @@ rule prefetch_item:
     benchmark:
         f"{BENCH}/prefetch/{{kind}}/{{slug}}.tsv"
     wildcard_constraints:
-        kind="model|dataset|lm_eval_task",
+        kind="model|adapter|dataset|lm_eval_task",
     conda:
         "../envs/evaluate.yaml"
     params:

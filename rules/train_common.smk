@@ -13,7 +13,7 @@ TRAIN_VARIANTS = TRAIN["variants"]
 TRAIN_VARIANT_RE = "|".join(re.escape(v) for v in TRAIN_VARIANTS)
 TRAIN_SETTINGS = settings_from_config(TRAIN, SEED).to_mapping()
 
-check_adapter_bases(config["eval_models"], TRAIN["base_model"])
+check_adapter_bases(config["eval_models"], TRAIN["base_model"], TRAIN_VARIANTS)
 if config["pipelines"]["train"]:
     check_trackers(TRAIN_SETTINGS["report_to"])
 

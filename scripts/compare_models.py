@@ -8,7 +8,7 @@ log_to(snakemake.log[0])
 import polars as pl
 
 from polyculture import compare as cmp
-from polyculture.general_eval import task_specs
+from polyculture.general_eval import ITEM_SCHEMA, task_specs
 from polyculture.io import read_table, write_outputs
 
 p, out = snakemake.params, snakemake.output
@@ -19,11 +19,15 @@ questions = cmp.blend_question_scores(per_q)
 blend_scores = cmp.blend_scores(questions)
 blend_cmp = cmp.compare_blend(questions, pairs, **boot)
 metrics = {s.task: s.metric for s in task_specs(p.tasks)}
+item_tables = [read_table(f, p.schemas["items"]) for f in snakemake.input.item_scores]
 items = cmp.compared_items(
-    pl.concat([read_table(f, p.schemas["items"]) for f in snakemake.input.item_scores]), metrics
+    pl.concat(item_tables) if item_tables else pl.DataFrame(schema=ITEM_SCHEMA), metrics
 )
 general_scores = cmp.general_scores(items)
-general_cmp = cmp.compare_general(items, pairs, **boot)
+general_pairs, general_notes = cmp.pairs_with_results(
+    pairs, p.general_models, "the general benchmarks"
+)
+general_cmp = cmp.compare_general(items, general_pairs, **boot)
 ablation = cmp.ablation_table(
     blend_cmp, general_cmp, blend_scores, general_scores, pairs, p.ablation
 )
@@ -40,7 +44,7 @@ with write_outputs() as files:
     files.text(
         cmp.markdown_report(
             blend_scores, blend_cmp, general_scores, general_cmp, ablation,
-            alpha=p.alpha, n_boot=p.n_boot, notes=p.notes, published=p.published,
+            alpha=p.alpha, n_boot=p.n_boot, notes=[*p.notes, *general_notes], published=p.published,
         ),
         out.markdown,
     )  # fmt: skip

@@ -302,3 +302,41 @@ def test_wvs_workflow_resumes_after_the_server_dies(
         for p in (work / "results").rglob("*.api-usage.json")
     )
     assert hits > 0  # the rerun took what was already paid for from the cache
+
+
+def test_evaluate_workflow_runs_blend_on_an_api_model(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    """An API eval model in the evaluate pipeline (issue 27): its BLEnD answers come through the
+    chat format from the server and are scored; its lm_eval job is not planned (the config check
+    warns, naming the skipped tasks)."""
+    work = copy_workflow(tmp_path)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    for section in ("consensus", "train", "wvs", "alignment"):
+        config.pop(section)
+    config["pipelines"] = {
+        "consensus": False,
+        "train": False,
+        "evaluate": True,
+        "wvs": False,
+        "alignment": False,
+    }
+    config["backend"]["openai"] = {"base_url": vllm_server.base_url, "api_key_env": None}
+    config["eval_models"] = [{"name": "api-chat", "model": f"openai:{SERVED}"}]
+    config["evaluate"]["blend"]["max_questions"] = 3
+    cfg = work / "api-eval.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    dry = run_snakemake(work, "-n", "--configfile", str(cfg))
+    planned = dry.stdout + dry.stderr
+    assert "rule lm_eval" not in planned and "blend_generate" in planned, planned[-3000:]
+    assert "is an API model: the lm-eval task(s) demo_hellaswag_en" in planned
+    scores = "results/evaluate/blend/api-chat/scores.parquet"
+    run_snakemake(work, "--configfile", str(cfg), scores, timeout=900)
+    table = pl.read_parquet(work / scores)
+    assert table.height > 0 and set(table["country"]) >= {"US", "Greece"}
+    answers = pl.read_parquet(work / "results/evaluate/blend/api-chat/answers/Greece.parquet")
+    assert answers.height == 3 * 2 * 2  # 3 questions x (en, el) x 2 templates
+    usage = json.loads(
+        (work / "results/evaluate/blend/api-chat/answers/Greece.parquet.api-usage.json").read_text()
+    )
+    assert usage["model"] == SERVED and usage["sent"] + usage["cache_hits"] == answers.height

@@ -36,7 +36,11 @@ def test_model_arguments_per_backend(tmp_path: Path) -> None:
         str(tmp_path), adapter=str(adapter), backend="hf", dtype="float32"
     )
     assert kind == "hf" and args["peft"] == str(adapter) and args["pretrained"] == str(tmp_path)
-    assert args["dtype"] == "float32"
+    assert args["dtype"] == "float32" and "tokenizer" not in args
+    # an adapter that ships its own tokenizer (and chat template) is evaluated with it
+    (adapter / "tokenizer_config.json").write_text("{}")
+    _, args = ge.lm_eval_model(str(tmp_path), adapter=str(adapter), backend="hf")
+    assert args["tokenizer"] == str(adapter)
     kind, args = ge.lm_eval_model(
         "org/model", adapter=str(adapter), backend="vllm", vllm_options={"vllm_max_model_len": 2048}
     )

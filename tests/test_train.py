@@ -264,6 +264,11 @@ def test_adapters_must_be_applied_to_the_training_base() -> None:
     T.check_adapter_bases([{"name": "b", "model": "x/y"}], "builtin:tiny-chat")  # no adapter
     with pytest.raises(ConfigError, match=r"eval_models\[0\].model"):
         T.check_adapter_bases(ok, "meta-llama/Llama-3.1-8B-Instruct")
+    # an adapter from outside the workflow is no training variant: config_check reads its base
+    outside = [{"name": "o", "model": "x/y", "adapter": "/scratch/me/lora"}]
+    T.check_adapter_bases(outside, "builtin:tiny-chat", ["full"])
+    with pytest.raises(ConfigError, match=r"eval_models\[0\].model"):
+        T.check_adapter_bases(ok, "meta-llama/Llama-3.1-8B-Instruct", ["full"])
 
 
 # ---------------------------------------------------------------------------------------------

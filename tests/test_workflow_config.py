@@ -81,7 +81,7 @@ BAD_CONFIGS = [
         "adapter that names no training variant",
         "eval_models.0.adapter",
         "no-such-variant",
-        ["config key 'eval_models[0].adapter'", "'no-such-variant' is not a training variant"],
+        ["config key 'eval_models[0].adapter'", "'no-such-variant' is neither a training variant"],
     ),
 ]
 

@@ -110,6 +110,7 @@ def check(args: argparse.Namespace) -> int:
     from polyculture.config_check import (
         config_problems,
         config_summary,
+        config_warnings,
         format_problems,
         load_config_files,
     )
@@ -127,6 +128,8 @@ def check(args: argparse.Namespace) -> int:
     if problems:
         print(format_problems(problems, sources), file=sys.stderr)
         return 1
+    for warning in config_warnings(config, Path.cwd()):
+        print(f"{sources}: warning: {warning}", file=sys.stderr)
     if args.print:
         print(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), end="")
     else:

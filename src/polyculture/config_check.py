@@ -15,12 +15,13 @@ from polyculture.backends.spec import (
     ModelSpec,
     is_api_spec,
     is_model_key,
+    looks_like_path,
     model_specs,
     parse_model_spec,
     walk_config,
 )
 from polyculture.backends.translation.google import GOOGLE_KEY_ENV
-from polyculture.errors import ConfigError, ModelSpecError
+from polyculture.errors import ConfigError, ModelSpecError, PolycultureError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code, iso639_1
 
@@ -172,26 +173,197 @@ def api_models_used(config: Mapping[str, Any]) -> list[str]:
     return sorted({spec.raw for _, spec in model_specs(config) if spec.is_api})
 
 
-def eval_model_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
-    """Repeated eval model names, and adapters that name no configured training variant."""
-    names = [m["name"] for m in config.get("eval_models", [])]
+#: The file that makes a directory a PEFT adapter (PeftModel.save_pretrained writes it).
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def adapter_kind(adapter: str, variants: Iterable[str], workdir: Path | None = None) -> str | None:
+    """What an eval model's `adapter` names: 'variant' (a training variant of this workflow,
+    results/train/<variant>/adapter), 'directory' (an existing local directory, relative ones
+    against `workdir`), 'hub' (a Hugging Face adapter id, owner/name), or None (none of them).
+    A variant's name wins over a directory of the same name."""
+    if adapter in set(variants):
+        return "variant"
+    if adapter_path(adapter, workdir).is_dir():
+        return "directory"
+    try:
+        return "hub" if parse_model_spec(adapter).kind == "hub" else None
+    except ModelSpecError:
+        return None
+
+
+def adapter_path(adapter: str, workdir: Path | None = None) -> Path:
+    """An adapter directory's path: `~` expanded, a relative one against `workdir`."""
+    p = Path(adapter).expanduser()
+    return p if p.is_absolute() or workdir is None else workdir / p
+
+
+def adapter_base_model(adapter_dir: Path) -> str | None:
+    """`base_model_name_or_path` of a PEFT adapter directory's adapter_config.json (None where
+    unset); fails naming the file when it is missing or no JSON object."""
+    import json
+
+    from polyculture.errors import InputError
+
+    path = adapter_dir / ADAPTER_CONFIG
+    if not path.is_file():
+        raise InputError(path, "does not exist (expected a PEFT adapter directory, as "
+                         "PeftModel.save_pretrained writes it)")  # fmt: skip
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object")
+    base = data.get("base_model_name_or_path")
+    return str(base) if base else None
+
+
+def adapter_base_agrees(model: str, base: str, builtin_dir: str | Path | None = None) -> bool:
+    """Whether an adapter's recorded base model (`base_model_name_or_path`) is the eval model's
+    `model`: the same spec; the same directory; a hub id whose local copy the base names
+    (`.../owner/name` or the hub cache's `models--owner--name`); a built-in model's directory
+    (`.../models/<name>`, under any results directory)."""
+    if base == model:
+        return True
+    try:
+        spec = parse_model_spec(model)
+    except ModelSpecError:
+        return False
+    norm = base.rstrip("/")
+    if spec.kind == "hub":
+        return norm.endswith("/" + model) or f"models--{model.replace('/', '--')}" in norm
+    if spec.kind == "builtin":
+        return norm.endswith(f"models/{spec.name}") or (
+            builtin_dir is not None and _same_dir(Path(builtin_dir) / str(spec.name), norm)
+        )
+    if spec.kind == "directory":
+        return _same_dir(Path(model).expanduser(), norm)
+    return False
+
+
+def _same_dir(a: Path, b: str) -> bool:
+    """Whether two paths name the same existing directory."""
+    pb = Path(b).expanduser()
+    try:
+        return a.is_dir() and pb.is_dir() and a.resolve() == pb.resolve()
+    except OSError:
+        return False
+
+
+def eval_model_problems(
+    config: Mapping[str, Any], workdir: Path | None = None
+) -> Iterator[ConfigError]:
+    """Repeated eval model names; adapters that name no training variant, adapter directory or
+    hub adapter id; adapter directories without adapter_config.json; `base` keys that name no
+    other eval model."""
+    models = config.get("eval_models", [])
+    names = [m["name"] for m in models]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         yield ConfigError("eval_models", f"names must be unique; repeated: {', '.join(dupes)}")
     variants = set(config.get("train", {}).get("variants", []))
-    for i, m in enumerate(config.get("eval_models", [])):
+    for i, m in enumerate(models):
         adapter = m.get("adapter")
-        if adapter and adapter not in variants:
-            yield ConfigError(
-                f"eval_models[{i}].adapter",
-                f"'{adapter}' is not a training variant; configured variants: "
-                f"{', '.join(sorted(variants)) or 'none'}{did_you_mean(adapter, variants)}",
+        key = f"eval_models[{i}].adapter"
+        if adapter:
+            kind = adapter_kind(adapter, variants, workdir)
+            if kind is None and looks_like_path(adapter):
+                yield ConfigError(
+                    key,
+                    f"'{adapter}': the directory {adapter_path(adapter, workdir)} does not exist "
+                    "(expected a training variant, a PEFT adapter directory or a Hugging Face "
+                    "adapter id)",
+                )
+            elif kind is None:
+                yield ConfigError(
+                    key,
+                    f"'{adapter}' is neither a training variant (configured: "
+                    f"{', '.join(sorted(variants)) or 'none'}), an existing PEFT adapter "
+                    f"directory nor a Hugging Face adapter id (owner/name)"
+                    f"{did_you_mean(adapter, variants)}",
+                )
+            elif kind == "directory":
+                try:
+                    adapter_base_model(adapter_path(adapter, workdir))
+                except PolycultureError as exc:
+                    yield ConfigError(key, f"'{adapter}': {exc}")
+        base = m.get("base")
+        if base is not None:
+            others = [n for n in names if n != m["name"]]
+            if base == m["name"]:
+                yield ConfigError(
+                    f"eval_models[{i}].base", f"'{base}' is this entry itself; name another entry"
+                )
+            elif base not in names:
+                yield ConfigError(
+                    f"eval_models[{i}].base",
+                    f"'{base}' names no eval_models entry; entries: "
+                    f"{', '.join(others) or 'none'}{did_you_mean(base, others)}",
+                )
+
+
+def eval_model_warnings(config: Mapping[str, Any], workdir: Path | None = None) -> Iterator[str]:
+    """Warnings about eval models that do not stop a run: an adapter directory whose recorded
+    base model (`base_model_name_or_path`) is not the entry's `model` (hub adapters are checked
+    the same way after the prefetch), and the lm-eval tasks an API model skips."""
+    variants = set(config.get("train", {}).get("variants", []))
+    builtin_dir = Path(str(config.get("results", "results"))) / "models"
+    for i, m in enumerate(config.get("eval_models", [])):
+        adapter, model = m.get("adapter"), m.get("model")
+        if not (adapter and isinstance(model, str)):
+            continue
+        if adapter_kind(adapter, variants, workdir) != "directory":
+            continue  # trained here (train.base_model is checked), or a hub id (at prefetch)
+        try:
+            base = adapter_base_model(adapter_path(adapter, workdir))
+        except PolycultureError:
+            continue  # eval_model_problems reports it
+        if base and not adapter_base_agrees(model, base, builtin_dir):
+            yield (
+                f"eval_models[{i}].adapter: '{adapter}' was trained on '{base}' "
+                f"(base_model_name_or_path of its {ADAPTER_CONFIG}), but the entry's "
+                f"model is '{model}'; a LoRA adapter fits only the model it was trained on"
             )
+    yield from api_skip_warnings(config)
 
 
-def check_eval_models(config: Mapping[str, Any]) -> None:
-    """Eval model names are unique and every adapter names a configured training variant."""
-    _first(eval_model_problems(config))
+def lm_eval_skipped(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Eval model name → the lm-eval tasks it skips: every configured task for an API model
+    (lm-eval's tasks here are scored by log-likelihoods, which need the weights), where the
+    evaluate pipeline runs."""
+    if not config.get("pipelines", {}).get("evaluate", True):
+        return {}
+    tasks = [t.get("task") for t in config.get("evaluate", {}).get("general", {}).get("tasks", [])]
+    return {
+        m["name"]: [str(t) for t in tasks]
+        for m in config.get("eval_models", [])
+        if is_api_spec(m.get("model")) and tasks
+    }
+
+
+def api_skip_warnings(config: Mapping[str, Any]) -> Iterator[str]:
+    """One warning per API eval model naming the lm-eval tasks it skips."""
+    for name, tasks in lm_eval_skipped(config).items():
+        yield (
+            f"eval model '{name}' is an API model: the lm-eval task(s) {', '.join(tasks)} are "
+            "skipped for it (they need model weights for log-likelihoods); BLEnD and the WVS "
+            "pipeline run"
+        )
+
+
+def config_warnings(config: Mapping[str, Any], workdir: Path | None = None) -> list[str]:
+    """Every warning about a checked config (printed, never fatal)."""
+    try:
+        return list(eval_model_warnings(config, workdir))
+    except (AttributeError, KeyError, TypeError):
+        return []  # a section of the wrong shape, which the schema check reports
+
+
+def check_eval_models(config: Mapping[str, Any], workdir: Path | None = None) -> None:
+    """Eval model names are unique, every adapter names a training variant, an adapter
+    directory or a hub adapter id, and every `base` names another entry."""
+    _first(eval_model_problems(config, workdir))
 
 
 def translator_problems(
@@ -233,13 +405,8 @@ def _weights_needed(config: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]
     for i, m in enumerate(config.get("eval_models", [])):
         if m.get("adapter"):
             yield f"eval_models[{i}].model", m.get("model"), "a LoRA adapter"
-        if pipelines.get("evaluate", True):
-            yield (
-                f"eval_models[{i}].model",
-                m.get("model"),
-                "the evaluate pipeline's lm-eval log-likelihood tasks (switch it off with "
-                "pipelines.evaluate: false to run only the WVS pipeline on API models)",
-            )
+    # An API eval model's lm-eval tasks are skipped (lm_eval_skipped), not refused: BLEnD and
+    # the WVS pipeline run on it.
 
 
 def api_model_problems(
@@ -252,6 +419,16 @@ def api_model_problems(
             yield ConfigError(
                 key, f"'{spec}' is an API model, but {why} needs model weights; use a local model"
             )
+    blend = config.get("evaluate", {}).get("blend", {})
+    if config.get("pipelines", {}).get("evaluate", True) and blend.get("prompt_format") == "raw":
+        for i, m in enumerate(config.get("eval_models", [])):
+            if is_api_spec(m.get("model")):
+                yield ConfigError(
+                    f"eval_models[{i}].model",
+                    f"'{m['model']}' is an API model, which BLEnD asks through the chat format "
+                    "only; evaluate.blend.prompt_format 'raw' (prompts without the chat "
+                    "template) needs the hf or vllm backend: set prompt_format: chat",
+                )
     settings = None
     env = os.environ if environ is None else environ
     for dotted, spec in _parsable_specs(config):
@@ -363,7 +540,7 @@ def cross_key_problems(
         lambda: path_problems(config, workdir or Path.cwd()),
         lambda: language_problems(config),
         lambda: model_spec_problems(config),
-        lambda: eval_model_problems(config),
+        lambda: eval_model_problems(config, workdir or Path.cwd()),
         lambda: translator_problems(config, environ),
         lambda: api_model_problems(config, environ),
         lambda: wvs_input_problems(config),
@@ -639,6 +816,8 @@ def config_summary(config: Mapping[str, Any]) -> str:
         what = m.get("model", "")
         if m.get("adapter"):
             what += f" + adapter '{m['adapter']}'"
+        if m.get("base"):
+            what += f" (compared with {m['base']})"
         evals.append(f"{m.get('name')} = {what}")
     if evals:
         lines.append(f"eval models ({len(evals)}): " + "; ".join(evals))

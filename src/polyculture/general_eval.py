@@ -155,7 +155,13 @@ def lm_eval_model(
             "dtype": dtype if dtype != "auto" else ("bfloat16" if device == "cuda" else "float32"),
         }
         if adapter:
+            from polyculture.backends.generation.base import tokenizer_source
+
             args["peft"] = absolute(adapter)
+            if tokenizer_source(model, adapter) == adapter:
+                # the adapter's own tokenizer and chat template; lm_eval's hf model then resizes
+                # the embeddings to it before applying the adapter (added tokens)
+                args["tokenizer"] = absolute(adapter)
         return "hf", args
     if backend == "vllm":
         from polyculture.backends.generation.base import adapter_rank
@@ -428,7 +434,11 @@ def prepare_model(
     model: str, adapter: str | None, merge_adapter: bool, workdir: str
 ) -> tuple[str, str | None]:
     """The (model, adapter) lm_eval loads: the adapter merged into a copy of the model under
-    `workdir` when asked, else both as given (the adapter applied at load time)."""
+    `workdir` when asked, else both as given (the adapter applied at load time); a hub adapter
+    id is read from its snapshot in the Hugging Face cache."""
+    from polyculture.backends.generation.base import local_adapter
+
+    adapter = local_adapter(adapter)
     if adapter and merge_adapter:
         from polyculture.backends.generation.base import merge_adapter_to_dir
 

@@ -4,7 +4,9 @@ HF_DATASETS_OFFLINE=1.
 
 `hub_items(config)` lists what a config names: every model key (`model`, `base_model`,
 `embedder`, `generator`, `judge`, anywhere in the config: eval models and the bases of their
-adapters, the translator, the judge, ...) whose spec is a hub id, the hub datasets of the
+adapters, the translator, the judge, ...) whose spec is a hub id, the eval models' adapters that
+are hub adapter ids (checked once fetched: they hold adapter_config.json, and a recorded base
+model other than the entry's `model` is logged as a warning), the hub datasets of the
 consensus sources and of its general data, and the lm-evaluation-harness tasks that come from the
 hub (no `tasks_path`). `prefetch(items)` brings each into the cache that `HF_HOME` (or the
 libraries' own default, ~/.cache/huggingface) names: models through
@@ -20,18 +22,24 @@ What a job that runs offline and misses an item says is `polyculture.logs.offlin
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from polyculture.backends.spec import model_specs
+from polyculture.config_check import adapter_base_agrees, adapter_base_model, adapter_kind
 from polyculture.logs import cache_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class HubItem:
-    """One thing to bring from the hub: kind 'model', 'dataset' or 'lm_eval_task'."""
+    """One thing to bring from the hub: kind 'model', 'adapter' (a PEFT adapter; `base` is the
+    model its eval model applies it to), 'dataset' or 'lm_eval_task'."""
 
     kind: str
     name: str
@@ -39,6 +47,7 @@ class HubItem:
     revision: str | None = None
     subset: str | None = None
     split: str | None = None
+    base: str | None = None
 
 
 def hub_items(config: Mapping[str, Any]) -> list[HubItem]:
@@ -55,6 +64,11 @@ def hub_items(config: Mapping[str, Any]) -> list[HubItem]:
             continue  # a switched-off stage group loads nothing
         if spec.needs_prefetch:
             add(HubItem("model", spec.raw, dotted))
+    variants = config.get("train", {}).get("variants", [])
+    for i, m in enumerate(config.get("eval_models", [])):
+        adapter = m.get("adapter")
+        if adapter and adapter_kind(adapter, variants, Path.cwd()) == "hub":
+            add(HubItem("adapter", adapter, f"eval_models[{i}].adapter", base=m.get("model")))
     consensus = config.get("consensus", {})
     if pipelines.get("consensus", True):
         for i, src in enumerate(consensus.get("sources", [])):
@@ -85,6 +99,12 @@ def fetch_item(item: HubItem) -> str:
         from huggingface_hub import snapshot_download
 
         return snapshot_download(item.name, revision=item.revision, repo_type="model")
+    if item.kind == "adapter":
+        from huggingface_hub import snapshot_download
+
+        location = snapshot_download(item.name, revision=item.revision, repo_type="model")
+        check_adapter(item, Path(location))
+        return location
     if item.kind == "dataset":
         import datasets
 
@@ -96,6 +116,19 @@ def fetch_item(item: HubItem) -> str:
         tasks = get_task_dict([item.name], TaskManager())
         return f"{len(tasks)} task(s)"
     raise ValueError(f"unknown hub item kind {item.kind!r}")
+
+
+def check_adapter(item: HubItem, location: Path) -> None:
+    """A fetched hub adapter holds adapter_config.json (else InputError naming the file); a
+    recorded base model other than the eval model's is logged as a warning naming both."""
+    base = adapter_base_model(location)
+    if base and item.base and not adapter_base_agrees(item.base, base):
+        log.warning(
+            "%s: adapter '%s' was trained on '%s' (base_model_name_or_path of its "
+            "adapter_config.json), but the entry's model is '%s'; a LoRA adapter fits only the "
+            "model it was trained on",
+            item.key, item.name, base, item.base,
+        )  # fmt: skip
 
 
 class PrefetchError(RuntimeError):

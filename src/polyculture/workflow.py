@@ -17,10 +17,13 @@ from polyculture.blend import (
 )
 from polyculture.compare import pair_models
 from polyculture.config_check import (
+    adapter_kind,
     api_models_used,
     builtin_models_used,
     config_problems,
+    config_warnings,
     format_problems,
+    lm_eval_skipped,
     wvs_population_needed,
 )
 from polyculture.consensus.config import check_self_supervision
@@ -40,6 +43,7 @@ __all__ = [
     "REAL_MODELS",
     "SUMMARY_TABLES",
     "ConfigError",
+    "adapter_kind",
     "annotations_path",
     "api_models_used",
     "builtin_models_used",
@@ -50,11 +54,13 @@ __all__ = [
     "check_sources",
     "check_trackers",
     "config_problems",
+    "config_warnings",
     "expand_grid",
     "format_problems",
     "grid_size_message",
     "hub_items",
     "item_slug",
+    "lm_eval_skipped",
     "load_prompt_templates",
     "pair_models",
     "parse_model_spec",

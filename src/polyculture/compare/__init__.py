@@ -1,7 +1,9 @@
 """Comparing evaluated models: adapters against their base model on BLEnD and general benchmarks.
 
-- Pairs: an eval model with an adapter is compared with the eval model that lists the same base
-  model without an adapter (:func:`pair_models`).
+- Pairs: an eval model is compared with the entry its `base` names; an eval model with an
+  adapter and no `base` with the eval model that lists the same base model without an adapter
+  (:func:`pair_models`). A pair is compared on each benchmark both have results for
+  (:func:`pairs_with_results`; an API model has no lm-eval results).
 - BLEnD: per country, language and prompt template, and per country and language over both
   templates (prompt ``all``: a question's score is its mean over the templates), SEM-B and SEM-W
   of both models on the same valid questions, the difference and a paired bootstrap over
@@ -49,6 +51,7 @@ from polyculture.compare.pairs import (
     SUMMARY_COUNTRIES,
     Pair,
     pair_models,
+    pairs_with_results,
     stratified_paired_bootstrap,
 )
 from polyculture.compare.report import ablation_table, markdown_report, published_section
@@ -75,6 +78,7 @@ __all__ = [
     "label_task",
     "markdown_report",
     "pair_models",
+    "pairs_with_results",
     "plot_blend",
     "plot_general",
     "published_section",

@@ -33,7 +33,9 @@ _BOOT_CHUNK = 1000
 
 @dataclass(frozen=True)
 class Pair:
-    """An adapter model, the base model it is compared with, and its training variant."""
+    """A compared model, the model it is compared with (its baseline), and the label of what
+    differs: the adapter (a training variant's name, an adapter directory or hub id), or the
+    compared entry's name where it has no adapter."""
 
     model: str
     base: str
@@ -41,24 +43,48 @@ class Pair:
 
 
 def pair_models(eval_models: Sequence[Mapping[str, Any]]) -> tuple[list[Pair], list[str]]:
-    """Adapter/base pairs among the eval models, and notes on adapters without a base entry."""
+    """(model, base) pairs among the eval models, in config order, and notes on adapters left
+    without a baseline. An entry's `base` names its baseline; an entry with an adapter and no
+    `base` is compared with the first entry of the same model without an adapter (our choice:
+    an adapter's effect is measured against the model it was applied to)."""
     bases: dict[str, str] = {}
     for m in eval_models:
         if not m.get("adapter"):
             bases.setdefault(m["model"], m["name"])
     pairs, notes = [], []
     for m in eval_models:
-        if not m.get("adapter"):
-            continue
-        base = bases.get(m["model"])
+        base = m.get("base")
         if base is None:
-            notes.append(
-                f"{m['name']} (adapter {m['adapter']}) is not compared: no eval model lists its base "
-                f"model {m['model']} without an adapter"
-            )
-            continue
-        pairs.append(Pair(m["name"], base, m["adapter"]))
+            if not m.get("adapter"):
+                continue
+            base = bases.get(m["model"])
+            if base is None:
+                notes.append(
+                    f"{m['name']} (adapter {m['adapter']}) is not compared: no eval model lists "
+                    f"its base model {m['model']} without an adapter (or name one as its `base`)"
+                )
+                continue
+        pairs.append(Pair(m["name"], base, m.get("adapter") or m["name"]))
     return pairs, notes
+
+
+def pairs_with_results(
+    pairs: Sequence[Pair], models: Sequence[str], what: str
+) -> tuple[list[Pair], list[str]]:
+    """The pairs whose two models both have results of `what` (a benchmark), and a note for
+    each pair left out, naming the model without them."""
+    have = set(models)
+    kept, notes = [], []
+    for p in pairs:
+        missing = [m for m in (p.model, p.base) if m not in have]
+        if missing:
+            notes.append(
+                f"{p.model} vs {p.base} is not compared on {what}: no results of "
+                f"{' and '.join(missing)} there"
+            )
+        else:
+            kept.append(p)
+    return kept, notes
 
 
 def stratified_paired_bootstrap(

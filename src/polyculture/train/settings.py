@@ -245,11 +245,18 @@ def settings_from_config(section: Mapping[str, Any], seed: int) -> TrainSettings
     return TrainSettings.from_mapping(values)
 
 
-def check_adapter_bases(eval_models: Sequence[Mapping[str, Any]], base_model: str) -> None:
-    """Every eval model that applies a trained adapter names the base the adapters are trained
-    on (a LoRA adapter only fits the model it was trained on)."""
+def check_adapter_bases(
+    eval_models: Sequence[Mapping[str, Any]],
+    base_model: str,
+    variants: Sequence[str] | None = None,
+) -> None:
+    """Every eval model that applies an adapter trained here (one of `variants`; every adapter
+    where None) names the base the adapters are trained on (a LoRA adapter only fits the model
+    it was trained on). Adapters from outside the workflow are checked by
+    polyculture.config_check against their adapter_config.json."""
     for i, m in enumerate(eval_models):
-        if m.get("adapter") and m.get("model") != base_model:
+        trained = m.get("adapter") and (variants is None or m["adapter"] in variants)
+        if trained and m.get("model") != base_model:
             raise ConfigError(
                 f"eval_models[{i}].model",
                 f"'{m.get('model')}' applies adapter '{m['adapter']}', which is trained on "

@@ -25,6 +25,7 @@ from polyculture.backends.generation.base import (
     LoadOptions,
     Sampling,
     derive_seed,
+    local_adapter,
     sampling_from_config,
 )
 from polyculture.backends.generation.openai import API_BACKEND
@@ -110,7 +111,7 @@ def load_generator(
     An API model spec (`openai:<model>`, `openai@<endpoint>:<model>`) is served by the openai
     backend with the config's backend.openai settings, whatever `backend` says."""
     options = LoadOptions(
-        adapter=adapter,
+        adapter=local_adapter(adapter) if not is_api_spec(model) else adapter,
         merge_adapter=merge_adapter,
         batch_size=batch_size,
         dtype=dtype,

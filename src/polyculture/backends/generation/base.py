@@ -203,6 +203,21 @@ def torch_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
+def local_adapter(adapter: str | None) -> str | None:
+    """A PEFT adapter as a local directory: a directory as it is (`~` expanded); a hub adapter id
+    as its snapshot in the Hugging Face cache (filled by the prefetch rules; offline jobs read it
+    from there), so that every loader (PEFT, vLLM LoRA requests, the tokenizer and chat template
+    an adapter ships) sees files."""
+    if not adapter:
+        return adapter
+    path = Path(adapter).expanduser()
+    if path.is_dir():
+        return str(path)
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(adapter, repo_type="model")
+
+
 def tokenizer_source(model: str, adapter: str | None) -> str:
     """Where the tokenizer of `model` (with an optional PEFT adapter) is read from: the adapter
     directory when it has a tokenizer of its own, else the model."""

@@ -1,0 +1,243 @@
+"""Eval models from anywhere (issue 27): adapters from training variants, local PEFT directories
+and hub ids; `base` as the paired comparison's baseline; API models on BLEnD with lm-eval
+skipped. Config-check units, pairing units and one `snakemake -n` of an outside adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_workflow, run_snakemake
+
+from polyculture import compare as cmp
+from polyculture.config_check import (
+    adapter_base_agrees,
+    adapter_kind,
+    check_api_models,
+    config_warnings,
+    cross_key_problems,
+    eval_model_problems,
+    lm_eval_skipped,
+)
+from polyculture.errors import ConfigError, InputError
+from polyculture.prefetch import HubItem, check_adapter, hub_items
+
+
+def adapter_dir(path: Path, base: str | None = "meta-llama/Llama-3.1-8B-Instruct") -> Path:
+    """A directory holding an adapter_config.json as PEFT writes it (no weights: the config
+    check reads only the config)."""
+    path.mkdir(parents=True)
+    cfg = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"]}
+    if base is not None:
+        cfg["base_model_name_or_path"] = base
+    (path / "adapter_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    return path
+
+
+def config(*models: dict, **over: object) -> dict:
+    cfg = {
+        "pipelines": {"consensus": False, "train": False, "evaluate": True, "wvs": False},
+        "train": {"variants": ["full", "random_selection"]},
+        "backend": {"openai": {}},
+        "eval_models": list(models),
+    }
+    cfg.update(over)
+    return cfg
+
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def problems(cfg: dict, workdir: Path) -> list[str]:
+    return [str(p) for p in eval_model_problems(cfg, workdir)]
+
+
+def test_adapter_kinds(tmp_path: Path) -> None:
+    adapter_dir(tmp_path / "my-lora")
+    variants = ["full"]
+    assert adapter_kind("full", variants, tmp_path) == "variant"
+    assert adapter_kind("my-lora", variants, tmp_path) == "directory"  # relative to workdir
+    assert adapter_kind(str(tmp_path / "my-lora"), variants, None) == "directory"
+    assert adapter_kind("someone/llama-lora", variants, tmp_path) == "hub"
+    assert adapter_kind("no such thing", variants, tmp_path) is None
+    assert adapter_kind("./missing/dir", variants, tmp_path) is None
+    (tmp_path / "full").mkdir()
+    assert adapter_kind("full", variants, tmp_path) == "variant"  # the variant's name wins
+
+
+def test_each_accepted_adapter_form_passes_the_check(tmp_path: Path) -> None:
+    lora = adapter_dir(tmp_path / "scratch" / "my-lora")
+    cfg = config(
+        {"name": "base", "model": LLAMA},
+        {"name": "trained", "model": LLAMA, "adapter": "full"},
+        {"name": "outside", "model": LLAMA, "adapter": str(lora)},
+        {"name": "relative", "model": LLAMA, "adapter": "scratch/my-lora"},
+        {"name": "hub", "model": LLAMA, "adapter": "someone/llama-lora"},
+        {"name": "vs-trained", "model": LLAMA, "adapter": "random_selection", "base": "trained"},
+    )
+    assert problems(cfg, tmp_path) == []
+    assert config_warnings(cfg, tmp_path) == []
+
+
+def test_bad_adapters_and_bases_are_each_named(tmp_path: Path) -> None:
+    empty = tmp_path / "not-an-adapter"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text("{not json", encoding="utf-8")
+    cfg = config(
+        {"name": "base", "model": LLAMA},
+        {"name": "a", "model": LLAMA, "adapter": str(empty)},
+        {"name": "b", "model": LLAMA, "adapter": "./gone/lora"},
+        {"name": "c", "model": LLAMA, "adapter": "ful"},
+        {"name": "d", "model": LLAMA, "adapter": str(broken)},
+        {"name": "e", "model": LLAMA, "base": "bsae"},
+        {"name": "f", "model": LLAMA, "base": "f"},
+    )
+    found = problems(cfg, tmp_path)
+    assert len(found) == 6, found  # every problem, not only the first
+    a, b, c, d, e, f = found
+    assert "'eval_models[1].adapter'" in a and str(empty / "adapter_config.json") in a
+    assert "does not exist" in a
+    assert "'eval_models[2].adapter'" in b and "does not exist" in b
+    assert "'eval_models[3].adapter'" in c and "neither a training variant" in c
+    assert "did you mean 'full'?" in c
+    assert "'eval_models[4].adapter'" in d and "not valid JSON" in d
+    assert "'eval_models[5].base'" in e and "names no eval_models entry" in e
+    assert "did you mean 'base'?" in e
+    assert "'eval_models[6].base'" in f and "this entry itself" in f
+    # the same problems through the full cross-key check
+    assert {p.key for p in cross_key_problems(cfg, tmp_path, {})} >= {
+        f"eval_models[{i}].adapter" for i in range(1, 5)
+    }
+
+
+def test_adapter_of_another_base_model_is_a_warning_naming_both(tmp_path: Path) -> None:
+    lora = adapter_dir(tmp_path / "qwen-lora", base="Qwen/Qwen2.5-7B-Instruct")
+    cfg = config({"name": "mine", "model": LLAMA, "adapter": str(lora)})
+    assert problems(cfg, tmp_path) == []
+    (warning,) = config_warnings(cfg, tmp_path)
+    assert "eval_models[0].adapter" in warning
+    assert "Qwen/Qwen2.5-7B-Instruct" in warning and LLAMA in warning
+    # no recorded base: nothing to compare, no warning
+    bare = adapter_dir(tmp_path / "bare", base=None)
+    assert (
+        config_warnings(config({"name": "m", "model": LLAMA, "adapter": str(bare)}), tmp_path) == []
+    )
+
+
+def test_base_agreement_accepts_local_copies_of_the_model(tmp_path: Path) -> None:
+    assert adapter_base_agrees(LLAMA, LLAMA)
+    assert adapter_base_agrees(LLAMA, f"/scratch/models/{LLAMA}")
+    assert adapter_base_agrees(
+        LLAMA, "/hf/hub/models--meta-llama--Llama-3.1-8B-Instruct/snapshots/abc"
+    )
+    assert not adapter_base_agrees(LLAMA, "meta-llama/Llama-3.2-1B-Instruct")
+    assert adapter_base_agrees("builtin:tiny-chat", "/somewhere/results/models/tiny-chat")
+    model = tmp_path / "model"
+    model.mkdir()
+    assert adapter_base_agrees(str(model), str(tmp_path / "." / "model"))
+    assert not adapter_base_agrees(str(model), str(tmp_path))
+
+
+def test_hub_adapters_are_prefetched_and_checked_once_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = config(
+        {"name": "base", "model": LLAMA},
+        {"name": "hub", "model": LLAMA, "adapter": "someone/llama-lora"},
+        {"name": "trained", "model": LLAMA, "adapter": "full"},
+    )
+    items = [i for i in hub_items(cfg) if i.kind == "adapter"]
+    assert items == [HubItem("adapter", "someone/llama-lora", "eval_models[1].adapter", base=LLAMA)]
+    item = items[0]
+    good = adapter_dir(tmp_path / "snapshot-good")
+    check_adapter(item, good)
+    other = adapter_dir(tmp_path / "snapshot-other", base="Qwen/Qwen2.5-7B-Instruct")
+    with caplog.at_level("WARNING"):
+        check_adapter(item, other)
+    assert "eval_models[1].adapter" in caplog.text and "Qwen/Qwen2.5-7B-Instruct" in caplog.text
+    empty = tmp_path / "snapshot-empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="adapter_config.json: does not exist"):
+        check_adapter(item, empty)
+
+
+def test_pairs_follow_base_and_default_to_the_same_model_without_adapter() -> None:
+    models = [
+        {"name": "base", "model": "m"},
+        {"name": "full", "model": "m", "adapter": "full"},
+        {"name": "outside", "model": "m", "adapter": "/scratch/me/lora"},
+        {"name": "vs-full", "model": "m", "adapter": "someone/lora", "base": "full"},
+        {"name": "big", "model": "M"},
+        {"name": "big-vs-small", "model": "M", "base": "base"},
+    ]
+    pairs, notes = cmp.pair_models(models)
+    assert pairs == [
+        cmp.Pair("full", "base", "full"),
+        cmp.Pair("outside", "base", "/scratch/me/lora"),
+        cmp.Pair("vs-full", "full", "someone/lora"),
+        cmp.Pair("big-vs-small", "base", "big-vs-small"),
+    ]
+    assert notes == []
+    kept, left = cmp.pairs_with_results(
+        pairs, ["base", "full", "vs-full"], "the general benchmarks"
+    )
+    assert kept == [cmp.Pair("full", "base", "full"), cmp.Pair("vs-full", "full", "someone/lora")]
+    assert left == [
+        "outside vs base is not compared on the general benchmarks: no results of outside there",
+        "big-vs-small vs base is not compared on the general benchmarks: no results of "
+        "big-vs-small there",
+    ]
+
+
+def test_api_models_run_blend_and_skip_lm_eval_with_a_warning() -> None:
+    env = {"OPENAI_API_KEY": "x"}
+    tasks = [{"task": "hellaswag", "benchmark": "hellaswag", "language": "en"}]
+    cfg = config(
+        {"name": "local", "model": LLAMA},
+        {"name": "served", "model": "openai@http://localhost:8000/v1:llama3:8b"},
+        evaluate={"general": {"tasks": tasks}, "blend": {"prompt_format": "chat"}},
+    )
+    check_api_models(cfg, env)  # no longer refused for the whole pipeline
+    assert lm_eval_skipped(cfg) == {"served": ["hellaswag"]}
+    (warning,) = config_warnings(cfg)
+    assert "'served'" in warning and "hellaswag" in warning and "skipped" in warning
+    off = {**cfg, "pipelines": {**cfg["pipelines"], "evaluate": False}}
+    assert lm_eval_skipped(off) == {} and config_warnings(off) == []
+    raw = {**cfg, "evaluate": {"general": {"tasks": tasks}, "blend": {"prompt_format": "raw"}}}
+    with pytest.raises(ConfigError, match=r"'eval_models\[1\].model'.*prompt_format: chat"):
+        check_api_models(raw, env)
+
+
+def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> None:
+    """An evaluation config with a base model, an adapter directory from outside the workflow
+    (paired by `base`) and an API model: the adapter is an input path (no train_lora job), and
+    the API model gets BLEnD jobs but no lm_eval job."""
+    work = copy_workflow(tmp_path / "wf")
+    lora = adapter_dir(tmp_path / "elsewhere" / "my-lora", base="results/models/tiny-chat")
+    demo = yaml.safe_load((work / "config.yaml").read_text(encoding="utf-8"))
+    demo["pipelines"] = {
+        k: k == "evaluate" for k in ("consensus", "train", "evaluate", "wvs", "alignment")
+    }
+    demo["eval_models"] = [
+        {"name": "tiny", "model": "builtin:tiny-chat"},
+        {"name": "tiny-mine", "model": "builtin:tiny-chat", "adapter": str(lora), "base": "tiny"},
+        {"name": "served", "model": "openai@http://localhost:8000/v1:tiny"},
+    ]
+    (work / "eval.yaml").write_text(yaml.safe_dump(demo), encoding="utf-8")
+    proc = run_snakemake(work, "-n", "--configfile", "eval.yaml", "-p")
+    out = proc.stdout + proc.stderr
+    assert "train_lora" not in out, out[-3000:]
+    assert "blend_generate" in out and "compare_models" in out
+    assert "lm_eval" in out
+    jobs = [line for line in out.splitlines() if line.strip().startswith(("wildcards:",))]
+    assert any("blend_model=tiny-mine" in j for j in jobs), out[-3000:]
+    assert any("blend_model=served" in j for j in jobs), out[-3000:]
+    assert not any("general_model=served" in j for j in jobs), out[-3000:]
+    assert any("general_model=tiny-mine" in j for j in jobs), out[-3000:]
+    assert "is an API model: the lm-eval task(s)" in out and "skipped" in out
+    assert str(lora) in out  # the adapter directory is the job's input, as it is
