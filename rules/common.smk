@@ -7,6 +7,7 @@ from pathlib import Path
 from polyculture.config_check import config_problems, format_problems
 from polyculture.backends.generation.openai import usage_path_for
 from polyculture.backends.spec import parse_model_spec
+from polyculture.backends.engine import engine_gpus, engine_options
 from polyculture.logs import OFFLINE_ENV
 from polyculture.prefetch import hub_items, item_slug
 
@@ -103,9 +104,10 @@ def table_schema(name):
 
 @functools.cache
 def model_spec(spec):
-    """The parsed model spec (polyculture.backends.spec.ModelSpec): kind, endpoint, placement;
-    each spec string is parsed once per parse of the workflow."""
-    return parse_model_spec(spec)
+    """The parsed model spec (polyculture.backends.spec.ModelSpec): kind, endpoint, placement,
+    and its vLLM engine options from the config (polyculture.backends.engine); each spec string
+    is parsed once per parse of the workflow."""
+    return parse_model_spec(spec, engine=engine_options(config, spec))
 
 
 def model_path(spec):
@@ -126,8 +128,26 @@ def model_input(spec):
 
 def model_gpus(spec):
     """GPUs a job running model `spec` asks for (ModelSpec.gpus: none for an API model, else
-    one)."""
+    its engine's tensor × pipeline parallel size), all on one node."""
     return model_spec(spec).gpus
+
+
+def translator_gpus():
+    """GPUs a translating job asks for: its model's for kinds llm and nllb; none for google
+    (an API) and memory (a table lookup)."""
+    tr = config["translator"]
+    if tr.get("kind") in ("llm", "nllb") and tr.get("model"):
+        return model_gpus(tr["model"])
+    return 0
+
+
+def eval_model_gpus(name):
+    """GPUs a job running eval model `name` asks for: as model_gpus, with the eval model's own
+    engine options (eval_models[].backend.vllm) over its base model's."""
+    m = EVAL_MODELS[name]
+    if model_spec(m["model"]).is_api:
+        return 0
+    return engine_gpus(engine_options(config, m["model"], m))
 
 
 def adapter_dir(variant):
@@ -160,13 +180,22 @@ def eval_model_params(name):
 API_CACHE = config["backend"]["openai"].get("cache_dir") or f"{RESULTS}/api_cache"
 
 
-def generation_params():
+def generation_params(spec=None, eval_model=None):
     """Backend settings shared by every generating rule, as a params function of the job: the
     openai backend's settings get the cache directory and the job's usage file (beside its first
-    output), which only jobs of API models write."""
+    output), which only jobs of API models write; `engine` holds the vLLM engine options of the
+    job's model (polyculture.backends.engine.engine_options). `spec` is the model spec the job
+    runs and `eval_model` the eval model's name, each a value or a function of the wildcards.
+    """
 
     def params(wildcards, output):
         backend = dict(config["backend"])
+        name = eval_model(wildcards) if callable(eval_model) else eval_model
+        entry = EVAL_MODELS[name] if name is not None else None
+        raw = spec(wildcards) if callable(spec) else spec
+        if raw is None and entry is not None:
+            raw = entry["model"]
+        backend["engine"] = engine_options(config, raw, entry)
         backend["openai"] = {
             **backend["openai"],
             "cache_dir": API_CACHE,

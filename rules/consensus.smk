@@ -53,7 +53,7 @@ rule write_paragraphs:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=model_gpus(CONS_CFG["generator"]),
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,
@@ -82,7 +82,7 @@ rule generate_questions:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=max(model_gpus(CONS_CFG["generator"]), translator_gpus()),
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,
@@ -113,7 +113,7 @@ rule translate_questions:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=translator_gpus(),
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
@@ -141,7 +141,7 @@ rule translate_requests:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=translator_gpus(),
     params:
         requests={k: CONS_CFG["requests"][k] for k in ("critique", "refine")},
         translate_missing=CONS_CFG["requests"]["translate_missing"],
@@ -168,7 +168,7 @@ rule sample_responses:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=model_gpus(CONS_CFG["generator"]),
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,
@@ -198,7 +198,7 @@ rule embed_responses:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=model_gpus(CONS_CFG["embedder"]),
     params:
         embedder=consensus_embedder,
         batch_size=config["backend"]["embed_batch_size"],
@@ -273,7 +273,7 @@ rule translate_ground_truth:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=translator_gpus(),
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
@@ -304,7 +304,7 @@ rule critique:
         "../envs/consensus.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=model_gpus(CONS_CFG["generator"]),
     params:
         generator=consensus_generator,
         backend=CONS_BACKEND,

@@ -46,12 +46,12 @@ rule blend_generate:
         "../envs/evaluate.yaml"
     threads: 1
     resources:
-        gpu=lambda w: model_gpus(EVAL_MODELS[w.blend_model]["model"]),
+        gpu=lambda w: eval_model_gpus(w.blend_model),
     params:
         data_dir=BLEND_DATA,
         model=blend_model_params,
         runs=blend_country_runs,
-        backend=generation_params(),
+        backend=generation_params(eval_model=lambda w: w.blend_model),
         sampling=BLEND["sampling"],
         prompt_format=BLEND["prompt_format"],
         seed=EVAL_SEED["blend"],
@@ -109,10 +109,10 @@ rule lm_eval:
         "../envs/evaluate.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=lambda w: eval_model_gpus(w.general_model),
     params:
         model=general_model_params,
-        backend=generation_params(),
+        backend=generation_params(eval_model=lambda w: w.general_model),
         tasks=GENERAL["tasks"],
         prompt_defaults={
             k: GENERAL[k]

@@ -109,11 +109,7 @@ rule wvs_translate_prompts:
         "../envs/wvs.yaml"
     threads: 1
     resources:
-        gpu=(
-            model_gpus(config["translator"].get("model"))
-            if config["translator"].get("kind") in ("llm", "nllb")
-            else 0
-        ),
+        gpu=translator_gpus(),
     params:
         translator=wvs_translator(),
         backend=generation_params(),
@@ -146,11 +142,11 @@ rule wvs_survey:
         "../envs/wvs.yaml"
     threads: 1
     resources:
-        gpu=lambda w: model_gpus(EVAL_MODELS[w.model]["model"]),
+        gpu=lambda w: eval_model_gpus(w.model),
     params:
         model=lambda w: eval_model_params(w.model),
         family=lambda w: wvs_family(w.model),
-        backend=generation_params(),
+        backend=generation_params(eval_model=lambda w: w.model),
         sampling=WVS_CFG["sampling"],
         stop=WVS_CFG["stop"],
         samples_per_prompt=WVS_CFG["samples_per_prompt"],
@@ -215,7 +211,7 @@ rule wvs_judge:
     params:
         judge=wvs_judge_path,
         mode=WVS_CFG["judge_mode"],
-        backend=generation_params(),
+        backend=generation_params(WVS_CFG["judge"]),
         sampling=WVS_CFG["judge_sampling"],
         n_shards=WVS_CFG["judge_shards"],
         seed=WVS_SEED["judge"],

@@ -91,8 +91,11 @@ class ModelSpec:
 
     @property
     def gpus(self) -> int:
-        """GPUs a job running this model asks for: none for an API model, else one."""
-        return 0 if self.is_api else 1
+        """GPUs a job running this model asks for, all on one node: none for an API model, else
+        its engine's tensor × pipeline parallel size (one GPU when `engine` sets neither)."""
+        from polyculture.backends.engine import engine_gpus
+
+        return 0 if self.is_api else engine_gpus(self.engine)
 
     @property
     def needs_network(self) -> bool:
