@@ -7,8 +7,10 @@ from pathlib import Path
 from polyculture.config_check import config_problems, format_problems
 from polyculture.backends.generation.openai import usage_path_for
 from polyculture.backends.spec import parse_model_spec
-from polyculture.backends.engine import engine_gpus, engine_options
+from polyculture.backends.engine import engine_gpus, engine_options, node_gpu_problems
+from polyculture import placement
 from polyculture.logs import OFFLINE_ENV
+from polyculture.placement import site_placement
 from polyculture.prefetch import hub_items, item_slug
 
 # The config schema with its $ref'd sections, defaults set (snakemake.utils.validate would leave
@@ -148,6 +150,37 @@ def eval_model_gpus(name):
     if model_spec(m["model"]).is_api:
         return 0
     return engine_gpus(engine_options(config, m["model"], m))
+
+
+# Placement per job (polyculture.placement): the cluster profile's site settings, or None.
+PLACEMENT = site_placement()
+
+
+def placed(gpus, minutes=240, multi_gpu=False):
+    """`resources:` of a job on `gpus` GPUs (a count or a function of the wildcards), placed by
+    the site settings (polyculture.placement.placed)."""
+    return placement.placed(gpus, PLACEMENT, minutes, multi_gpu)
+
+
+def placed_threads(gpus):
+    """`threads:` of a job on `gpus` GPUs (polyculture.placement.placed_threads)."""
+    return placement.placed_threads(gpus, PLACEMENT)
+
+
+def check_node_gpus():
+    """Stop when a job would ask more GPUs than one node of the site has (site setting
+    gpus_per_node), naming the config key."""
+    if PLACEMENT and PLACEMENT.get("gpus_per_node"):
+        problems = list(node_gpu_problems(config, int(PLACEMENT["gpus_per_node"])))
+        if problems:
+            print(
+                format_problems(problems, "polyculture: placement check"),
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+
+
+check_node_gpus()
 
 
 def adapter_dir(variant):

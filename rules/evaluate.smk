@@ -44,9 +44,9 @@ rule blend_generate:
         blend_country=BLEND_COUNTRY_RE,
     conda:
         "../envs/evaluate.yaml"
-    threads: 1
+    threads: placed_threads(lambda w: eval_model_gpus(w.blend_model))
     resources:
-        gpu=lambda w: eval_model_gpus(w.blend_model),
+        **placed(lambda w: eval_model_gpus(w.blend_model)),
     params:
         data_dir=BLEND_DATA,
         model=blend_model_params,
@@ -107,9 +107,9 @@ rule lm_eval:
         general_model=EVAL_MODEL_RE,
     conda:
         "../envs/evaluate.yaml"
-    threads: 1
+    threads: placed_threads(lambda w: eval_model_gpus(w.general_model))
     resources:
-        gpu=lambda w: eval_model_gpus(w.general_model),
+        **placed(lambda w: eval_model_gpus(w.general_model)),
     params:
         model=general_model_params,
         backend=generation_params(eval_model=lambda w: w.general_model),

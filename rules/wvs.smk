@@ -107,9 +107,9 @@ rule wvs_translate_prompts:
         language=WVS_LANGUAGE_RE,
     conda:
         "../envs/wvs.yaml"
-    threads: 1
+    threads: placed_threads(translator_gpus())
     resources:
-        gpu=translator_gpus(),
+        **placed(translator_gpus()),
     params:
         translator=wvs_translator(),
         backend=generation_params(),
@@ -140,9 +140,9 @@ rule wvs_survey:
         shard=r"\d+",
     conda:
         "../envs/wvs.yaml"
-    threads: 1
+    threads: placed_threads(lambda w: eval_model_gpus(w.model))
     resources:
-        gpu=lambda w: eval_model_gpus(w.model),
+        **placed(lambda w: eval_model_gpus(w.model)),
     params:
         model=lambda w: eval_model_params(w.model),
         family=lambda w: wvs_family(w.model),
@@ -205,9 +205,9 @@ rule wvs_judge:
         shard=r"\d+",
     conda:
         "../envs/wvs.yaml"
-    threads: 1
+    threads: placed_threads(model_gpus(WVS_CFG["judge"]))
     resources:
-        gpu=model_gpus(WVS_CFG["judge"]),
+        **placed(model_gpus(WVS_CFG["judge"])),
     params:
         judge=wvs_judge_path,
         mode=WVS_CFG["judge_mode"],
