@@ -149,3 +149,52 @@ def test_the_pinned_list_is_the_installed_vllms_engine_args() -> None:
     header = (REPO / "src/polyculture/data/vllm_engine_args.txt").read_text(encoding="utf-8")
     assert f"# version: {version}" in header
     assert pinned_engine_args() == frozenset(installed)
+
+
+@pytest.fixture(scope="module")
+def tp4_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import copy_workflow
+
+    return copy_workflow(tmp_path_factory.mktemp("tp4"))
+
+
+TP4 = "configs/templates/evaluate-70b-tp4.yaml"
+
+
+def test_a_70b_preset_on_4_gpus_books_them_on_the_gpu_partition(tp4_copy: Path) -> None:
+    """The 70B template's generation jobs ask 4 GPUs of the GPU partition under profiles/slurm
+    (a dry run, the data a placeholder)."""
+    import re
+
+    from conftest import run_snakemake
+
+    proc = run_snakemake(
+        tp4_copy, "-n", "--profile", "profiles/slurm", "--configfile", TP4, timeout=600
+    )
+    out = proc.stdout + proc.stderr
+    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", out)
+    generation = [j for j in jobs if re.match(r"rule (blend_generate|lm_eval):", j)]
+    assert len(generation) == 17, out[-3000:]  # 16 BLEnD countries and one lm-eval
+    for job in generation:
+        resources = re.search(r"resources: (.*)", job).group(1)
+        assert "gpu=4" in resources and "slurm_partition=gpu" in resources, resources
+
+
+def test_more_gpus_than_the_sites_node_has_stops_the_workflow(tp4_copy: Path) -> None:
+    from conftest import run_snakemake
+
+    site = tp4_copy / "site-2gpu.yaml"
+    site.write_text("gpus_per_node: 2\n", encoding="utf-8")
+    proc = run_snakemake(
+        tp4_copy,
+        "-n",
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        TP4,
+        check=False,
+        env={"POLYCULTURE_SITE": str(site)},
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "eval_models[0].model" in out and "gpus_per_node" in out, out[-3000:]
