@@ -18,6 +18,7 @@ node (:func:`engine_gpus`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 from collections.abc import Iterator, Mapping
@@ -25,15 +26,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from polyculture.backends.spec import PARALLEL_KEYS, engine_gpus, walk_config
 from polyculture.errors import ConfigError
+
+__all__ = ["PARALLEL_KEYS", "engine_gpus", "engine_options", "engine_problems"]
 
 #: The older flat keys of `backend:` and the EngineArgs names they set.
 LEGACY_KEYS = {
     "vllm_gpu_memory_utilization": "gpu_memory_utilization",
     "vllm_max_model_len": "max_model_len",
 }
-#: Options whose product is the GPUs of one engine (vLLM places both on one node's GPUs here).
-PARALLEL_KEYS = ("tensor_parallel_size", "pipeline_parallel_size")
 ENGINE_ARGS_FILE = "vllm_engine_args.txt"
 
 
@@ -81,15 +83,6 @@ def engine_options(
     return out
 
 
-def engine_gpus(engine: Mapping[str, Any]) -> int:
-    """GPUs one engine needs: tensor × pipeline parallel size (1 each when unset)."""
-    gpus = 1
-    for key in PARALLEL_KEYS:
-        value = engine.get(key, 1)
-        gpus *= value if isinstance(value, int) and not isinstance(value, bool) else 1
-    return gpus
-
-
 def _engine_places(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(dotted key, engine mapping) of every place a config sets vLLM options."""
     backend = config.get("backend", {})
@@ -102,6 +95,13 @@ def _engine_places(config: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str
         vllm_opts = (m.get("backend") or {}).get("vllm") if isinstance(m, Mapping) else None
         if vllm_opts is not None:
             yield f"eval_models[{i}].backend.vllm", vllm_opts
+
+
+def _closest(name: str, valid: frozenset[str]) -> str:
+    """`; did you mean 'x'?` with the valid name closest to `name` (difflib, its default cutoff
+    0.6), or ''."""
+    close = difflib.get_close_matches(name, sorted(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _heads(model_dir: Path) -> int | None:
@@ -123,8 +123,6 @@ def engine_problems(
     closest valid one), a parallel size that is no positive integer, and a tensor parallel size
     that does not divide the attention heads of a model whose config.json is here (a directory
     model; for hub and built-in models vLLM checks that itself when the engine starts)."""
-    from polyculture.config_check import did_you_mean
-
     valid, source = names or engine_arg_names()
     for dotted, opts in _engine_places(config):
         if not isinstance(opts, Mapping):
@@ -134,7 +132,7 @@ def engine_problems(
                 yield ConfigError(
                     f"{dotted}.{key}",
                     f"'{key}' is not a vLLM engine option (checked against {source})"
-                    f"{did_you_mean(key, valid, n=1)}",
+                    f"{_closest(key, valid)}",
                 )
             elif key in PARALLEL_KEYS and (
                 not isinstance(value, int) or isinstance(value, bool) or value < 1
@@ -158,8 +156,6 @@ def _local_models(
     config: Mapping[str, Any],
 ) -> Iterator[tuple[str, str, Mapping[str, Any] | None]]:
     """(dotted key, spec, eval model entry or None) of every model spec of the config."""
-    from polyculture.backends.spec import walk_config
-
     for dotted, key, value in walk_config(config):
         if not isinstance(value, str):
             continue

@@ -61,6 +61,19 @@ _URL_RULE = (
 )
 
 
+#: vLLM options whose product is the GPUs of one engine (all on one node's GPUs here).
+PARALLEL_KEYS = ("tensor_parallel_size", "pipeline_parallel_size")
+
+
+def engine_gpus(engine: Mapping[str, Any]) -> int:
+    """GPUs one engine needs: tensor × pipeline parallel size (1 each when unset)."""
+    gpus = 1
+    for key in PARALLEL_KEYS:
+        value = engine.get(key, 1)
+        gpus *= value if isinstance(value, int) and not isinstance(value, bool) else 1
+    return gpus
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model spec: `raw` as written, `kind` (hub | directory | builtin | api), the
@@ -93,8 +106,6 @@ class ModelSpec:
     def gpus(self) -> int:
         """GPUs a job running this model asks for, all on one node: none for an API model, else
         its engine's tensor × pipeline parallel size (one GPU when `engine` sets neither)."""
-        from polyculture.backends.engine import engine_gpus
-
         return 0 if self.is_api else engine_gpus(self.engine)
 
     @property
