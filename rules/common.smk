@@ -9,10 +9,16 @@ from polyculture.workflow import (
     adapter_kind,
     config_problems,
     config_warnings,
+    engine_gpus,
+    engine_options,
     format_problems,
     hub_items,
     item_slug,
+    node_gpu_problems,
     parse_model_spec,
+    placed_resources,
+    placed_threads_of,
+    site_placement,
     usage_path_for,
 )
 
@@ -112,9 +118,10 @@ def table_schema(name):
 
 @functools.cache
 def model_spec(spec):
-    """The parsed model spec (polyculture.backends.spec.ModelSpec): kind, endpoint, placement;
-    each spec string is parsed once per parse of the workflow."""
-    return parse_model_spec(spec)
+    """The parsed model spec (polyculture.backends.spec.ModelSpec): kind, endpoint, placement,
+    and its vLLM engine options from the config (polyculture.backends.engine); each spec string
+    is parsed once per parse of the workflow."""
+    return parse_model_spec(spec, engine=engine_options(config, spec))
 
 
 def model_path(spec):
@@ -135,8 +142,57 @@ def model_input(spec):
 
 def model_gpus(spec):
     """GPUs a job running model `spec` asks for (ModelSpec.gpus: none for an API model, else
-    one)."""
+    its engine's tensor × pipeline parallel size), all on one node."""
     return model_spec(spec).gpus
+
+
+def translator_gpus():
+    """GPUs a translating job asks for: its model's for kinds llm and nllb; none for google
+    (an API) and memory (a table lookup)."""
+    tr = config["translator"]
+    if tr.get("kind") in ("llm", "nllb") and tr.get("model"):
+        return model_gpus(tr["model"])
+    return 0
+
+
+def eval_model_gpus(name):
+    """GPUs a job running eval model `name` asks for: as model_gpus, with the eval model's own
+    engine options (eval_models[].backend.vllm) over its base model's."""
+    m = EVAL_MODELS[name]
+    if model_spec(m["model"]).is_api:
+        return 0
+    return engine_gpus(engine_options(config, m["model"], m))
+
+
+# Placement per job (polyculture.placement): the cluster profile's site settings, or None.
+PLACEMENT = site_placement()
+
+
+def placed(gpus, minutes=240, multi_gpu=False):
+    """`resources:` of a job on `gpus` GPUs (a count or a function of the wildcards), placed by
+    the site settings (polyculture.placement.placed)."""
+    return placed_resources(gpus, PLACEMENT, minutes, multi_gpu)
+
+
+def placed_threads(gpus):
+    """`threads:` of a job on `gpus` GPUs (polyculture.placement.placed_threads)."""
+    return placed_threads_of(gpus, PLACEMENT)
+
+
+def check_node_gpus():
+    """Stop when a job would ask more GPUs than one node of the site has (site setting
+    gpus_per_node), naming the config key."""
+    if PLACEMENT and PLACEMENT.get("gpus_per_node"):
+        problems = list(node_gpu_problems(config, int(PLACEMENT["gpus_per_node"])))
+        if problems:
+            print(
+                format_problems(problems, "polyculture: placement check"),
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+
+
+check_node_gpus()
 
 
 def adapter_dir(variant):
@@ -189,13 +245,22 @@ def eval_model_params(name):
 API_CACHE = config["backend"]["openai"].get("cache_dir") or f"{RESULTS}/api_cache"
 
 
-def generation_params():
+def generation_params(spec=None, eval_model=None):
     """Backend settings shared by every generating rule, as a params function of the job: the
     openai backend's settings get the cache directory and the job's usage file (beside its first
-    output), which only jobs of API models write."""
+    output), which only jobs of API models write; `engine` holds the vLLM engine options of the
+    job's model (polyculture.backends.engine.engine_options). `spec` is the model spec the job
+    runs and `eval_model` the eval model's name, each a value or a function of the wildcards.
+    """
 
     def params(wildcards, output):
         backend = dict(config["backend"])
+        name = eval_model(wildcards) if callable(eval_model) else eval_model
+        entry = EVAL_MODELS[name] if name is not None else None
+        raw = spec(wildcards) if callable(spec) else spec
+        if raw is None and entry is not None:
+            raw = entry["model"]
+        backend["engine"] = engine_options(config, raw, entry)
         backend["openai"] = {
             **backend["openai"],
             "cache_dir": API_CACHE,

@@ -51,9 +51,9 @@ rule write_paragraphs:
         f"{BENCH}/write_paragraphs/write_paragraphs.tsv"
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(model_gpus(CONS_CFG["generator"]))
     resources:
-        gpu=1,
+        **placed(model_gpus(CONS_CFG["generator"])),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,
@@ -80,9 +80,9 @@ rule generate_questions:
         f"{BENCH}/generate_questions/generate_questions.tsv"
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(max(model_gpus(CONS_CFG["generator"]), translator_gpus()))
     resources:
-        gpu=1,
+        **placed(max(model_gpus(CONS_CFG["generator"]), translator_gpus())),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,
@@ -111,9 +111,9 @@ rule translate_questions:
         f"{BENCH}/translate_questions/translate_questions.tsv"
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(translator_gpus())
     resources:
-        gpu=1,
+        **placed(translator_gpus()),
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
@@ -139,9 +139,9 @@ rule translate_requests:
         f"{BENCH}/translate_requests/translate_requests.tsv"
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(translator_gpus())
     resources:
-        gpu=1,
+        **placed(translator_gpus()),
     params:
         requests={k: CONS_CFG["requests"][k] for k in ("critique", "refine")},
         translate_missing=CONS_CFG["requests"]["translate_missing"],
@@ -166,9 +166,9 @@ rule sample_responses:
         shard=r"\d+",
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(model_gpus(CONS_CFG["generator"]))
     resources:
-        gpu=1,
+        **placed(model_gpus(CONS_CFG["generator"])),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,
@@ -196,9 +196,9 @@ rule embed_responses:
         shard=r"\d+",
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(model_gpus(CONS_CFG["embedder"]))
     resources:
-        gpu=1,
+        **placed(model_gpus(CONS_CFG["embedder"])),
     params:
         model=consensus_embedder,
         batch_size=config["backend"]["embed_batch_size"],
@@ -271,9 +271,9 @@ rule translate_ground_truth:
         selection=CONS_SELECTION_RE,
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(translator_gpus())
     resources:
-        gpu=1,
+        **placed(translator_gpus()),
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
@@ -302,9 +302,9 @@ rule critique:
         selection=CONS_SELECTION_RE,
     conda:
         "../envs/consensus.yaml"
-    threads: 1
+    threads: placed_threads(model_gpus(CONS_CFG["generator"]))
     resources:
-        gpu=1,
+        **placed(model_gpus(CONS_CFG["generator"])),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,

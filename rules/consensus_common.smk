@@ -5,7 +5,7 @@ from polyculture.workflow import check_requests, check_self_supervision, check_s
 
 CONS = f"{RESULTS}/consensus"
 CONS_CFG = config["consensus"]
-CONS_BACKEND = generation_params()
+CONS_BACKEND = generation_params(CONS_CFG["generator"])
 CONS_TRANSLATOR = config["translator"]
 CONS_VARIANTS = CONS_CFG["variants"]
 CONS_SELECTIONS = sorted({v["selection"] for v in CONS_VARIANTS.values()})

@@ -45,14 +45,14 @@ rule blend_generate:
         blend_country=BLEND_COUNTRY_RE,
     conda:
         "../envs/evaluate.yaml"
-    threads: 1
+    threads: placed_threads(lambda w: eval_model_gpus(w.blend_model))
     resources:
-        gpu=lambda w: model_gpus(EVAL_MODELS[w.blend_model]["model"]),
+        **placed(lambda w: eval_model_gpus(w.blend_model)),
     params:
         data_dir=BLEND_DATA,
         model=blend_model_params,
         runs=blend_country_runs,
-        backend=generation_params(),
+        backend=generation_params(eval_model=lambda w: w.blend_model),
         sampling=BLEND["sampling"],
         prompt_format=BLEND["prompt_format"],
         seed=EVAL_SEED["blend"],
@@ -108,12 +108,12 @@ rule lm_eval:
         general_model=GENERAL_MODEL_RE,
     conda:
         "../envs/evaluate.yaml"
-    threads: 1
+    threads: placed_threads(lambda w: eval_model_gpus(w.general_model))
     resources:
-        gpu=1,
+        **placed(lambda w: eval_model_gpus(w.general_model)),
     params:
         model=general_model_params,
-        backend=generation_params(),
+        backend=generation_params(eval_model=lambda w: w.general_model),
         tasks=GENERAL["tasks"],
         prompt_defaults={
             k: GENERAL[k]

@@ -131,9 +131,9 @@ rule merge_adapter:
         f"{BENCH}/merge_adapter/{{train_variant}}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 1
+    threads: placed_threads(1)
     resources:
-        gpu=1,
+        **placed(1),
     params:
         base_model=train_base_model,
         dtype=TRAIN["merge_dtype"],

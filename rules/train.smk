@@ -36,7 +36,7 @@ rule train_lora:
         "../envs/train.yaml"
     threads: max(1, TRAIN["gpus"])
     resources:
-        gpu=TRAIN["gpus"],
+        **placed(TRAIN["gpus"], minutes=720, multi_gpu=True),
         tasks=1,
     params:
         settings=TRAIN_SETTINGS,

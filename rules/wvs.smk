@@ -107,13 +107,9 @@ rule wvs_translate_prompts:
         language=WVS_LANGUAGE_RE,
     conda:
         "../envs/wvs.yaml"
-    threads: 1
+    threads: placed_threads(translator_gpus())
     resources:
-        gpu=(
-            model_gpus(config["translator"].get("model"))
-            if config["translator"].get("kind") in ("llm", "nllb")
-            else 0
-        ),
+        **placed(translator_gpus()),
     params:
         translator=wvs_translator(),
         backend=generation_params(),
@@ -144,13 +140,13 @@ rule wvs_survey:
         shard=r"\d+",
     conda:
         "../envs/wvs.yaml"
-    threads: 1
+    threads: placed_threads(lambda w: eval_model_gpus(w.model))
     resources:
-        gpu=lambda w: model_gpus(EVAL_MODELS[w.model]["model"]),
+        **placed(lambda w: eval_model_gpus(w.model)),
     params:
         model=lambda w: eval_model_params(w.model),
         family=lambda w: wvs_family(w.model),
-        backend=generation_params(),
+        backend=generation_params(eval_model=lambda w: w.model),
         sampling=WVS_CFG["sampling"],
         stop=WVS_CFG["stop"],
         samples_per_prompt=WVS_CFG["samples_per_prompt"],
@@ -209,13 +205,13 @@ rule wvs_judge:
         shard=r"\d+",
     conda:
         "../envs/wvs.yaml"
-    threads: 1
+    threads: placed_threads(model_gpus(WVS_CFG["judge"]))
     resources:
-        gpu=model_gpus(WVS_CFG["judge"]),
+        **placed(model_gpus(WVS_CFG["judge"])),
     params:
         judge=wvs_judge_path,
         mode=WVS_CFG["judge_mode"],
-        backend=generation_params(),
+        backend=generation_params(WVS_CFG["judge"]),
         sampling=WVS_CFG["judge_sampling"],
         n_shards=WVS_CFG["judge_shards"],
         seed=WVS_SEED["judge"],

@@ -21,7 +21,7 @@ with tempfile.TemporaryDirectory() as tmp:
     )
     model_type, model_args = ge.lm_eval_model(
         model, adapter=adapter, backend=backend, dtype=p.backend.get("dtype", "auto"),
-        vllm_options={k: v for k, v in p.backend.items() if k.startswith("vllm_")},
+        vllm_options=p.backend["engine"],
     )  # fmt: skip
     results = ge.run_lm_eval(
         model_type, model_args, specs, task_dir=p.tasks_path, num_fewshot=p.num_fewshot,

@@ -29,6 +29,7 @@ CONFIG_NAMES = {
     "my-eval.yaml": "configs/templates/evaluate.yaml",
     "my-consensus.yaml": "configs/templates/consensus-own-model.yaml",
     "my-wvs.yaml": "configs/templates/wvs-endpoint.yaml",
+    "my-70b.yaml": "configs/templates/evaluate-70b-tp4.yaml",
     "C": "config.yaml",
 }
 #: Synopsis tokens: a command holding one is a usage line, not a command to run.

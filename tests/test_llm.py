@@ -439,7 +439,7 @@ def test_backend_choice_and_helpers() -> None:
             "dtype": "auto",
             "vllm_max_model_len": 2048,
         }
-    ) == {"backend": "hf", "batch_size": 4, "dtype": "auto", "vllm_max_model_len": 2048}
+    ) == {"backend": "hf", "batch_size": 4, "dtype": "auto", "engine": {"max_model_len": 2048}}
     assert [vllm_lora_rank(r) for r in (4, 8, 9, 16, 64)] == [8, 8, 16, 16, 64]
     assert derive_seed(1, 2) == derive_seed(1, 2) != derive_seed(2, 1)
     assert derive_seed(5, 0, bits=31) < 2**31

@@ -4,6 +4,7 @@ SLURM settings can live outside the tracked files."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -22,7 +23,8 @@ def slurm_profile(env: dict[str, str] | None = None, cwd: Path = REPO) -> dict:
     os.chdir(cwd)
     try:
         text = (REPO / "profiles" / "slurm" / "config.yaml").read_text(encoding="utf-8")
-        return yte.process_yaml(text, require_use_yte=True)
+        profile = yte.process_yaml(text, require_use_yte=True)
+        return {**profile, "_placement": os.environ.get("POLYCULTURE_PLACEMENT")}
     finally:
         os.chdir(old_cwd)
         os.environ.clear()
@@ -60,7 +62,8 @@ def test_site_settings_from_a_file_outside_the_repository(tmp_path: Path) -> Non
     )
     profile = slurm_profile({"POLYCULTURE_SITE": str(site)})
     assert profile["default-resources"]["slurm_account"] == "lab42"
-    assert profile["set-resources"]["wvs_survey"]["gpu_model"] == "a100"
+    # the GPU type reaches the workflow's per-job placement (polyculture.placement)
+    assert json.loads(profile["_placement"])["gpu_model"] == "a100"
     assert profile["set-resources"]["wvs_survey"]["runtime"] == "480 * attempt"
     # without it: the tracked defaults
     assert slurm_profile()["default-resources"]["slurm_account"] == "my_account"

@@ -18,7 +18,7 @@ from polyculture.errors import ConfigError, ModelSpecError
 def test_every_backend_is_registered_by_name() -> None:
     assert GENERATORS.names() == ("hf", "vllm", "openai")
     assert BACKENDS == ("auto", "hf", "vllm")  # openai is chosen by the spec, not the config
-    assert TRANSLATORS.names() == ("llm", "nllb", "google")
+    assert TRANSLATORS.names() == ("llm", "nllb", "google", "memory")
     assert [TRANSLATORS.entry(k).info["needs_model"] for k in TRANSLATORS.names()] == [
         True,
         True,
@@ -48,7 +48,7 @@ def test_loaders_refuse_unknown_names_with_the_choices() -> None:
     with pytest.raises(ConfigError, match="unknown backend 'tgi'; expected one of auto, hf, vllm"):
         load_generator("org/model", backend="tgi")
     with pytest.raises(
-        ConfigError, match="unknown kind 'deepl'; expected one of llm, nllb, google"
+        ConfigError, match="unknown kind 'deepl'; expected one of llm, nllb, google, memory"
     ):
         TranslatorSettings("deepl")
     with pytest.raises(ConfigError, match="'translator.model'.*kind 'nllb' needs a model"):

@@ -34,6 +34,7 @@ from conftest import copy_workflow
 from polars.testing import assert_frame_equal
 
 from polyculture.logs import OFFLINE_ENV
+from polyculture.placement import PLACEMENT_ENV, placed, placed_threads, site_placement
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -48,6 +49,7 @@ SITE_NAMES = (
     "STATUS_COMMAND",
     "QOS",
     "GPU_CONSTRAINT",
+    "GPUS_PER_NODE",
     "SLURM_EXTRA",
     "RESOURCE_OVERRIDES",
 )
@@ -60,13 +62,17 @@ OVERLAY_KEYS = {
     "slurm-init-seconds-before-status-checks",
     "slurm-keep-successful-logs",
     "jobs",
-    "set-threads",
 }
+#: The rules that run models (their `resources:` come from polyculture.placement.placed).
+MODEL_RULES = {"train_lora", "wvs_survey", "wvs_judge", "blend_generate", "sample_responses"}
 #: Environment of the SLURM runs: no hub (an endpoint on the discard port refuses connections).
 NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9", "TOKENIZERS_PARALLELISM": "false"}
 #: Keys the small-jobs overlay may set: packing, and the runtime of what it packs.
 SMALL_KEYS = {"groups", "group-components", "resources", "set-resource-scopes", "set-resources"}
 STACKS = slurm_cluster.PROFILE_STACKS
+#: The test overlay after the production profile, as Snakemake loads them (the overlay's
+#: definitions render the production profile first, then change its placement).
+OVERLAY_STACK = OVERLAY
 
 
 def slurm_args(stack: str) -> tuple[str, ...]:
@@ -79,9 +85,30 @@ def slurm_args(stack: str) -> tuple[str, ...]:
 
 def render(profile: Path | str, cwd: Path = REPO) -> dict:
     """A profile as Snakemake reads it (YTE rendered); relative paths resolve from `cwd`."""
+    return render_with_placement(profile, cwd)[0]
+
+
+def render_with_placement(profile: Path | str, cwd: Path = REPO) -> tuple[dict, dict | None]:
+    """A rendered profile and the site settings it hands the workflow (POLYCULTURE_PLACEMENT,
+    read by polyculture.placement); this process's environment is left as it was."""
     text = profile.read_text() if isinstance(profile, Path) else profile
-    with contextlib.chdir(cwd):
-        return yte.process_yaml(text, require_use_yte=True)
+    old = os.environ.get(PLACEMENT_ENV)
+    try:
+        with contextlib.chdir(cwd):
+            rendered = yte.process_yaml(text, require_use_yte=True)
+        return rendered, site_placement()
+    finally:
+        if old is None:
+            os.environ.pop(PLACEMENT_ENV, None)
+        else:
+            os.environ[PLACEMENT_ENV] = old
+
+
+def placement_of(profile: Path | str) -> dict:
+    """The site settings a profile hands the workflow."""
+    site = render_with_placement(profile)[1]
+    assert site is not None, "the profile sets no POLYCULTURE_PLACEMENT"
+    return site
 
 
 def with_site(text: str, **values: str) -> str:
@@ -96,7 +123,7 @@ def gpu_entries(profile: dict) -> dict[str, dict]:
     """set-resources entries that request GPUs (they name a GPU model or a count)."""
     return {
         rule: res
-        for rule, res in profile["set-resources"].items()
+        for rule, res in profile.get("set-resources", {}).items()
         if "gpu_model" in res or "gpu" in res
     }
 
@@ -118,7 +145,13 @@ def probe_workflow(workdir: Path) -> tuple[dict[str, list[str]], set[str]]:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        env={
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            # as under profiles/slurm: the rules declare their placement
+            PLACEMENT_ENV: json.dumps(placement_of(PROFILE)),
+        },
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = proc.stdout.splitlines()
@@ -293,7 +326,8 @@ def test_groups_are_rules_and_chains_share_resources(
         members = [r for r, g in groups.items() if g == name]
         assert len(members) >= 2 or name in rendered["group-components"], (name, members)
         requests = {
-            json.dumps(rendered["set-resources"].get(r, {}), sort_keys=True) for r in members
+            json.dumps(rendered.get("set-resources", {}).get(r, {}), sort_keys=True)
+            for r in members
         }
         assert len(requests) == 1, (name, requests)
     assert set(rendered["group-components"]) <= set(groups.values())
@@ -304,9 +338,11 @@ def repacked_rules(profile: dict, small_overlay: dict) -> set[str]:
     return {r for r, g in small_overlay["groups"].items() if profile["groups"].get(r) != g}
 
 
-def test_small_overlay_packs_one_gpu_jobs_only(profile: dict, small_overlay: dict) -> None:
+def test_small_overlay_packs_one_gpu_jobs_only(
+    profile: dict, small_overlay: dict, rule_resources: dict[str, list[str]]
+) -> None:
     """The small-jobs overlay changes only packing: production's groups stay or are widened, the
-    rules it groups are one-GPU rules (a packed job holds one GPU), each asks 30 min instead of
+    rules it groups are model rules (a packed job holds one GPU), each asks 30 min instead of
     production's time, GPUs are counted per submission only; nothing else differs."""
     assert set(small_overlay) == SMALL_KEYS, set(small_overlay) ^ SMALL_KEYS
     assert small_overlay["resources"] == {"gpu": 1}
@@ -316,13 +352,14 @@ def test_small_overlay_packs_one_gpu_jobs_only(profile: dict, small_overlay: dic
     repacked = repacked_rules(profile, small_overlay)
     assert {"blend_generate", "lm_eval", "wvs_survey", "wvs_judge"} <= repacked, repacked
     for rule in repacked:
-        assert profile["set-resources"][rule].get("gpu") == 1, rule
+        assert "gpu" in rule_resources[rule], rule
         assert small_overlay["set-resources"][rule]["runtime"] == "30 * attempt", rule
     assert "train_lora" not in small_overlay["groups"]  # several GPUs: never packed
     strip = lambda r, d: {k: v for k, v in d.items() if not (k == "runtime" and r in repacked)}  # noqa: E731
-    assert small_overlay["set-resources"].keys() == profile["set-resources"].keys()
+    production = profile.get("set-resources", {})
+    assert set(small_overlay["set-resources"]) == set(production) | repacked
     for rule, res in small_overlay["set-resources"].items():
-        assert strip(rule, res) == strip(rule, profile["set-resources"][rule]), rule
+        assert strip(rule, res) == strip(rule, production.get(rule, {})), rule
 
 
 def test_small_overlay_groups_per_model_in_a_dry_run(tmp_path: Path) -> None:
@@ -356,18 +393,19 @@ def test_site_block_holds_every_site_value(profile: dict) -> None:
     other = with_site(
         text, ACCOUNT="acct9", CPU_PARTITION="small", GPU_PARTITION="h200q", GPU_MODEL="b200"
     )
-    changed = render(other)
+    changed, site = render_with_placement(other)
     assert changed["default-resources"]["slurm_account"] == "acct9"
     assert changed["default-resources"]["slurm_partition"] == "small"
-    for rule, res in gpu_entries(changed).items():
-        assert res["slurm_partition"] == "h200q", rule
-        assert res["gpu_model"] == "b200", rule
+    assert site is not None
+    assert (site["gpu_partition"], site["cpu_partition"], site["gpu_model"]) == (
+        "h200q",
+        "small",
+        "b200",
+    )
     # Nothing but the site resources changed: no partition or GPU name outside the block.
     strip = lambda d: {k: v for k, v in d.items() if k not in SITE_RESOURCES}  # noqa: E731
     assert strip(changed["default-resources"]) == strip(profile["default-resources"])
-    assert {r: strip(v) for r, v in changed["set-resources"].items()} == {
-        r: strip(v) for r, v in profile["set-resources"].items()
-    }
+    assert "set-resources" not in changed and "set-resources" not in profile
     rest = lambda d: {k: v for k, v in d.items() if k not in ("default-resources", "set-resources")}  # noqa: E731
     assert rest(changed) == rest(profile)
     no_account = render(with_site(text, ACCOUNT=""))
@@ -385,30 +423,39 @@ def test_profile_settings(profile: dict) -> None:
     assert not {"gpu", "gpu_model", "gres"} & defaults.keys()
 
 
-def test_gpu_jobs_are_one_task(profile: dict) -> None:
+def test_gpu_jobs_are_one_task() -> None:
     """The plugin turns `tasks` into --ntasks-per-gpu for GPU jobs unless tasks_per_gpu is 0:
-    a training job would then be one task per GPU instead of one accelerate process group."""
-    entries = gpu_entries(profile)
-    assert entries
-    for rule, res in entries.items():
-        assert res.get("tasks_per_gpu") == 0, rule
-    multi = {r for r, res in entries.items() if "gpu" not in res}
-    assert "train_lora" in multi, "training takes its GPU count from the rule (config train.gpus)"
-    for rule in multi:
-        assert entries[rule]["nodes"] == 1, rule
+    a training job would then be one task per GPU instead of one accelerate process group.
+    Training books its GPUs on one node."""
+    site = placement_of(PROFILE)
+    one = placed(1, site)
+    assert one["tasks_per_gpu"] == 0 and one["cpus_per_gpu"] == 8
+    train = placed(8, site, minutes=720, multi_gpu=True)
+    assert train["nodes"] == 1 and train["tasks_per_gpu"] == 0 and train["gpu"] == 8
 
 
-def test_every_gpu_rule_is_routed(profile: dict, rule_resources: dict[str, list[str]]) -> None:
-    """Every rule that declares `gpu` is a GPU entry of the profile, and every entry is a rule."""
+def test_placement_follows_what_a_job_runs() -> None:
+    """One rule, two jobs: the one of a local model books its engine's GPUs in the GPU
+    partition, the one of an API model none, in the CPU partition, without a GPU type."""
+    site = placement_of(PROFILE)
+    res = placed(lambda w: 0 if w == "api" else 4, site)
+    assert [res[k]("local") for k in ("gpu", "slurm_partition", "gpu_model")] == [4, "gpu", "h200"]
+    assert [res[k]("api") for k in ("gpu", "slurm_partition", "gpu_model")] == [0, "cpu", ""]
+    assert res["runtime"]("local", 2) == 480 and res["mem_mb_per_cpu"]("api", 1) == 8000
+    assert [placed_threads(n, site)(None) for n in (0, 1)] == [1, 8]
+    assert placed(1, None) == {"gpu": 1} and placed_threads(1, None)(None) == 1
+
+
+def test_every_gpu_rule_is_placed_by_the_workflow(
+    profile: dict, rule_resources: dict[str, list[str]]
+) -> None:
+    """No rule name list in the profile: every rule that declares `gpu` declares its placement
+    (polyculture.placement.placed: partition, GPU type) itself."""
+    assert gpu_entries(profile) == {} and "set-threads" not in profile
     declared = {rule for rule, keys in rule_resources.items() if "gpu" in keys}
-    routed = set(gpu_entries(profile))
-    assert declared - routed == set(), f"GPU rules missing from {PROFILE}: {declared - routed}"
-    assert routed - declared == set(), (
-        f"profile GPU entries that are no GPU rule: {routed - declared}"
-    )
-    unknown = set(profile["set-resources"]) - set(rule_resources)
-    assert not unknown, f"set-resources for rules that do not exist: {unknown}"
-    assert set(profile.get("set-threads", {})) <= set(rule_resources)
+    assert declared >= MODEL_RULES, MODEL_RULES - declared
+    for rule in declared:
+        assert {"slurm_partition", "gpu_model", "tasks_per_gpu"} <= set(rule_resources[rule]), rule
 
 
 def with_overrides(text: str, overrides: str) -> str:
@@ -426,19 +473,14 @@ def with_overrides(text: str, overrides: str) -> str:
 def test_resource_overrides_merge_after_the_gpu_rules(profile: dict) -> None:
     """A site's per-rule overrides change only the keys they name, on CPU and GPU rules alike."""
     assert render(with_overrides(PROFILE.read_text(), "{}")) == profile
-    gpu_rule = next(r for r, res in gpu_entries(profile).items() if res.get("gpu") == 1)
     overrides = (
         '{"mixed_model": {"mem_mb": "32000 * attempt"}, '
-        f'"{gpu_rule}": {{"runtime": "600 * attempt", "mem_mb_per_cpu": 12000}}}}'
+        '"wvs_survey": {"runtime": "600 * attempt", "mem_mb_per_cpu": 12000}}'
     )
     changed = render(with_overrides(PROFILE.read_text(), overrides))
-    assert changed["set-resources"]["mixed_model"] == {"mem_mb": "32000 * attempt"}
-    expected = {**profile["set-resources"][gpu_rule], "runtime": "600 * attempt"}
-    expected["mem_mb_per_cpu"] = 12000
-    assert changed["set-resources"][gpu_rule] == expected
-    others = set(profile["set-resources"]) - {gpu_rule}
-    assert {r: changed["set-resources"][r] for r in others} == {
-        r: profile["set-resources"][r] for r in others
+    assert changed["set-resources"] == {
+        "mixed_model": {"mem_mb": "32000 * attempt"},
+        "wvs_survey": {"runtime": "600 * attempt", "mem_mb_per_cpu": 12000},
     }
 
 
@@ -446,13 +488,13 @@ def test_qos_constraint_and_extra_flags_slots(profile: dict) -> None:
     assert not {"qos", "constraint"} & profile["default-resources"].keys()
     text = with_site(PROFILE.read_text(), QOS="high", GPU_CONSTRAINT="h200&ib")
     text = with_site(text, SLURM_EXTRA="--mail-type=FAIL")
-    changed = render(text)
+    changed, site = render_with_placement(text)
     defaults = changed["default-resources"]
     assert defaults["qos"] == "high"
     assert defaults["slurm_extra"] == "--mail-type=FAIL"
-    for rule, res in gpu_entries(changed).items():
-        assert res["constraint"] == "h200&ib", rule
-    assert all("constraint" not in res for res in profile["set-resources"].values())
+    res = placed(lambda w: w, site)
+    assert res["constraint"](1) == "h200&ib" and res["constraint"](0) == ""
+    assert "constraint" not in placed(1, placement_of(PROFILE))
 
 
 def test_documented_plugin_options_exist(profile: dict) -> None:
@@ -477,10 +519,11 @@ def test_overlay_changes_only_site_values(profile: dict, overlay: dict) -> None:
     # The overlay keeps the production (or small-jobs) set-resources: their site values are the
     # test cluster's already (the partitions and GPU type the site block names by default).
     spec = slurm_cluster.NodeSpec()
-    for rule, res in gpu_entries(profile).items():
-        assert res["slurm_partition"] == spec.gpu_partition, rule
-        assert res["gpu_model"] == spec.gpu_type, rule
+    site = placement_of(PROFILE)
+    assert (site["gpu_partition"], site["gpu_model"]) == (spec.gpu_partition, spec.gpu_type)
     assert profile["default-resources"]["slurm_partition"] == spec.cpu_partition
+    # model jobs on the test node run one thread (the workflow reads it from the placement)
+    assert placement_of(OVERLAY_STACK)["threads_per_gpu_job"] == 1
 
 
 # ---------------------------------------------------------------- a real SLURM cluster
@@ -503,8 +546,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 MECHANICS_SNAKEFILE = """\
-# Rules named like the profile's GPU rule {gpu_rule} and training rule {train_rule}, declaring
-# what the real ones declare (gpu=1; gpu=<count>, tasks=1), so the profile treats them alike.
+# Rules named like the workflow's model rule {gpu_rule} and training rule {train_rule}, placed as
+# the real ones are (polyculture.placement with the profile's site settings).
+from polyculture.placement import placed, site_placement
+
 rule all:
     input: "cpu.txt", "gpu.txt", "train.txt", "flaky.txt"
 
@@ -515,13 +560,13 @@ rule cpu_step:
 rule {gpu_rule}:
     input: "cpu.txt"
     output: "gpu.txt"
-    resources: gpu=1
+    resources: **placed(1, site_placement())
     shell: "echo $CUDA_VISIBLE_DEVICES > {{output}}"
 
 rule {train_rule}:
     input: "cpu.txt"
     output: "train.txt"
-    resources: gpu={train_gpus}, tasks=1
+    resources: **placed({train_gpus}, site_placement(), minutes=720, multi_gpu=True), tasks=1
     shell:
         "echo started >> train-starts.txt; "
         "echo $SLURM_NTASKS $SLURM_STEP_NUM_TASKS $CUDA_VISIBLE_DEVICES > {{output}}"
@@ -540,11 +585,9 @@ def mechanics(cluster, profile: dict, tmp_path_factory: pytest.TempPathFactory):
     """A small workflow through the profile: a CPU, a GPU, a 4-GPU training and a flaky rule."""
     work = tmp_path_factory.mktemp("slurm-mechanics")
     shutil.copytree(REPO / "profiles", work / "profiles")
-    entries = gpu_entries(profile)
-    # an ungrouped one: a grouped rule runs as a job named after its group
-    gpu_rule = next(
-        r for r, res in entries.items() if res.get("gpu") == 1 and r not in profile["groups"]
-    )
+    # an ungrouped model rule: a grouped rule runs as a job named after its group
+    gpu_rule = "blend_generate"
+    assert gpu_rule not in profile["groups"]
     train_rule = "train_lora"
     (work / "Snakefile").write_text(
         MECHANICS_SNAKEFILE.format(gpu_rule=gpu_rule, train_rule=train_rule, train_gpus=4)
@@ -648,7 +691,7 @@ def test_demo_rules_ran_where_the_workflow_says(
             assert all(r in groups for r in rules), (jobid, rules)
     # one chain, one job: the consensus questions (both stacks) run in one SLURM job
     (chain,) = [rules for rules in members.values() if "write_paragraphs" in rules]
-    assert {"generate_questions", "translate_questions"} <= set(chain), chain
+    assert "generate_questions" in chain, chain
     # fewer SLURM jobs than non-local Snakemake jobs: the groups saved submissions
     assert len(completed) < ran.total()
     for job in slurm_demo.jobs:

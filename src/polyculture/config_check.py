@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from polyculture.backends.engine import engine_problems
 from polyculture.backends.generation.openai import ApiSettings
 from polyculture.backends.spec import (
     ModelSpec,
@@ -545,6 +546,7 @@ def cross_key_problems(
         lambda: api_model_problems(config, environ),
         lambda: wvs_input_problems(config),
         lambda: alignment_problems(config),
+        lambda: engine_problems(config),
     ]
     problems: list[ConfigError] = []
     for check in checks:

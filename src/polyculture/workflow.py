@@ -6,6 +6,7 @@ settings and the report's tables. The rule files import from this module only
 
 from polyculture.backends.builtin.real_models import REAL_MODELS
 from polyculture.backends.builtin.tiny_corpus import CORPUS_FILES
+from polyculture.backends.engine import engine_gpus, engine_options, node_gpu_problems
 from polyculture.backends.generation.openai import usage_path_for
 from polyculture.backends.spec import parse_model_spec
 from polyculture.blend import (
@@ -31,6 +32,9 @@ from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
 from polyculture.logs import OFFLINE_ENV
+from polyculture.placement import placed as placed_resources
+from polyculture.placement import placed_threads as placed_threads_of
+from polyculture.placement import site_placement
 from polyculture.prefetch import hub_items, item_slug
 from polyculture.release import check_repo_id
 from polyculture.summary import TABLES as SUMMARY_TABLES
@@ -38,6 +42,12 @@ from polyculture.train import check_adapter_bases, check_trackers, settings_from
 from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mixed_formula
 
 __all__ = [
+    "site_placement",
+    "placed_threads_of",
+    "placed_resources",
+    "node_gpu_problems",
+    "engine_options",
+    "engine_gpus",
     "CORPUS_FILES",
     "OFFLINE_ENV",
     "REAL_MODELS",

@@ -61,6 +61,19 @@ _URL_RULE = (
 )
 
 
+#: vLLM options whose product is the GPUs of one engine (all on one node's GPUs here).
+PARALLEL_KEYS = ("tensor_parallel_size", "pipeline_parallel_size")
+
+
+def engine_gpus(engine: Mapping[str, Any]) -> int:
+    """GPUs one engine needs: tensor × pipeline parallel size (1 each when unset)."""
+    gpus = 1
+    for key in PARALLEL_KEYS:
+        value = engine.get(key, 1)
+        gpus *= value if isinstance(value, int) and not isinstance(value, bool) else 1
+    return gpus
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model spec: `raw` as written, `kind` (hub | directory | builtin | api), the
@@ -91,8 +104,9 @@ class ModelSpec:
 
     @property
     def gpus(self) -> int:
-        """GPUs a job running this model asks for: none for an API model, else one."""
-        return 0 if self.is_api else 1
+        """GPUs a job running this model asks for, all on one node: none for an API model, else
+        its engine's tensor × pipeline parallel size (one GPU when `engine` sets neither)."""
+        return 0 if self.is_api else engine_gpus(self.engine)
 
     @property
     def needs_network(self) -> bool:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyculture.errors import ConfigError, InputError
-from polyculture.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +171,8 @@ def build_real_model(name: str, out_dir: str | os.PathLike[str], dtype: str = "b
     model = REAL_MODELS[name]
     check_installed(model, f"builtin:{name}")
     out = Path(out_dir)
+    from polyculture.io import atomic_dir  # polars-free import path for the vLLM venv
+
     with atomic_dir(out) as tmp:
         if model.kind == "chat":
             source = package_dir(model) / model.file

@@ -20,6 +20,7 @@ import polyculture.backends.generation.vllm  # noqa: F401
 import polyculture.backends.generation.openai  # noqa: F401
 
 # isort: on
+from polyculture.backends.engine import engine_options
 from polyculture.backends.generation.base import (
     Generator,
     LoadOptions,
@@ -80,9 +81,11 @@ def generator_kwargs(backend_config: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("batch_size", "dtype", "chat_template"):
         if key in backend_config:
             kwargs[key] = backend_config[key]
-    for key, value in backend_config.items():
-        if key.startswith("vllm_"):
-            kwargs[key] = value
+    if backend_config.get("engine") is not None:
+        # the job's model's engine options, merged by the workflow (backends.engine)
+        kwargs["engine"] = dict(backend_config["engine"])
+    else:
+        kwargs["engine"] = engine_options({"backend": backend_config})
     if backend_config.get("openai") is not None:
         kwargs["openai"] = backend_config["openai"]
     return kwargs
@@ -98,15 +101,17 @@ def load_generator(
     dtype: str = "auto",
     openai: Mapping[str, Any] | None = None,
     chat_template: str | None = None,
+    engine: Mapping[str, Any] | None = None,
     **vllm_options: Any,
 ) -> Generator:
     """Load a chat model (a loadable path or hub id: resolve `builtin:` specs first) on the
     backend registered as `backend` (auto: see resolve_backend), optionally with a PEFT adapter
     (merged into the weights if merge_adapter).
 
-    vllm_options go to vllm.LLM (a `vllm_` prefix is dropped, so the config's
-    vllm_gpu_memory_utilization / vllm_max_model_len can be passed as they are); the hf
-    backend ignores them.
+    `engine` (vLLM EngineArgs names, see polyculture.backends.engine) and vllm_options go to
+    vllm.LLM (a `vllm_` prefix is dropped, so the config's vllm_gpu_memory_utilization /
+    vllm_max_model_len can be passed as they are); the hf backend ignores them but for their
+    GPU count (more than one: the model is spread over the GPUs with device_map auto).
 
     An API model spec (`openai:<model>`, `openai@<endpoint>:<model>`) is served by the openai
     backend with the config's backend.openai settings, whatever `backend` says."""
@@ -117,7 +122,7 @@ def load_generator(
         dtype=dtype,
         chat_template=chat_template,
         openai=openai,
-        engine=dict(vllm_options),
+        engine={**(engine or {}), **vllm_options},
     )
     if is_api_spec(model):
         return GENERATORS.get(API_BACKEND)(model, options)

@@ -126,6 +126,7 @@ class HFGenerator(Generator):
         dtype: str = "auto",
         device: str | None = None,
         chat_template: str | None = None,
+        device_map: str | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, GenerationConfig
@@ -148,7 +149,7 @@ class HFGenerator(Generator):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         lm = AutoModelForCausalLM.from_pretrained(
-            model, dtype=self.dtype, device_map=self.device, local_files_only=local
+            model, dtype=self.dtype, device_map=device_map or self.device, local_files_only=local
         )
         eos = lm.generation_config.eos_token_id
         if eos is None:
@@ -170,7 +171,9 @@ class HFGenerator(Generator):
             lm = PeftModel.from_pretrained(lm, adapter, local_files_only=True)
             if merge_adapter:
                 lm = lm.merge_and_unload()
-        self.lm = lm.to(self.device).eval()
+        # a model spread over GPUs by device_map stays where accelerate put it; inputs go to the
+        # first GPU (self.device 'cuda')
+        self.lm = (lm if device_map else lm.to(self.device)).eval()
         self._grammar_compiler: Any = None
         self._grammars: dict[str, Any] = {}
 
@@ -337,13 +340,30 @@ class HFGenerator(Generator):
             torch.cuda.empty_cache()
 
 
+def hf_device_map(gpus_booked: int, gpus_visible: int) -> str | None:
+    """device_map of a model on the hf backend: 'auto' (accelerate spreads the layers over the
+    GPUs) where the job booked more than one GPU for the model and sees more than one, else
+    None (the whole model on one device)."""
+    return "auto" if gpus_booked > 1 and gpus_visible > 1 else None
+
+
 @GENERATORS.register("hf")
 def load_hf(model: str, options: LoadOptions) -> HFGenerator:
-    """An HFGenerator for `model`; the engine options (vLLM's) do not apply and are logged."""
+    """An HFGenerator for `model`; of the engine options (vLLM's) only the GPU count applies
+    (tensor × pipeline parallel size > 1: the model is spread over the GPUs, device_map auto);
+    the rest are logged and ignored."""
+    import torch
+
+    from polyculture.backends.engine import engine_gpus
+
     if options.engine:
         log.info("hf backend: ignoring vLLM options %s", sorted(options.engine))
+    device_map = hf_device_map(engine_gpus(options.engine), torch.cuda.device_count())
+    if device_map:
+        log.info("hf backend: device_map %s over %d GPUs", device_map, torch.cuda.device_count())
     return HFGenerator(
         model,
+        device_map=device_map,
         adapter=options.adapter,
         merge_adapter=options.merge_adapter,
         batch_size=options.batch_size,
