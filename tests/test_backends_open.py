@@ -50,7 +50,7 @@ def test_generator_call_is_the_scripts_load_call() -> None:
         "/m",
         {"adapter": "/a", "merge_adapter": True, **kwargs},
     )
-    assert kwargs["vllm_max_model_len"] == 64 and kwargs["batch_size"] == 4
+    assert kwargs["engine"] == {"max_model_len": 64} and kwargs["batch_size"] == 4
 
 
 def test_translator_call_is_the_scripts_load_call() -> None:
