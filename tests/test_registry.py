@@ -23,6 +23,7 @@ def test_every_backend_is_registered_by_name() -> None:
         True,
         True,
         False,
+        False,
     ]
     assert EMBEDDERS.names() == ("sentence-transformers",)
 

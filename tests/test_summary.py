@@ -106,3 +106,9 @@ def test_summary_of_the_demo_run(demo_summary: tuple[Path, str]) -> None:
     consistency = pl.read_parquet(results / TABLES["self_consistency"].path)
     for r in consistency.iter_rows(named=True):
         assert f"| {r['model']} | {r['language']} | {r['consistency']:.3f} |" in text
+
+
+def test_the_summary_reads_the_labels_the_comparison_writes() -> None:
+    from polyculture import compare, summary
+
+    assert (summary.ALL, summary.ALL_COUNTRIES) == (compare.ALL, compare.ALL_COUNTRIES)

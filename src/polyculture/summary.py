@@ -18,9 +18,15 @@ from typing import Any
 
 import polars as pl
 
-from polyculture.compare import ALL, ALL_COUNTRIES
 from polyculture.errors import InputError
 from polyculture.model_card import markdown_table
+
+#: The labels polyculture.compare.pairs writes for the macro means (prompt templates / benchmark
+#: tasks: ALL; countries: ALL_COUNTRIES), repeated here so that the summary, which runs in the
+#: light `report` environment, does not import the comparison's numpy/matplotlib stack;
+#: tests/test_summary.py checks they agree.
+ALL = "all"
+ALL_COUNTRIES = "All"
 
 #: Drop rates above this share are listed (the issue's 5 %; our choice: below it a stage's
 #: drops rarely change a headline number).

@@ -199,7 +199,7 @@ class MemoryTranslator(Translator):
         return out
 
 
-@TRANSLATORS.register("memory", needs_path=True)
+@TRANSLATORS.register("memory", needs_model=False, needs_path=True)
 def load_memory_translator(settings: TranslatorSettings, **_: object) -> MemoryTranslator:
     """The `memory` translator: the segment-pair table at `translator.path`."""
     return MemoryTranslator.from_path(str(settings.path))
