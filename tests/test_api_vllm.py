@@ -331,7 +331,7 @@ def test_evaluate_workflow_runs_blend_on_an_api_model(
     assert "rule lm_eval" not in planned and "blend_generate" in planned, planned[-3000:]
     assert "is an API model: the lm-eval task(s) demo_hellaswag_en" in planned
     scores = "results/evaluate/blend/api-chat/scores.parquet"
-    run_snakemake(work, "--configfile", str(cfg), scores, timeout=900)
+    run_snakemake(work, scores, "--configfile", str(cfg), timeout=900)
     table = pl.read_parquet(work / scores)
     assert table.height > 0 and set(table["country"]) >= {"US", "Greece"}
     answers = pl.read_parquet(work / "results/evaluate/blend/api-chat/answers/Greece.parquet")
