@@ -34,6 +34,7 @@ include: "rules/models.smk"
 include: "rules/consensus.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/benchmarks.smk"
 include: "rules/wvs.smk"
 include: "rules/alignment.smk"
 include: "rules/report.smk"
@@ -61,6 +62,9 @@ localrules:
     train_summary,
     blend_score,
     compare_models,
+    benchmark_items,
+    benchmark_score,
+    benchmark_compare,
     wvs_polarity,
     wvs_human_consistency,
     wvs_build_prompts,
@@ -93,6 +97,7 @@ rule all:
         enabled("consensus", consensus_targets),
         enabled("train", train_targets),
         enabled("evaluate", evaluate_targets),
+        enabled("evaluate", benchmarks_targets),
         enabled("wvs", wvs_targets),
         enabled("alignment", alignment_targets),
         report_targets(),

@@ -16,7 +16,8 @@ def drop_tables(wildcards=None):
             f"{BLEND_DIR}/{{model}}/drops/{{country}}.parquet",
             model=list(EVAL_MODELS),
             country=BLEND_COUNTRIES,
-        ),
+        )
+        + benchmark_drop_tables(),
         "wvs": list(rules.wvs_report.input.drops),
         "alignment": [f"{ALIGN}/drops.parquet"],
     }

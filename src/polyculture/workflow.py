@@ -31,6 +31,7 @@ from polyculture.consensus.config import check_self_supervision
 from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
+from polyculture.evals import benchmark_entries, check_benchmark
 from polyculture.logs import OFFLINE_ENV
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
@@ -55,6 +56,8 @@ __all__ = [
     "ConfigError",
     "adapter_kind",
     "annotations_path",
+    "benchmark_entries",
+    "check_benchmark",
     "api_models_used",
     "builtin_models_used",
     "check_adapter_bases",

@@ -1,0 +1,73 @@
+# Settings and helpers of the benchmark rules (rules/benchmarks.smk), and benchmarks_targets().
+# A benchmark is one folder under src/polyculture/evals/ (polyculture.evals.base); the config's
+# evaluate.benchmarks lists those to run, each a name or {name, ...overrides}.
+import re
+
+from polyculture.workflow import benchmark_entries, check_benchmark
+
+BENCHMARKS = {
+    b.name: b for b in benchmark_entries(config["evaluate"].get("benchmarks", []))
+}
+if config["pipelines"]["evaluate"]:
+    for _spec in BENCHMARKS.values():
+        check_benchmark(_spec)
+BENCHMARK_RE = "|".join(re.escape(b) for b in BENCHMARKS) or "(?!)"
+
+
+def benchmark_models(name):
+    """Eval models a benchmark runs: all, less the API models where it needs weights
+    (log-likelihoods)."""
+    needs_weights = BENCHMARKS[name].settings.get("needs_weights", False)
+    return [m for m in EVAL_MODELS if not (needs_weights and m in LM_EVAL_SKIPPED)]
+
+
+def benchmark_dir(name):
+    return f"{EVAL_DIR}/{name}"
+
+
+def benchmark_data_input(wildcards):
+    """The local data a benchmark's items are built from (its data.path, data.mc_questions_file)."""
+    data = BENCHMARKS[wildcards.benchmark].settings["data"]
+    return [data[k] for k in ("path", "mc_questions_file") if data.get(k)]
+
+
+def benchmark_settings(wildcards):
+    return BENCHMARKS[wildcards.benchmark].settings
+
+
+def benchmark_generation(wildcards):
+    return BENCHMARKS[wildcards.benchmark].settings["generation"]
+
+
+def benchmark_seed(wildcards):
+    """The config's seed plus the benchmark's generation.seed_offset."""
+    return SEED + BENCHMARKS[wildcards.benchmark].settings["generation"]["seed_offset"]
+
+
+def benchmark_scores(wildcards):
+    """Per-item score tables of every model the benchmark runs."""
+    name = wildcards.benchmark
+    return [
+        f"{benchmark_dir(name)}/{m}/scores.parquet" for m in benchmark_models(name)
+    ]
+
+
+def benchmarks_targets():
+    """Final outputs of the benchmark rules that rule all requests."""
+    if not EVAL_MODELS:
+        return []
+    return [
+        f"{benchmark_dir(b)}/{f}"
+        for b in BENCHMARKS
+        for f in ("summary.md", "summary.json", "comparison.parquet")
+    ]
+
+
+def benchmark_drop_tables():
+    """Drop tables of every benchmark × model (empty and unparseable answers)."""
+    return [
+        f"{benchmark_dir(b)}/{m}/{kind}_drops.parquet"
+        for b in BENCHMARKS
+        for m in benchmark_models(b)
+        for kind in ("generate", "score")
+    ]
