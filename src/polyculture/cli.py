@@ -8,6 +8,8 @@ groups add theirs the same way.
     polyculture blend-score --data DIR --responses FILE [--rules polyculture|official]
                             [--out FILE] [--per-question FILE]
     polyculture judge-agreement --reference FILE --labels FILE [--out FILE]
+    polyculture score --benchmark NAME --responses FILE [--items FILE | --data DIR]
+                      [--groups A,B,...] [--settings YAML] [--out FILE]
     polyculture --version
 """
 
@@ -211,6 +213,81 @@ def blend_score(args: argparse.Namespace) -> int:
         write_table(scores, args.out)
     if args.per_question:
         write_table(per_question, args.per_question)
+    return 0
+
+
+def _score_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--benchmark",
+        required=True,
+        help="a benchmark folder's name (polyculture.evals), e.g. blend-mcq",
+    )
+    parser.add_argument(
+        "--responses",
+        required=True,
+        type=Path,
+        help="CSV, TSV, Parquet, JSON or JSONL with columns item_id, response (the workflow's "
+        "responses.parquet; for blend-mcq also the official response file: MCQID, full_res)",
+    )
+    parser.add_argument(
+        "--items",
+        type=Path,
+        help="the items the responses answer (the workflow's results/evaluate/NAME/items.parquet); "
+        "default: built from the benchmark's settings",
+    )
+    parser.add_argument("--data", help="the benchmark's data.path (overrides benchmark.yaml)")
+    parser.add_argument("--groups", help="comma-separated groups.values (overrides benchmark.yaml)")
+    parser.add_argument(
+        "--settings", type=Path, help="YAML mapping of overrides of the benchmark's benchmark.yaml"
+    )
+    parser.add_argument("--model", default="model", help="the model's name in the tables")
+    parser.add_argument("--out", type=Path, help="write the per-item scores here")
+
+
+@subcommand(
+    "score",
+    "score responses produced anywhere on a benchmark folder's items (per group, macro, pooled)",
+    _score_args,
+)
+def score(args: argparse.Namespace) -> int:
+    """Score a response file on a benchmark and print its summary (Markdown)."""
+    from polyculture.evals import load_benchmark
+    from polyculture.evals.tables import (
+        COMPARISON_SCHEMA,
+        aggregate,
+        score_benchmark,
+        summary_markdown,
+    )
+    from polyculture.io import read_table, read_yaml
+
+    overrides = dict(read_yaml(args.settings) or {}) if args.settings else {}
+    if args.data:
+        overrides.setdefault("data", {})["path"] = args.data
+    if args.groups:
+        overrides.setdefault("groups", {})["values"] = args.groups.split(",")
+    spec = load_benchmark(args.benchmark, overrides)
+    responses = read_table(args.responses)
+    if "item_id" not in responses.columns and {"MCQID", "full_res"} <= set(responses.columns):
+        responses = responses.rename({"MCQID": "item_id", "full_res": "response"})
+    items = args.items if args.items else spec.implementation().items(spec.settings)
+    scores, drops = score_benchmark(spec, items, responses, args.model)
+    print(
+        summary_markdown(
+            spec,
+            aggregate(scores, spec, args.model),
+            pl.DataFrame(schema=COMPARISON_SCHEMA),
+            [],
+            0.05,
+        ),
+        end="",
+    )
+    if drops.dropped:
+        print(
+            f"note: {drops.dropped} of {drops.total} answers could not be parsed; they count as wrong",
+            file=sys.stderr,
+        )
+    if args.out:
+        write_table(scores, args.out)
     return 0
 
 

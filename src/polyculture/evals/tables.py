@@ -103,12 +103,14 @@ def generate_responses(
 
 def check_scores(scores: pl.DataFrame, spec: BenchmarkSpec, items: pl.DataFrame) -> pl.DataFrame:
     """The scorer's table with its columns checked: one row per item, the shared columns and
-    the benchmark's metrics (Float64)."""
+    the benchmark's metrics (Float64) first, then whatever else the scorer keeps (e.g. the
+    parsed answer)."""
     expected = {**SCORE_SCHEMA, **dict.fromkeys(spec.metrics, pl.Float64)}
     missing = [c for c in expected if c not in scores.columns]
     if missing:
         raise InputError(spec.folder / "__init__.py", f"score() returned no column(s) {missing}")
-    out = scores.select(list(expected)).cast(expected)
+    extra = [c for c in scores.columns if c not in expected]
+    out = scores.select(*expected, *extra).cast(expected)
     if out.height != items.height or set(out["item_id"]) != set(items["item_id"]):
         raise InputError(
             spec.folder / "__init__.py",
