@@ -47,9 +47,7 @@ def benchmark_seed(wildcards):
 def benchmark_scores(wildcards):
     """Per-item score tables of every model the benchmark runs."""
     name = wildcards.benchmark
-    return [
-        f"{benchmark_dir(name)}/{m}/scores.parquet" for m in benchmark_models(name)
-    ]
+    return [f"{benchmark_dir(name)}/{m}/scores.parquet" for m in benchmark_models(name)]
 
 
 def benchmarks_targets():

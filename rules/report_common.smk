@@ -58,7 +58,15 @@ def summary_tables(wildcards=None):
             names.append("replication")
     if drop_tables():
         names.append("drops")
-    return {name: f"{RESULTS}/{SUMMARY_TABLES[name].path}" for name in names}
+    tables = {name: f"{RESULTS}/{SUMMARY_TABLES[name].path}" for name in names}
+    if on["evaluate"] and EVAL_MODELS:
+        tables.update(
+            {
+                f"benchmark_{i}": f"{benchmark_dir(b)}/summary.json"
+                for i, b in enumerate(BENCHMARKS)
+            }
+        )
+    return tables
 
 
 def report_targets():

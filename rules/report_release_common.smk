@@ -75,6 +75,12 @@ def model_card_input(wildcards):
         if config["pipelines"]["evaluate"]:
             files["blend_scores"] = f"{COMPARE_DIR}/blend_scores.parquet"
             files["general_scores"] = f"{COMPARE_DIR}/general_scores.parquet"
+            files.update(
+                {
+                    f"benchmark_{i}": f"{benchmark_dir(b)}/summary.json"
+                    for i, b in enumerate(BENCHMARKS)
+                }
+            )
         if card_has_alignment():
             files["alignment"] = f"{ALIGN}/alignment.parquet"
             files["consistency"] = f"{ALIGN}/self_consistency.parquet"

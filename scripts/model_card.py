@@ -42,6 +42,7 @@ card = release_card(
     blend_dataset=p.blend_dataset,
     run_name=p.run_name,
     base_model_path=p.base_model_path,
+    benchmarks=[json.loads(read_text_utf8(f)) for n, f in i.items() if n.startswith("benchmark_")],
 )
 write_release(i.adapter, card, snakemake.output.release)
 logging.info("model card of %s: %d characters", summary["group"], len(card))

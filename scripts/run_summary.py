@@ -9,6 +9,8 @@ from pathlib import Path
 from polyculture.io import atomic_path
 from polyculture.summary import summary_markdown
 
-tables = {name: Path(path) for name, path in snakemake.input.items()}
+inputs = {name: Path(path) for name, path in snakemake.input.items()}
+tables = {n: p for n, p in inputs.items() if not n.startswith("benchmark_")}
+benchmarks = sorted(p for n, p in inputs.items() if n.startswith("benchmark_"))
 with atomic_path(Path(snakemake.output[0])) as tmp:
-    Path(tmp).write_text(summary_markdown(tables), encoding="utf-8")
+    Path(tmp).write_text(summary_markdown(tables, benchmarks=benchmarks), encoding="utf-8")

@@ -151,3 +151,34 @@ def test_score_takes_responses_from_anywhere(tmp_path: Path) -> None:
     assert scores.filter(pl.col("item_id") == first["item_id"])["accuracy"].to_list() == [1.0]
     assert scores["dropped"].sum() == items.height - 1
     assert main(["score", "--benchmark", "nope", "--responses", str(responses)]) == 2
+
+
+def test_model_card_and_run_summary_rows_from_benchmark_summaries(tmp_path: Path) -> None:
+    from polyculture.model_card import benchmarks_section
+    from polyculture.summary import benchmarks_section as summary_section
+
+    files = {}
+    for name, vals in {
+        "a": {"US": [1, 1, 1, 0], "Greece": [1, 1]},
+        "b": {"US": [0, 1, 0, 0], "Greece": [0, 1]},
+    }.items():
+        files[name] = tmp_path / f"{name}.parquet"
+        scores_of(vals).write_parquet(files[name])
+    result = compare_benchmark(
+        SPEC,
+        files,
+        [{"model": "a", "base": "b", "variant": "full"}],
+        n_boot=200,
+        seed=1,
+        alpha=0.05,
+    )
+    doc = json.loads(json.dumps(result.summary))
+    card = benchmarks_section([doc], "a", "b")
+    assert "| blend-mcq | accuracy | 87.5 | 37.5 | +50.0 [" in card
+    assert benchmarks_section([doc], "c", "b") == ""
+    path = tmp_path / "blend-mcq" / "summary.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc))
+    text = summary_section([path])
+    assert "| blend-mcq | a | 87.5 | 6 | 0 | +50.0 vs b (p " in text
+    assert "| blend-mcq | b | 37.5 | 6 | 0 | – |" in text

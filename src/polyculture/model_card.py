@@ -431,6 +431,63 @@ def training_card(
     return render_card(front, "\n".join(body))
 
 
+def benchmarks_section(summaries: Sequence[Mapping[str, Any]], model: str, base: str | None) -> str:
+    """One row per benchmark (polyculture.evals; its summary.json documents): the headline
+    (macro mean over the benchmark's groups) of `model`, of its base where evaluated, and the
+    paired difference with its bootstrap interval and p-value."""
+    rows = []
+    for doc in summaries:
+        metric = doc["headline"]["metric"]
+        macro = {
+            a["model"]: a
+            for a in doc["aggregates"]
+            if a["metric"] == metric and a["group"] == "All"
+        }
+        if model not in macro:
+            continue
+        diff = next(
+            (
+                c
+                for c in doc["comparisons"]
+                if c["model"] == model and c["metric"] == metric and c["group"] == "All"
+            ),
+            None,
+        )
+        rows.append(
+            [
+                doc["benchmark"],
+                metric,
+                _fmt(macro[model]["score"], 1),
+                _fmt(macro[base]["score"], 1) if base in macro else "–",
+                "–"
+                if diff is None
+                else f"{diff['delta']:+.1f} [{diff['ci_low']:+.1f}, {diff['ci_high']:+.1f}], p {diff['p_value']:.3f}",
+                str(macro[model]["n"]),
+                str(macro[model]["dropped"]),
+            ]
+        )
+    if not rows:
+        return ""
+    header = [
+        "benchmark",
+        "metric",
+        model,
+        base or "base",
+        "difference [CI], p",
+        "n",
+        "dropped",
+    ]
+    return "\n".join(
+        [
+            "### Benchmarks",
+            "",
+            "Headline per benchmark: macro mean over its groups (results/evaluate/<benchmark>/summary.md).",
+            "",
+            markdown_table(header, rows),
+        ]
+    )
+
+
 def release_card(
     *,
     summary: Mapping[str, Any],
@@ -448,6 +505,7 @@ def release_card(
     blend_dataset: Mapping[str, str],
     run_name: str,
     base_model_path: str | None = None,
+    benchmarks: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The full card of one adapter: training sections and every evaluation of the eval
     models that apply it (`models`), beside the base model's where it was evaluated.
@@ -465,6 +523,9 @@ def release_card(
         if general_scores is not None:
             text, general_metrics = general_section(general_scores, model, base_eval_model)
             parts += [text, ""]
+        bench_text = benchmarks_section(benchmarks, model, base_eval_model)
+        if bench_text:
+            parts += [bench_text, ""]
         if alignment is not None or consistency is not None:
             parts += [alignment_section(alignment, consistency, model, alignment_unit), ""]
         if len(parts) == 2:

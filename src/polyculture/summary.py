@@ -10,6 +10,7 @@ pipeline's own report tables).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -352,15 +353,82 @@ def drops_section(drops: pl.DataFrame, threshold: float = DROP_RATE_SHOWN) -> st
     )
 
 
-def summary_markdown(tables: Mapping[str, Path], title: str = "Results") -> str:
-    """The summary of the result tables `tables` (name → path, names of :data:`TABLES`); a
-    section for each part whose tables are there."""
+BENCHMARK_SUMMARY = "summary.json"  # results/evaluate/<benchmark>/ (rule benchmark_compare)
+
+
+def find_benchmark_summaries(results_dir: Path) -> list[Path]:
+    """The benchmark summaries (evaluate/<benchmark>/summary.json) under `results_dir`, sorted."""
+    return sorted((results_dir / "evaluate").glob(f"*/{BENCHMARK_SUMMARY}"))
+
+
+def benchmarks_section(paths: Sequence[Path]) -> str:
+    """Each benchmark's headline per model (macro mean over its groups), items, drops and the
+    paired difference to its base, from the benchmarks' summary.json files."""
+    rows = []
+    notes = []
+    for path in paths:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            name, head = doc["benchmark"], doc["headline"]
+            aggregates, comparisons = doc["aggregates"], doc["comparisons"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                path, f"not a benchmark summary (rule benchmark_compare): {exc}"
+            ) from exc
+        macro = {
+            a["model"]: a
+            for a in aggregates
+            if a["metric"] == head["metric"] and a["group"] == "All"
+        }
+        deltas = {
+            c["model"]: c
+            for c in comparisons
+            if c["metric"] == head["metric"] and c["group"] == "All"
+        }
+        for model, a in macro.items():
+            d = deltas.get(model)
+            rows.append(
+                (
+                    name,
+                    model,
+                    _num(a["score"], 1),
+                    str(a["n"]),
+                    str(a["dropped"]),
+                    "–"
+                    if d is None
+                    else f"{d['delta']:+.1f} vs {d['base']} (p {d['p_value']:.3f})",
+                )
+            )
+        notes += [f"{name}: {n}" for n in doc.get("notes", [])]
+        notes.append(
+            f"{name}: {head['metric']}, {head['aggregation']}; details in evaluate/{path.parent.name}/summary.md"
+        )
+    header = ("benchmark", "model", "headline", "n", "dropped", "paired difference")
+    return "\n".join(
+        [
+            "## Benchmarks (macro mean over groups)",
+            "",
+            markdown_table(header, rows),
+            "",
+            *(f"- {n}" for n in notes),
+        ]
+    )
+
+
+def summary_markdown(
+    tables: Mapping[str, Path], title: str = "Results", benchmarks: Sequence[Path] = ()
+) -> str:
+    """The summary of the result tables `tables` (name → path, names of :data:`TABLES`) and of
+    the benchmark summaries `benchmarks` (summary.json files); a section for each part whose
+    tables are there."""
     read = {name: read_result(name, path) for name, path in tables.items()}
     sections: list[str] = [f"# {title}"]
     if "blend_scores" in read:
         sections.append(blend_section(read["blend_scores"], read.get("blend_comparison")))
     if "general_scores" in read:
         sections.append(general_section(read["general_scores"], read.get("general_comparison")))
+    if benchmarks:
+        sections.append(benchmarks_section(benchmarks))
     if "alignment" in read:
         sections.append(alignment_section(read["alignment"], read.get("self_consistency")))
     if "replication" in read:
@@ -372,13 +440,18 @@ def summary_markdown(tables: Mapping[str, Path], title: str = "Results") -> str:
 
 def summarize_results(results_dir: Path) -> str:
     """The summary of the results directory `results_dir`."""
-    return summary_markdown(find_tables(results_dir))
+    return summary_markdown(
+        find_tables(results_dir), benchmarks=find_benchmark_summaries(results_dir)
+    )
 
 
 __all__: Sequence[str] = [
+    "BENCHMARK_SUMMARY",
     "DROP_RATE_SHOWN",
     "TABLES",
     "Table",
+    "benchmarks_section",
+    "find_benchmark_summaries",
     "find_tables",
     "read_result",
     "summarize_results",
