@@ -182,3 +182,16 @@ def test_model_card_and_run_summary_rows_from_benchmark_summaries(tmp_path: Path
     text = summary_section([path])
     assert "| blend-mcq | a | 87.5 | 6 | 0 | +50.0 vs b (p " in text
     assert "| blend-mcq | b | 37.5 | 6 | 0 | – |" in text
+
+
+def test_config_check_names_a_benchmark_problem(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    entry = config["evaluate"]["benchmarks"][0]
+    entry["data"]["path"] = str(DEMO)
+    entry["groups"]["values"] = ["US", "Spain"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    assert main(["check", "--configfile", str(bad), "--workflow", str(REPO)]) == 1
+    assert "evaluate.benchmarks[blend-mcq].groups.values': Spain" in capsys.readouterr().err

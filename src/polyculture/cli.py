@@ -130,6 +130,11 @@ def check(args: argparse.Namespace) -> int:
     if problems:
         print(format_problems(problems, sources), file=sys.stderr)
         return 1
+    from polyculture.evals.base import benchmark_problems
+
+    for problem in benchmark_problems(config):
+        print(f"{sources}: {problem}", file=sys.stderr)
+        return 1
     for warning in config_warnings(config, Path.cwd()):
         print(f"{sources}: warning: {warning}", file=sys.stderr)
     if args.print:

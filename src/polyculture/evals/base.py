@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
-from polyculture.errors import ConfigError
+from polyculture.errors import ConfigError, InputError
 from polyculture.io import read_yaml
 
 EVALS_DIR = Path(__file__).resolve().parent
@@ -188,3 +188,16 @@ def check_benchmark(spec: BenchmarkSpec) -> None:
     """The config-time check of one benchmark: its implementation exists and its data holds
     what its settings ask for."""
     spec.implementation().check(spec.settings)
+
+
+def benchmark_problems(config: Mapping[str, Any]) -> list[str]:
+    """The config-time problems of a whole config's ``evaluate.benchmarks`` (none when the
+    evaluate pipeline is off): each a message naming the key and the file."""
+    if not config.get("pipelines", {}).get("evaluate", True):
+        return []
+    try:
+        for spec in benchmark_entries(config.get("evaluate", {}).get("benchmarks", [])):
+            check_benchmark(spec)
+    except (ConfigError, InputError) as exc:
+        return [str(exc)]
+    return []
