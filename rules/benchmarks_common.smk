@@ -3,7 +3,7 @@
 # evaluate.benchmarks lists those to run, each a name or {name, ...overrides}.
 import re
 
-from polyculture.workflow import benchmark_entries, check_benchmark
+from polyculture.workflow import benchmark_entries, benchmark_inputs, check_benchmark
 
 BENCHMARKS = {
     b.name: b for b in benchmark_entries(config["evaluate"].get("benchmarks", []))
@@ -26,9 +26,8 @@ def benchmark_dir(name):
 
 
 def benchmark_data_input(wildcards):
-    """The local data a benchmark's items are built from (its data.path, data.mc_questions_file)."""
-    data = BENCHMARKS[wildcards.benchmark].settings["data"]
-    return [data[k] for k in ("path", "mc_questions_file") if data.get(k)]
+    """The local files a benchmark's items are built from."""
+    return benchmark_inputs(BENCHMARKS[wildcards.benchmark])
 
 
 def benchmark_settings(wildcards):

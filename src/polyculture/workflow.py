@@ -31,7 +31,7 @@ from polyculture.consensus.config import check_self_supervision
 from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
-from polyculture.evals import benchmark_entries, check_benchmark
+from polyculture.evals import benchmark_entries, benchmark_inputs, check_benchmark
 from polyculture.logs import OFFLINE_ENV
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
@@ -57,6 +57,7 @@ __all__ = [
     "adapter_kind",
     "annotations_path",
     "benchmark_entries",
+    "benchmark_inputs",
     "check_benchmark",
     "api_models_used",
     "builtin_models_used",

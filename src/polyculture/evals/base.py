@@ -184,6 +184,16 @@ def spec_from_settings(settings: Mapping[str, Any], root: Path = EVALS_DIR) -> B
     return BenchmarkSpec(name, root / name.replace("-", "_"), dict(settings))
 
 
+def benchmark_inputs(spec: BenchmarkSpec) -> list[str]:
+    """The files a benchmark's items are built from (the rule's inputs): its implementation's
+    `inputs(settings)` where it has one, else its data.path and data.mc_questions_file."""
+    impl = spec.implementation()
+    if hasattr(impl, "inputs"):
+        return [str(p) for p in impl.inputs(spec.settings)]
+    data = spec.settings["data"]
+    return [str(data[k]) for k in ("path", "mc_questions_file") if data.get(k)]
+
+
 def check_benchmark(spec: BenchmarkSpec) -> None:
     """The config-time check of one benchmark: its implementation exists and its data holds
     what its settings ask for."""

@@ -51,6 +51,18 @@ class BlendMCQ:
                         f"{country}: {path} does not exist (data.path = {data['path']})",
                     )
 
+    def inputs(self, settings: Mapping[str, Any]) -> list[Path]:
+        """The files the items are built from: the released file, or each country's questions
+        and annotations."""
+        data = settings["data"]
+        if data.get("mc_questions_file"):
+            return [Path(data["mc_questions_file"])]
+        return [
+            f(data["path"], c)
+            for c in settings["groups"]["values"]
+            for f in (questions_path, annotations_path)
+        ]
+
     def items(self, settings: Mapping[str, Any]) -> pl.DataFrame:
         data, build = settings["data"], settings["construction"]
         countries = [str(c) for c in settings["groups"]["values"]]
