@@ -257,6 +257,7 @@ def _score_args(parser: argparse.ArgumentParser) -> None:
 def score(args: argparse.Namespace) -> int:
     """Score a response file on a benchmark and print its summary (Markdown)."""
     from polyculture.evals import load_benchmark
+    from polyculture.evals.base import deep_merge
     from polyculture.evals.tables import (
         COMPARISON_SCHEMA,
         aggregate,
@@ -274,7 +275,15 @@ def score(args: argparse.Namespace) -> int:
     responses = read_table(args.responses)
     if "item_id" not in responses.columns and {"MCQID", "full_res"} <= set(responses.columns):
         responses = responses.rename({"MCQID": "item_id", "full_res": "response"})
-    items = args.items if args.items else spec.implementation().items(spec.settings)
+    if args.items:
+        items = read_table(args.items)
+        if not args.groups and "group" in items.columns:
+            groups = list(dict.fromkeys(items["group"].to_list()))
+            spec = load_benchmark(
+                args.benchmark, deep_merge(overrides, {"groups": {"values": groups}})
+            )
+    else:
+        items = spec.implementation().items(spec.settings)
     scores, drops = score_benchmark(spec, items, responses, args.model)
     print(
         summary_markdown(
