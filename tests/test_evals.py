@@ -195,3 +195,35 @@ def test_config_check_names_a_benchmark_problem(tmp_path: Path, capsys) -> None:
     bad.write_text(yaml.safe_dump(config))
     assert main(["check", "--configfile", str(bad), "--workflow", str(REPO)]) == 1
     assert "evaluate.benchmarks[blend-mcq].groups.values': Spain" in capsys.readouterr().err
+
+
+def test_an_api_model_answers_a_benchmark_through_the_chat_format(tmp_path: Path) -> None:
+    """Generation goes through any generator: here the openai backend against a loopback
+    OpenAI-compatible server that always answers {"answer_choice": "A"}."""
+    from api_stub import StubServer, completion
+
+    from polyculture.backends.generation import Sampling
+    from polyculture.backends.generation.openai import OpenAIGenerator
+    from polyculture.evals.tables import generate_responses
+
+    items = SPEC.implementation().items(SPEC.settings).head(12)
+    settings = {
+        "base_url": "",
+        "api_key_env": "STUB_API_KEY",
+        "cache_dir": str(tmp_path / "cache"),
+        "usage_path": str(tmp_path / "usage.json"),
+    }
+    with StubServer(lambda body, count: (200, {}, completion('{"answer_choice": "A"}'))) as stub:
+        gen = OpenAIGenerator(
+            "openai:stub", {**settings, "base_url": stub.base_url}, environ={"STUB_API_KEY": "k"}
+        )
+        responses, drops = generate_responses(
+            gen, items, Sampling(temperature=0.0, max_new_tokens=32, seed=1),
+            prompt_format="chat", stage="benchmark_generate", group="blend-mcq/api",
+        )  # fmt: skip
+        sent = [r["body"]["messages"] for r in stub.requests]
+    assert drops.dropped == 0 and responses["item_id"].to_list() == items["item_id"].to_list()
+    assert sorted(m[-1]["content"] for m in sent) == sorted(items["prompt"].to_list())
+    scores, score_drops = score_benchmark(SPEC, items, responses, "api")
+    assert score_drops.dropped == 0
+    assert scores["accuracy"].to_list() == [float(a == "A") for a in items["answer_idx"]]
