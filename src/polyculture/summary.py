@@ -356,9 +356,19 @@ def drops_section(drops: pl.DataFrame, threshold: float = DROP_RATE_SHOWN) -> st
 BENCHMARK_SUMMARY = "summary.json"  # results/evaluate/<benchmark>/ (rule benchmark_compare)
 
 
+def _is_benchmark_summary(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"benchmark", "headline", "aggregates"} <= set(doc)
+
+
 def find_benchmark_summaries(results_dir: Path) -> list[Path]:
-    """The benchmark summaries (evaluate/<benchmark>/summary.json) under `results_dir`, sorted."""
-    return sorted((results_dir / "evaluate").glob(f"*/{BENCHMARK_SUMMARY}"))
+    """The benchmark summaries (evaluate/<benchmark>/summary.json written by rule
+    benchmark_compare) under `results_dir`, sorted; JSON files of another shape are not."""
+    found = sorted((results_dir / "evaluate").glob(f"*/{BENCHMARK_SUMMARY}"))
+    return [p for p in found if _is_benchmark_summary(p)]
 
 
 def benchmarks_section(paths: Sequence[Path]) -> str:
