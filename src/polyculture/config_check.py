@@ -17,11 +17,23 @@ from polyculture.backends.spec import (
     is_api_spec,
     is_model_key,
     looks_like_path,
-    model_specs,
     parse_model_spec,
     walk_config,
 )
 from polyculture.backends.translation.google import GOOGLE_KEY_ENV
+from polyculture.config_eval import (
+    ADAPTER_CONFIG,
+    adapter_base_agrees,
+    adapter_base_model,
+    adapter_kind,
+    adapter_path,
+    api_skip_warnings,
+    groups_in_use,
+    model_specs_in_use,
+    section_in_use,
+)
+from polyculture.config_eval import lm_eval_refused as lm_eval_refused  # re-exported
+from polyculture.config_eval import lm_eval_skipped as lm_eval_skipped  # re-exported
 from polyculture.errors import ConfigError, ModelSpecError, PolycultureError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code, iso639_1
@@ -169,66 +181,6 @@ def check_model_specs(config: Mapping[str, Any]) -> None:
     _first(model_spec_problems(config))
 
 
-#: Top-level config sections that belong to stage groups: a section is read only where one of
-#: its groups runs (`translator` by the translating groups, `eval_models` by the two that run
-#: them). Other sections (backend, builtin_models, report, ...) serve every group.
-SECTION_GROUPS: dict[str, tuple[str, ...]] = {
-    "consensus": ("consensus",),
-    "train": ("train",),
-    "evaluate": ("evaluate",),
-    "wvs": ("wvs",),
-    "alignment": ("alignment",),
-    "translator": ("consensus", "wvs"),
-    "eval_models": ("evaluate", "wvs"),
-}
-
-
-def groups_in_use(config: Mapping[str, Any], workdir: Path | None = None) -> set[str]:
-    """The stage groups whose rules a run plans: the switched-on ones (`pipelines`, on by
-    default) and those their inputs come from: the alignment reads the WVS pipeline's responses
-    or ground truth (source `workflow`) and the evaluate pipeline's lm-eval metrics (capability
-    source `general_eval`); an eval model's training-variant adapter comes from the train
-    group, whose data come from the consensus group."""
-    pipelines = config.get("pipelines", {})
-    used = {g for g in ("consensus", "train", "evaluate", "wvs", "alignment")
-            if pipelines.get(g, True)}  # fmt: skip
-    if "alignment" in used:
-        al = config.get("alignment", {})
-        if (al.get("responses", {}).get("source", "workflow") == "workflow"
-                or al.get("ground_truth", {}).get("source", "workflow") == "workflow"):  # fmt: skip
-            used.add("wvs")
-        if al.get("capability", {}).get("source", "general_eval") == "general_eval":
-            used.add("evaluate")
-    if used & {"evaluate", "wvs"}:
-        variants = config.get("train", {}).get("variants", [])
-        if any(
-            m.get("adapter") and adapter_kind(str(m["adapter"]), variants, workdir) == "variant"
-            for m in config.get("eval_models", [])
-        ):
-            used.add("train")
-    if "train" in used:
-        used.add("consensus")
-    return used
-
-
-def section_in_use(dotted: str, used: set[str]) -> bool:
-    """Whether the config key `dotted` lies in a section that one of the stage groups `used`
-    reads (sections of no stage group always)."""
-    section = re.split(r"[.\[]", dotted, maxsplit=1)[0]
-    groups = SECTION_GROUPS.get(section)
-    return groups is None or bool(used & set(groups))
-
-
-def model_specs_in_use(
-    config: Mapping[str, Any], workdir: Path | None = None
-) -> list[tuple[str, ModelSpec]]:
-    """(dotted key, ModelSpec) of the model keys that the planned stage groups read
-    (:func:`groups_in_use`): an evaluation-only config's leftover translator, generator or
-    judge builds, fetches and asks for nothing."""
-    used = groups_in_use(config, workdir)
-    return [(d, spec) for d, spec in model_specs(config) if section_in_use(d, used)]
-
-
 def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
     """Names of the built-in models that the planned stage groups' model keys name, sorted."""
     return sorted(
@@ -240,84 +192,6 @@ def api_models_used(config: Mapping[str, Any]) -> list[str]:
     """The API model specs (openai:...) that the planned stage groups' model keys name,
     sorted."""
     return sorted({spec.raw for _, spec in model_specs_in_use(config) if spec.is_api})
-
-
-#: The file that makes a directory a PEFT adapter (PeftModel.save_pretrained writes it).
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-def adapter_kind(adapter: str, variants: Iterable[str], workdir: Path | None = None) -> str | None:
-    """What an eval model's `adapter` names: 'variant' (a training variant of this workflow,
-    results/train/<variant>/adapter), 'directory' (an existing local directory, relative ones
-    against `workdir`), 'hub' (a Hugging Face adapter id, owner/name), or None (none of them).
-    A variant's name wins over a directory of the same name."""
-    if adapter in set(variants):
-        return "variant"
-    if adapter_path(adapter, workdir).is_dir():
-        return "directory"
-    try:
-        return "hub" if parse_model_spec(adapter).kind == "hub" else None
-    except ModelSpecError:
-        return None
-
-
-def adapter_path(adapter: str, workdir: Path | None = None) -> Path:
-    """An adapter directory's path: `~` expanded, a relative one against `workdir`."""
-    p = Path(adapter).expanduser()
-    return p if p.is_absolute() or workdir is None else workdir / p
-
-
-def adapter_base_model(adapter_dir: Path) -> str | None:
-    """`base_model_name_or_path` of a PEFT adapter directory's adapter_config.json (None where
-    unset); fails naming the file when it is missing or no JSON object."""
-    import json
-
-    from polyculture.errors import InputError
-
-    path = adapter_dir / ADAPTER_CONFIG
-    if not path.is_file():
-        raise InputError(path, "does not exist (expected a PEFT adapter directory, as "
-                         "PeftModel.save_pretrained writes it)")  # fmt: skip
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a JSON object")
-    base = data.get("base_model_name_or_path")
-    return str(base) if base else None
-
-
-def adapter_base_agrees(model: str, base: str, builtin_dir: str | Path | None = None) -> bool:
-    """Whether an adapter's recorded base model (`base_model_name_or_path`) is the eval model's
-    `model`: the same spec; the same directory; a hub id whose local copy the base names
-    (`.../owner/name` or the hub cache's `models--owner--name`); a built-in model's directory
-    (`.../models/<name>`, under any results directory)."""
-    if base == model:
-        return True
-    try:
-        spec = parse_model_spec(model)
-    except ModelSpecError:
-        return False
-    norm = base.rstrip("/")
-    if spec.kind == "hub":
-        return norm.endswith("/" + model) or f"models--{model.replace('/', '--')}" in norm
-    if spec.kind == "builtin":
-        return norm.endswith(f"models/{spec.name}") or (
-            builtin_dir is not None and _same_dir(Path(builtin_dir) / str(spec.name), norm)
-        )
-    if spec.kind == "directory":
-        return _same_dir(Path(model).expanduser(), norm)
-    return False
-
-
-def _same_dir(a: Path, b: str) -> bool:
-    """Whether two paths name the same existing directory."""
-    pb = Path(b).expanduser()
-    try:
-        return a.is_dir() and pb.is_dir() and a.resolve() == pb.resolve()
-    except OSError:
-        return False
 
 
 def eval_model_problems(
@@ -394,31 +268,7 @@ def eval_model_warnings(config: Mapping[str, Any], workdir: Path | None = None) 
                 f"(base_model_name_or_path of its {ADAPTER_CONFIG}), but the entry's "
                 f"model is '{model}'; a LoRA adapter fits only the model it was trained on"
             )
-    yield from api_skip_warnings(config)
-
-
-def lm_eval_skipped(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Eval model name → the lm-eval tasks it skips: every configured task for an API model
-    (lm-eval's tasks here are scored by log-likelihoods, which need the weights), where the
-    evaluate pipeline runs."""
-    if not config.get("pipelines", {}).get("evaluate", True):
-        return {}
-    tasks = [t.get("task") for t in config.get("evaluate", {}).get("general", {}).get("tasks", [])]
-    return {
-        m["name"]: [str(t) for t in tasks]
-        for m in config.get("eval_models", [])
-        if is_api_spec(m.get("model")) and tasks
-    }
-
-
-def api_skip_warnings(config: Mapping[str, Any]) -> Iterator[str]:
-    """One warning per API eval model naming the lm-eval tasks it skips."""
-    for name, tasks in lm_eval_skipped(config).items():
-        yield (
-            f"eval model '{name}' is an API model: the lm-eval task(s) {', '.join(tasks)} are "
-            "skipped for it (they need model weights for log-likelihoods); BLEnD and the WVS "
-            "pipeline run"
-        )
+    yield from api_skip_warnings(config, workdir)
 
 
 def config_warnings(config: Mapping[str, Any], workdir: Path | None = None) -> list[str]:

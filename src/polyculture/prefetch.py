@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from polyculture.config_check import (
+from polyculture.config_eval import (
     adapter_base_agrees,
     adapter_base_model,
     adapter_kind,
