@@ -428,3 +428,26 @@ def test_an_adapter_is_loaded_with_its_tokenizer_template_and_resized_embeddings
         f"resized to its {vocab + 2}-token vocabulary",
         f"t: adapter {only_template} loaded with its own chat template",
     ]
+
+
+def test_api_model_reaches_lm_eval_as_chat_completions_with_the_key_outside_its_args() -> None:
+    from polyculture.general_eval import api_lm_eval_model, batch_size_for
+
+    openai = {
+        "endpoints": {"mine": {"base_url": "http://gpu7:8000/v1/", "api_key_env": "MY_KEY"}},
+        "max_concurrency": 3,
+        "cache_dir": "results/api_cache",
+    }
+    kind, args, env = api_lm_eval_model(
+        "openai@mine:llama3:8b", openai, seed=7, environ={"MY_KEY": "sk-secret"}
+    )
+    assert kind == "local-chat-completions" and batch_size_for(kind, 8) == 1
+    assert args["base_url"] == "http://gpu7:8000/v1/chat/completions"
+    assert args["model"] == "llama3:8b" and args["num_concurrent"] == 3 and args["seed"] == 7
+    assert "sk-secret" not in str(args) and env == {"OPENAI_API_KEY": "sk-secret"}
+    _, args, env = api_lm_eval_model("openai@http://127.0.0.1:9/v1:tiny", {}, environ={})
+    assert args["base_url"] == "http://127.0.0.1:9/v1/chat/completions" and env == {
+        "OPENAI_API_KEY": "EMPTY"
+    }
+    with pytest.raises(ConfigError, match="MY_KEY"):
+        api_lm_eval_model("openai@mine:llama3:8b", openai, environ={})
