@@ -5,6 +5,9 @@ skipped. Config-check units, pairing units and one `snakemake -n` of an outside 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -360,6 +363,16 @@ def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> No
     assert planned == evaluate_rules | {
         "build_tiny_chat", "api_usage", "drops_summary", "run_summary", "all"
     }, planned  # fmt: skip
+    # and `polyculture check` names none of the switched-off pipelines' keys
+    check = subprocess.run(
+        [str(Path(sys.executable).with_name("polyculture")), "check", "--configfile", "eval.yaml"],
+        cwd=work, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "OPENAI_API_KEY": "x"},
+    )  # fmt: skip
+    assert check.returncode == 0 and "OK" in check.stdout, check.stderr
+    said = check.stdout + check.stderr
+    assert not any(k in said for k in ("consensus.", "train.", "wvs.", "translator")), said
+    assert "builtin_models.corpus_path" in said  # the base model is built from it
 
 
 def test_an_adapter_is_loaded_with_its_tokenizer_template_and_resized_embeddings(
