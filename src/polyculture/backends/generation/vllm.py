@@ -78,8 +78,9 @@ class VLLMGenerator(Generator):
             # tokens): such an adapter is merged into a copy of the model, resized
             log.warning("adapter %s saved resized embeddings: merging it for vLLM", adapter)
             merge_adapter = True
-        if adapter and tokenizer_source(model, adapter) == adapter:
-            engine["tokenizer"] = str(Path(adapter).resolve())  # its own tokenizer and template
+        if adapter and not merge_adapter and tokenizer_source(model, adapter) == adapter:
+            # its own tokenizer and template (a merged copy holds them already)
+            engine["tokenizer"] = str(Path(adapter).resolve())
         if adapter and merge_adapter:
             self._tmpdir = tempfile.mkdtemp(prefix="polyculture-merged-")
             load_from = merge_adapter_to_dir(model, adapter, self._tmpdir, dtype="auto")
