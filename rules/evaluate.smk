@@ -175,6 +175,7 @@ rule compare_models:
     params:
         pairs=compare_pairs(),
         notes=EVAL_PAIR_NOTES,
+        adapters=compare_adapters(),
         general_models=GENERAL_MODELS,
         tasks=GENERAL["tasks"],
         ablation=COMPARE["ablation"],

@@ -37,11 +37,13 @@ EVAL_SEED = {
 }
 EVAL_PAIRS, EVAL_PAIR_NOTES = pair_models(config["eval_models"])
 EVAL_MODEL_RE = "|".join(re.escape(m) for m in EVAL_MODELS) or "(?!)"
-#: Eval models that lm_eval runs: not the API models, whose lm-eval tasks (log-likelihoods)
-#: need weights. Their lm_eval job is not planned rather than written as a "skipped" record:
-#: every metrics table stays a real result, and the comparison leaves the pairs without general
-#: results out with a note (polyculture.compare.pairs_with_results); the config check warns.
-LM_EVAL_SKIPPED = lm_eval_skipped(config)
+#: Eval models that lm_eval runs: not the API models that the config check can tell run none of
+#: the tasks (a local task folder's log-likelihood tasks need weights; an API model runs the
+#: generative ones through chat completions, and its job refuses the log-likelihood tasks of
+#: lm_eval's own collection by name). Their lm_eval job is not planned rather than written as a
+#: "skipped" record: the comparison leaves the pairs without general results out with a note
+#: (polyculture.compare.pairs_with_results); the config check warns.
+LM_EVAL_SKIPPED = lm_eval_skipped(config, Path.cwd())
 GENERAL_MODELS = [m for m in EVAL_MODELS if m not in LM_EVAL_SKIPPED]
 GENERAL_MODEL_RE = "|".join(re.escape(m) for m in GENERAL_MODELS) or "(?!)"
 BLEND_COUNTRY_RE = "|".join(BLEND_COUNTRIES)
@@ -140,6 +142,17 @@ def general_tasks_input(wildcards):
         if GENERAL.get("tasks_path")
         else prefetched("lm_eval_task", None)
     )
+
+
+def compare_adapters():
+    """Load settings (model, adapter) of every eval model with an adapter: the comparison says
+    which adapters were loaded with their own tokenizer, chat template or resized embeddings.
+    """
+    return {
+        name: {k: v for k, v in eval_model_params(name).items() if k != "merge_adapter"}
+        for name, m in EVAL_MODELS.items()
+        if m.get("adapter")
+    }
 
 
 def compare_pairs():

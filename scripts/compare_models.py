@@ -8,6 +8,7 @@ log_to(snakemake.log[0])
 import polars as pl
 
 from polyculture import compare as cmp
+from polyculture.backends.generation.base import adapter_load_notes
 from polyculture.general_eval import ITEM_SCHEMA, task_specs
 from polyculture.io import read_table, write_outputs
 
@@ -44,7 +45,7 @@ with write_outputs() as files:
     files.text(
         cmp.markdown_report(
             blend_scores, blend_cmp, general_scores, general_cmp, ablation,
-            alpha=p.alpha, n_boot=p.n_boot, notes=[*p.notes, *general_notes], published=p.published,
+            alpha=p.alpha, n_boot=p.n_boot, notes=[*p.notes, *general_notes, *adapter_load_notes(p.adapters)], published=p.published,
         ),
         out.markdown,
     )  # fmt: skip

@@ -304,13 +304,41 @@ def test_wvs_workflow_resumes_after_the_server_dies(
     assert hits > 0  # the rerun took what was already paid for from the cache
 
 
-def test_evaluate_workflow_runs_blend_on_an_api_model(
+#: A generative lm-eval task over three local items (exact match of a short answer).
+GEN_TASK = """task: demo_gen_en
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: gen_en.jsonl
+test_split: test
+output_type: generate_until
+doc_to_text: "Question: {{question}}\\nAnswer:"
+doc_to_target: "{{answer}}"
+generation_kwargs: {until: ["\\n"], max_gen_toks: 8, do_sample: false, temperature: 0.0}
+metric_list:
+  - {metric: exact_match, aggregation: mean, higher_is_better: true, ignore_case: true}
+metadata: {version: 1.0}
+"""
+GEN_ITEMS = [
+    {"question": "What colour is the sky on a clear day?", "answer": "blue"},
+    {"question": "How many legs does a cat have?", "answer": "four"},
+    {"question": "What is the capital of France?", "answer": "Paris"},
+]
+
+
+def test_evaluate_workflow_runs_blend_and_generative_lm_eval_on_an_api_model(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
     """An API eval model in the evaluate pipeline (issue 27): its BLEnD answers come through the
-    chat format from the server and are scored; its lm_eval job is not planned (the config check
-    warns, naming the skipped tasks)."""
+    chat format from the server and are scored; its lm_eval job runs the generative task through
+    lm-eval's local-chat-completions model against the server and refuses the multiple-choice
+    one, naming it (config check, job log and results.json)."""
     work = copy_workflow(tmp_path)
+    tasks = work / "resources" / "demo" / "lm_eval"
+    (tasks / "demo_gen_en.yaml").write_text(GEN_TASK, encoding="utf-8")
+    (tasks / "gen_en.jsonl").write_text(
+        "".join(json.dumps(item) + "\n" for item in GEN_ITEMS), encoding="utf-8"
+    )
     config = yaml.safe_load((work / "config.yaml").read_text())
     for section in ("consensus", "train", "wvs", "alignment"):
         config.pop(section)
@@ -324,14 +352,20 @@ def test_evaluate_workflow_runs_blend_on_an_api_model(
     config["backend"]["openai"] = {"base_url": vllm_server.base_url, "api_key_env": None}
     config["eval_models"] = [{"name": "api-chat", "model": f"openai:{SERVED}"}]
     config["evaluate"]["blend"]["max_questions"] = 3
+    config["evaluate"]["general"]["tasks"] = [
+        {"task": "demo_hellaswag_en", "benchmark": "hellaswag", "language": "en"},
+        {"task": "demo_gen_en", "benchmark": "gen", "language": "en", "metric": "exact_match"},
+    ]
     cfg = work / "api-eval.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     dry = run_snakemake(work, "-n", "--configfile", str(cfg))
     planned = dry.stdout + dry.stderr
-    assert "rule lm_eval" not in planned and "blend_generate" in planned, planned[-3000:]
-    assert "is an API model: the lm-eval task(s) demo_hellaswag_en" in planned
+    assert "rule lm_eval" in planned and "blend_generate" in planned, planned[-3000:]
+    assert "the lm-eval task(s) demo_hellaswag_en are refused" in planned
+    assert "demo_gen_en run through lm-eval's local-chat-completions" in planned
     scores = "results/evaluate/blend/api-chat/scores.parquet"
-    run_snakemake(work, scores, "--configfile", str(cfg), timeout=900)
+    general = "results/evaluate/general/api-chat"
+    run_snakemake(work, scores, f"{general}/metrics.parquet", "--configfile", str(cfg), timeout=900)
     table = pl.read_parquet(work / scores)
     assert table.height > 0 and set(table["country"]) >= {"US", "Greece"}
     answers = pl.read_parquet(work / "results/evaluate/blend/api-chat/answers/Greece.parquet")
@@ -340,3 +374,12 @@ def test_evaluate_workflow_runs_blend_on_an_api_model(
         (work / "results/evaluate/blend/api-chat/answers/Greece.parquet.api-usage.json").read_text()
     )
     assert usage["model"] == SERVED and usage["sent"] + usage["cache_hits"] == answers.height
+    metrics = pl.read_parquet(work / general / "metrics.parquet")
+    assert metrics.select("task", "metric", "n").rows() == [("demo_gen_en", "exact_match", 3)]
+    summary = json.loads((work / general / "results.json").read_text())
+    assert list(summary["refused"]) == ["demo_hellaswag_en"]
+    assert "multiple_choice" in summary["refused"]["demo_hellaswag_en"]
+    samples = [json.loads(line) for line in (work / general / "samples.jsonl").open()]
+    assert len(samples) == 3 and all(isinstance(s["resps"][0][0], str) for s in samples)
+    log = (work / "results/logs/lm_eval/api-chat.log").read_text()
+    assert "demo_hellaswag_en is refused for an API model" in log

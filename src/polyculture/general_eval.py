@@ -179,6 +179,109 @@ def lm_eval_model(
     )
 
 
+#: lm_eval's model for an API model: OpenAI-compatible chat completions (it sends the chat
+#: messages, so every task runs through the chat template; it batches nothing).
+API_MODEL_TYPE = "local-chat-completions"
+#: The variable lm_eval's local-chat-completions reads the key from
+#: (lm_eval/models/openai_completions.py: LocalCompletionsAPI.api_key).
+LM_EVAL_KEY_ENV = "OPENAI_API_KEY"
+
+
+def api_lm_eval_model(
+    spec: str,
+    openai: Mapping[str, Any] | None,
+    *,
+    seed: int = 0,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """lm_eval model type, model_args and the environment (the key, under the variable lm_eval
+    reads) for an API model spec: the endpoint's chat-completions URL, the served model name,
+    and the config's backend.openai concurrency, retries and timeout. The key stays out of
+    model_args, which lm_eval logs."""
+    from polyculture.backends.generation.openai import ApiSettings, endpoint_of
+    from polyculture.backends.spec import parse_api_spec
+
+    settings = ApiSettings.from_config(
+        {k: v for k, v in (openai or {}).items() if k not in ("cache_dir", "usage_path")}
+    )
+    endpoint = endpoint_of(spec, settings)
+    _, served = parse_api_spec(spec)
+    args: dict[str, Any] = {
+        "model": served,
+        "base_url": f"{endpoint.base_url.rstrip('/')}/chat/completions",
+        "num_concurrent": settings.max_concurrency,
+        "max_retries": settings.max_retries,
+        "timeout": int(settings.timeout_s),
+        "seed": seed,
+    }
+    return API_MODEL_TYPE, args, {LM_EVAL_KEY_ENV: endpoint.api_key(environ)}
+
+
+def task_entries(task_dir: str | os.PathLike[str] | None, names: Sequence[str]) -> Any:
+    """The task, group and tag entries (polyculture.lm_eval_tasks) of lm_eval's task index:
+    the task folder's, with lm_eval's own tasks where some name needs them."""
+    from polyculture.lm_eval_tasks import entries_from_index
+
+    folder = str(Path(task_dir).resolve()) if task_dir else None
+    return entries_from_index(_task_manager(folder, names).task_index)
+
+
+def api_task_split(
+    specs: Sequence[TaskSpec], entries: Any
+) -> tuple[list[TaskSpec], dict[str, str]]:
+    """The tasks an API model runs (generate_until only, each through the chat template, as
+    chat completions take messages) and the refused ones with the reason, naming their output
+    type (polyculture.lm_eval_tasks.api_refusal)."""
+    from dataclasses import replace
+
+    from polyculture.lm_eval_tasks import api_refusal
+
+    run, refused = [], {}
+    for spec in specs:
+        reason = api_refusal(spec.task, entries)
+        if reason is None:
+            run.append(replace(spec, apply_chat_template=True))
+        else:
+            refused[spec.task] = reason
+            log.warning("lm-eval task %s is refused for an API model: %s", spec.task, reason)
+    return run, refused
+
+
+def runnable_tasks(
+    specs: Sequence[TaskSpec], model: str, task_dir: str | os.PathLike[str] | None
+) -> tuple[list[TaskSpec], dict[str, str]]:
+    """The tasks model `model` (a path, hub id or API spec) runs, and those refused to it with
+    the reason: all for a model with weights; for an API model, its generative tasks
+    (:func:`api_task_split`, their output types read from lm_eval's task index)."""
+    from polyculture.backends.spec import is_api_spec
+
+    if not is_api_spec(model):
+        return list(specs), {}
+    return api_task_split(specs, task_entries(task_dir, [s.task for s in specs]))
+
+
+def model_for_lm_eval(
+    model: Mapping[str, Any], backend: Mapping[str, Any], workdir: str, *, seed: int = 0
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """lm_eval model type, model_args and environment of an eval model's load settings (`model`:
+    model, adapter, merge_adapter) and the job's backend settings: an API model through
+    :func:`api_lm_eval_model`; a model with weights through :func:`lm_eval_model`, its adapter
+    merged under `workdir` first when asked (:func:`prepare_model`)."""
+    from polyculture.backends.spec import is_api_spec
+
+    if is_api_spec(model["model"]):
+        return api_lm_eval_model(model["model"], backend.get("openai"), seed=seed)
+    path, adapter = prepare_model(model["model"], model["adapter"], model["merge_adapter"], workdir)
+    model_type, args = lm_eval_model(
+        path,
+        adapter=adapter,
+        backend=resolve_eval_backend(backend.get("generation", "auto")),
+        dtype=backend.get("dtype", "auto"),
+        vllm_options=backend.get("engine"),
+    )
+    return model_type, args, {}
+
+
 #: lm_eval's batch size per backend where `evaluate.general.batch_size` is null (the default).
 #: vLLM schedules its own batches (continuous batching): 'auto' makes lm_eval's vllm model hand
 #: it every request of a task in one call, where a fixed size N cuts them into calls of N
@@ -194,7 +297,10 @@ DEFAULT_BATCH_SIZE: dict[str, int | str] = {"vllm": "auto", "hf": 8}
 
 
 def batch_size_for(model_type: str, batch_size: int | str | None) -> int | str:
-    """The lm_eval batch size of a run: the configured one, else the backend's default."""
+    """The lm_eval batch size of a run: the configured one, else the backend's default (an API
+    model's chat completions: 1, which lm_eval enforces)."""
+    if model_type == API_MODEL_TYPE:
+        return 1
     if batch_size is None:
         if model_type not in DEFAULT_BATCH_SIZE:
             raise ConfigError(
@@ -416,8 +522,12 @@ def sample_records(results: Mapping[str, Any], model: str) -> list[dict[str, Any
     return out
 
 
-def run_summary(results: Mapping[str, Any]) -> dict[str, Any]:
-    """The reproducible part of lm_eval's results (no dates, timings or environment)."""
+def run_summary(
+    results: Mapping[str, Any], refused: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The reproducible part of lm_eval's results (no dates, timings or environment), and the
+    tasks refused to the model with the reason (`refused`: an API model's log-likelihood
+    tasks), where there are any."""
     keep = (
         "results",
         "groups",
@@ -427,7 +537,10 @@ def run_summary(results: Mapping[str, Any]) -> dict[str, Any]:
         "higher_is_better",
         "n-samples",
     )
-    return {k: results[k] for k in keep if k in results}
+    out = {k: results[k] for k in keep if k in results}
+    if refused:
+        out["refused"] = dict(refused)
+    return out
 
 
 def prepare_model(

@@ -3,8 +3,8 @@ the submit host into one cache, so that cluster jobs run with HF_HUB_OFFLINE=1 a
 HF_DATASETS_OFFLINE=1.
 
 `hub_items(config)` lists what a config names: every model key (`model`, `base_model`,
-`embedder`, `generator`, `judge`, anywhere in the config: eval models and the bases of their
-adapters, the translator, the judge, ...) whose spec is a hub id, the eval models' adapters that
+`embedder`, `generator`, `judge`, in the sections that the planned stage groups read: eval
+models and the bases of their adapters, the translator, the judge, ...) whose spec is a hub id, the eval models' adapters that
 are hub adapter ids (checked once fetched: they hold adapter_config.json, and a recorded base
 model other than the entry's `model` is logged as a warning), the hub datasets of the
 consensus sources and of its general data, and the lm-evaluation-harness tasks that come from the
@@ -23,14 +23,18 @@ What a job that runs offline and misses an item says is `polyculture.logs.offlin
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from polyculture.backends.spec import model_specs
-from polyculture.config_check import adapter_base_agrees, adapter_base_model, adapter_kind
+from polyculture.config_eval import (
+    adapter_base_agrees,
+    adapter_base_model,
+    adapter_kind,
+    groups_in_use,
+    model_specs_in_use,
+)
 from polyculture.logs import cache_dir
 
 log = logging.getLogger(__name__)
@@ -57,20 +61,17 @@ def hub_items(config: Mapping[str, Any]) -> list[HubItem]:
     def add(item: HubItem) -> None:
         items.setdefault((item.kind, item.name, item.revision, item.subset, item.split), item)
 
-    pipelines = config.get("pipelines", {})
-    for dotted, spec in model_specs(config):
-        section = re.split(r"[.\[]", dotted, maxsplit=1)[0]
-        if pipelines.get(section, True) is False:
-            continue  # a switched-off stage group loads nothing
-        if spec.needs_prefetch:
+    used = groups_in_use(config, Path.cwd())
+    for dotted, spec in model_specs_in_use(config, Path.cwd()):
+        if spec.needs_prefetch:  # a stage group that is not planned loads nothing
             add(HubItem("model", spec.raw, dotted))
     variants = config.get("train", {}).get("variants", [])
-    for i, m in enumerate(config.get("eval_models", [])):
+    for i, m in enumerate(config.get("eval_models", []) if used & {"evaluate", "wvs"} else []):
         adapter = m.get("adapter")
         if adapter and adapter_kind(adapter, variants, Path.cwd()) == "hub":
             add(HubItem("adapter", adapter, f"eval_models[{i}].adapter", base=m.get("model")))
     consensus = config.get("consensus", {})
-    if pipelines.get("consensus", True):
+    if "consensus" in used:
         for i, src in enumerate(consensus.get("sources", [])):
             if src.get("hub"):
                 add(
@@ -87,7 +88,7 @@ def hub_items(config: Mapping[str, Any]) -> list[HubItem]:
             split = general.get("split", "train")
             add(HubItem("dataset", general["hub"], "consensus.general.hub", split=split))
     general_eval = config.get("evaluate", {}).get("general", {})
-    if pipelines.get("evaluate", True) and general_eval and not general_eval.get("tasks_path"):
+    if "evaluate" in used and general_eval and not general_eval.get("tasks_path"):
         for i, task in enumerate(general_eval.get("tasks", [])):
             add(HubItem("lm_eval_task", task["task"], f"evaluate.general.tasks[{i}]"))
     return list(items.values())

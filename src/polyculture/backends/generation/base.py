@@ -224,6 +224,91 @@ def tokenizer_source(model: str, adapter: str | None) -> str:
     return adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model
 
 
+def adapter_chat_template(adapter: str | None) -> str | None:
+    """The chat template an adapter directory ships as `chat_template.jinja` beside no tokenizer
+    of its own (a tokenizer it ships carries its template: :func:`tokenizer_source`), else
+    None."""
+    if not adapter or (Path(adapter) / "tokenizer_config.json").is_file():
+        return None
+    path = Path(adapter) / "chat_template.jinja"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def adapter_embedding_rows(adapter: str | None) -> int | None:
+    """Rows (the vocabulary size) of the full embedding or output layer a PEFT adapter saved,
+    read from its safetensors header; None where it saved none. PEFT saves these layers whole
+    when the vocabulary was resized for training (added tokens), and the base model must be
+    resized to them before the adapter loads."""
+    path = Path(adapter) / "adapter_model.safetensors" if adapter else None
+    if path is None or not path.is_file():
+        return None
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    rows = [
+        int(v["shape"][0])
+        for k, v in header.items()
+        if k != "__metadata__" and k.endswith(("embed_tokens.weight", "lm_head.weight"))
+    ]
+    return max(rows) if rows else None
+
+
+def resize_for_adapter(lm: Any, adapter: str | None) -> None:
+    """Resize a loaded model's embeddings to the vocabulary an adapter saved (no-op where the
+    adapter saved no embedding layer or the sizes agree)."""
+    rows = adapter_embedding_rows(adapter)
+    if rows is not None and rows != lm.get_input_embeddings().weight.shape[0]:
+        log.info("resizing the embeddings to the adapter's %d-token vocabulary", rows)
+        lm.resize_token_embeddings(rows)
+
+
+def adapter_provenance(model: str, adapter: str | None) -> dict[str, Any]:
+    """What an adapter changes beyond its LoRA weights, as the loaders apply it: the tokenizer
+    and chat template (the adapter's own or the base model's) and the resized vocabulary (None
+    where not resized)."""
+    if not adapter:
+        return {}
+    own_tokenizer = tokenizer_source(model, adapter) == adapter
+    template = own_tokenizer and bool(_tokenizer_has_template(adapter))
+    return {
+        "adapter": str(adapter),
+        "tokenizer": "adapter" if own_tokenizer else "base model",
+        "chat_template": "adapter"
+        if template or adapter_chat_template(adapter) is not None
+        else "base model",
+        "embedding_rows": adapter_embedding_rows(adapter),
+    }
+
+
+def adapter_load_notes(adapters: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per eval model (name → its load settings: model, adapter) whose adapter brings
+    its own tokenizer, chat template or resized embeddings, saying that it was loaded with them
+    (:func:`adapter_provenance`); adapters that bring none get no line."""
+    notes = []
+    for name, m in adapters.items():
+        prov = adapter_provenance(m["model"], local_adapter(m.get("adapter")))
+        brings = [
+            f"its own {what}"
+            for what in ("tokenizer", "chat_template")
+            if prov.get(what) == "adapter"
+        ]
+        if prov.get("embedding_rows") is not None:
+            brings.append(f"embeddings resized to its {prov['embedding_rows']}-token vocabulary")
+        if brings:
+            said = ", ".join(b.replace("chat_template", "chat template") for b in brings)
+            notes.append(f"{name}: adapter {m['adapter']} loaded with {said}")
+    return notes
+
+
+def _tokenizer_has_template(directory: str) -> bool:
+    """Whether a tokenizer directory carries a chat template (file or tokenizer_config key)."""
+    d = Path(directory)
+    if (d / "chat_template.jinja").is_file() or (d / "chat_template.json").is_file():
+        return True
+    cfg = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
+    return bool(cfg.get("chat_template"))
+
+
 def load_tokenizer(source: str) -> Any:
     """The tokenizer of a local directory or hub id (a directory is never looked up online)."""
     from transformers import AutoTokenizer
@@ -345,8 +430,13 @@ def merge_adapter_to_dir(model: str, adapter: str, dest: str, dtype: str = "auto
     lm = AutoModelForCausalLM.from_pretrained(
         model, dtype=torch_dtype(dtype, device), local_files_only=Path(model).is_dir()
     )
+    resize_for_adapter(lm, adapter)
     lm = PeftModel.from_pretrained(lm, adapter, local_files_only=True).merge_and_unload()
     lm.save_pretrained(dest)
-    load_tokenizer(tokenizer_source(model, adapter)).save_pretrained(dest)
+    tokenizer = load_tokenizer(tokenizer_source(model, adapter))
+    template = adapter_chat_template(adapter)
+    if template is not None:
+        tokenizer.chat_template = template
+    tokenizer.save_pretrained(dest)
     del lm
     return dest

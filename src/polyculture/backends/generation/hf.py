@@ -18,10 +18,12 @@ from polyculture.backends.generation.base import (
     Generator,
     LoadOptions,
     Sampling,
+    adapter_chat_template,
     adapter_rank,
     check_conversations,
     derive_seed,
     load_tokenizer,
+    resize_for_adapter,
     tokenizer_source,
     torch_dtype,
 )
@@ -144,6 +146,8 @@ class HFGenerator(Generator):
         local = Path(model).is_dir()
         tok_source = tokenizer_source(model, adapter)
         self.tokenizer = load_tokenizer(tok_source)
+        if (own_template := adapter_chat_template(adapter)) is not None:
+            self.tokenizer.chat_template = own_template  # the adapter's chat_template.jinja
         self.chat_format = analyze_template(self.tokenizer, chat_template)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -168,6 +172,7 @@ class HFGenerator(Generator):
         if adapter:
             from peft import PeftModel
 
+            resize_for_adapter(lm, adapter)  # an adapter trained with added tokens
             lm = PeftModel.from_pretrained(lm, adapter, local_files_only=True)
             if merge_adapter:
                 lm = lm.merge_and_unload()

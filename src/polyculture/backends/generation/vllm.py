@@ -15,10 +15,13 @@ from polyculture.backends.generation.base import (
     Generator,
     LoadOptions,
     Sampling,
+    adapter_chat_template,
+    adapter_embedding_rows,
     adapter_rank,
     check_dtype,
     derive_seed,
     merge_adapter_to_dir,
+    tokenizer_source,
 )
 from polyculture.backends.registry import GENERATORS
 from polyculture.errors import ConfigError, InputError
@@ -70,6 +73,14 @@ class VLLMGenerator(Generator):
             # compact JSON: with free whitespace a weak model fills its budget with blanks
             "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
         }
+        if adapter and not merge_adapter and adapter_embedding_rows(adapter) is not None:
+            # vLLM's LoRA requests carry no full embedding layers (an adapter trained with added
+            # tokens): such an adapter is merged into a copy of the model, resized
+            log.warning("adapter %s saved resized embeddings: merging it for vLLM", adapter)
+            merge_adapter = True
+        if adapter and not merge_adapter and tokenizer_source(model, adapter) == adapter:
+            # its own tokenizer and template (a merged copy holds them already)
+            engine["tokenizer"] = str(Path(adapter).resolve())
         if adapter and merge_adapter:
             self._tmpdir = tempfile.mkdtemp(prefix="polyculture-merged-")
             load_from = merge_adapter_to_dir(model, adapter, self._tmpdir, dtype="auto")
@@ -87,7 +98,10 @@ class VLLMGenerator(Generator):
         self.llm = LLM(**engine)
         from polyculture.backends.chat import analyze_template
 
-        self.chat_format = analyze_template(self.llm.get_tokenizer(), chat_template)
+        tokenizer = self.llm.get_tokenizer()
+        if (own_template := adapter_chat_template(adapter)) is not None:
+            tokenizer.chat_template = own_template  # the adapter's chat_template.jinja
+        self.chat_format = analyze_template(tokenizer, chat_template)
 
     def _params(
         self,
