@@ -1,0 +1,241 @@
+"""The work of a job, from the config and the inputs that exist: which model it runs, how many
+requests, and their input and output tokens.
+
+Per rule (the stages that run a model; the others do no model work):
+- wvs_survey: `wvs.n_prompts` x `wvs.samples_per_prompt` / `wvs.shards` requests; the prompts
+  are the language's prompt table where an earlier run wrote it, else the English prompts built
+  here as wvs_build_prompts builds them (a translation is counted as long as its source).
+- wvs_translate_prompts: one request per English prompt (none for English); output as long as
+  the input.
+- wvs_judge: one request per parsed item: the parsed table where it exists, else every response
+  split into 10 items (the survey's stop '11.' ends a response after item 10), over
+  `wvs.judge_shards`; the judge's real chat (polyculture.wvs.stances.judge_conversation).
+- blend_generate: every prompt of the country's runs (BLEnD's questions x languages x
+  templates) where the BLEnD data exists.
+- sample_responses: the question pairs x 2 sides x `consensus.samples` / `consensus.shards`
+  where an earlier run wrote the pairs.
+Output tokens are the sampling limit (`max_new_tokens`), or the measured mean of an earlier
+run's outputs where they exist. Where the inputs do not exist yet, the work is unknown and the
+plan says so (its GPU-hours busy are then the engine start-up alone)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from polyculture.backends.spec import parse_model_spec
+from polyculture.plan.dag import Job
+from polyculture.plan.tokens import TokenCounter
+
+#: The WVS survey's stop ('11.') ends a response after its 10th numbered item.
+ITEMS_PER_RESPONSE = 10
+
+
+@dataclass(frozen=True)
+class Work:
+    """The model work of one job."""
+
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    measured_output: bool = False
+
+
+@dataclass
+class Context:
+    """What the work estimates read: the config (defaults filled), the working directory and
+    the token counter."""
+
+    config: Mapping[str, Any]
+    workdir: Path
+    tokens: TokenCounter
+
+    def path(self, rel: str) -> Path:
+        """A path of the config relative to the working directory."""
+        p = Path(rel)
+        return p if p.is_absolute() else self.workdir / p
+
+
+def eval_model_spec(config: Mapping[str, Any], name: str) -> str:
+    """The model spec of eval model `name`."""
+    for m in config.get("eval_models") or []:
+        if m.get("name") == name:
+            return str(m["model"])
+    return name
+
+
+def model_label(spec: str) -> str:
+    """The name a price table and throughput lookup use: the API model id, else the spec."""
+    parsed = parse_model_spec(spec)
+    return str(parsed.api_model) if parsed.is_api else spec
+
+
+def _read(path: Path, column: str) -> list[str] | None:
+    """A text column of a Parquet file (or of every shard file matching `path`'s glob)."""
+    files = sorted(path.parent.glob(path.name)) if "*" in path.name else [path]
+    files = [f for f in files if f.is_file() and f.stat().st_size > 0]
+    if not files:
+        return None
+    try:
+        frames = [pl.read_parquet(f, columns=[column]) for f in files]
+    except (pl.exceptions.PolarsError, OSError):
+        return None
+    return [str(v) for f in frames for v in f[column].drop_nulls().to_list()]
+
+
+def _output(
+    ctx: Context, spec: str, requests: int, limit: int, earlier: list[str] | None
+) -> tuple[int, bool]:
+    """Output tokens of `requests`: the measured mean of `earlier` outputs, else `limit` each."""
+    if earlier:
+        return round(requests * ctx.tokens.mean(spec, earlier)), True
+    return requests * int(limit), False
+
+
+@cache
+def _wvs_english_prompts(topics: str, templates: str, keys: tuple[str, ...], n: int, seed: int):
+    from polyculture.wvs.prompts import build_prompts
+    from polyculture.wvs.topics import load_templates, load_topics, select_topics
+
+    chosen = select_topics(load_topics(topics), list(keys))
+    return build_prompts(chosen, load_templates(templates), n, seed)["prompt_en"].to_list()
+
+
+def wvs_prompts(ctx: Context, language: str) -> list[str]:
+    """The survey prompts of `language`: an earlier run's table, else the English ones."""
+    wvs, results = ctx.config["wvs"], ctx.config["results"]
+    earlier = _read(ctx.path(f"{results}/wvs/prompts/{language}.parquet"), "prompt")
+    if earlier:
+        return earlier
+    # the seed of wvs_build_prompts: rules/common.smk SEED_OFFSETS["wvs"]["prompts"]
+    seed = int(ctx.config.get("seed", 0)) + 5200
+    return list(
+        _wvs_english_prompts(
+            str(ctx.path(wvs["topics_path"])),
+            str(ctx.path(wvs["templates_path"])),
+            tuple(wvs.get("topics") or ()),
+            int(wvs["n_prompts"]),
+            seed,
+        )
+    )
+
+
+def _wvs_survey(job: Job, ctx: Context) -> Work:
+    wvs, results = ctx.config["wvs"], ctx.config["results"]
+    spec = eval_model_spec(ctx.config, job.wildcards["model"])
+    prompts = wvs_prompts(ctx, job.wildcards["language"])
+    requests = math.ceil(len(prompts) * int(wvs["samples_per_prompt"]) / int(wvs["shards"]))
+    inputs = round(requests * ctx.tokens.mean(spec, prompts))
+    earlier = _read(ctx.path(f"{results}/wvs/parsed/{job.wildcards['model']}.parquet"), "item_text")
+    if earlier:  # a response is its items: their tokens per response
+        per = ctx.tokens.mean(spec, earlier) * ITEMS_PER_RESPONSE
+        return Work(spec, requests, inputs, round(requests * per), True)
+    out, measured = _output(ctx, spec, requests, wvs["sampling"]["max_new_tokens"], None)
+    return Work(spec, requests, inputs, out, measured)
+
+
+def _wvs_translate(job: Job, ctx: Context) -> Work | None:
+    tr = ctx.config["translator"]
+    if tr.get("kind") not in ("llm",) or not tr.get("model"):
+        return None
+    spec = str(tr["model"])
+    if job.wildcards["language"] == "en":
+        return Work(spec, 0, 0, 0)
+    prompts = wvs_prompts(ctx, "en")
+    tokens = ctx.tokens.total(spec, prompts)
+    return Work(spec, len(prompts), tokens, min(tokens, len(prompts) * int(tr["max_new_tokens"])))
+
+
+def _wvs_judge(job: Job, ctx: Context) -> Work:
+    from polyculture.wvs.stances import judge_conversation
+    from polyculture.wvs.topics import load_topics, select_topics
+
+    wvs, results = ctx.config["wvs"], ctx.config["results"]
+    spec = str(wvs["judge"])
+    model = job.wildcards["model"]
+    items = _read(ctx.path(f"{results}/wvs/parsed/{model}.parquet"), "item_text")
+    if items is None:
+        responses = int(wvs["n_prompts"]) * int(wvs["samples_per_prompt"]) * len(wvs["languages"])
+        n_items = responses * ITEMS_PER_RESPONSE
+        item_tokens = wvs["sampling"]["max_new_tokens"] / ITEMS_PER_RESPONSE
+    else:
+        n_items = len(items)
+        item_tokens = ctx.tokens.mean(spec, items) if items else 0.0
+    requests = math.ceil(n_items / int(wvs["judge_shards"]))
+    topics = select_topics(load_topics(ctx.path(wvs["topics_path"])), wvs.get("topics") or None)
+    chats = ["\n".join(turn["content"] for turn in judge_conversation(t, "")) for t in topics]
+    per = ctx.tokens.mean(spec, chats) + item_tokens
+    limit = int(wvs["judge_sampling"]["max_new_tokens"])
+    return Work(spec, requests, round(requests * per), requests * limit)
+
+
+def _blend_generate(job: Job, ctx: Context) -> Work | None:
+    from polyculture.blend.data import questions_path
+    from polyculture.blend.prompts import country_prompts, run_languages
+
+    blend, results = ctx.config["evaluate"]["blend"], ctx.config["results"]
+    data = ctx.path(blend.get("data_path") or f"{results}/evaluate/blend/data")
+    country = job.wildcards["blend_country"]
+    spec = eval_model_spec(ctx.config, job.wildcards["blend_model"])
+    if not questions_path(data, country).is_file():
+        return None
+    runs = [(lang, p) for lang in run_languages(country) for p in blend["prompts"]]
+    prompts = country_prompts(data, country, runs, blend.get("max_questions"))["prompt"].to_list()
+    earlier = _read(
+        ctx.path(
+            f"{results}/evaluate/blend/{job.wildcards['blend_model']}/answers/{country}.parquet"
+        ),
+        "response",
+    )
+    out, measured = _output(ctx, spec, len(prompts), blend["sampling"]["max_new_tokens"], earlier)
+    return Work(spec, len(prompts), ctx.tokens.total(spec, prompts), out, measured)
+
+
+def _sample_responses(job: Job, ctx: Context) -> Work | None:
+    cons, results = ctx.config["consensus"], ctx.config["results"]
+    spec = str(cons["generator"])
+    questions = [
+        *(_read(ctx.path(f"{results}/consensus/question_pairs.parquet"), "question_en") or []),
+        *(_read(ctx.path(f"{results}/consensus/question_pairs.parquet"), "question_local") or []),
+    ]
+    if not questions:
+        return None
+    shards = int(cons["shards"])
+    n = int(cons["samples"])
+    share = math.ceil(len(questions) / shards)
+    requests = share * n
+    inputs = round(requests * ctx.tokens.mean(spec, questions))
+    earlier = _read(ctx.path(f"{results}/consensus/responses/shard-*.parquet"), "text")
+    out, measured = _output(
+        ctx, spec, requests, cons["responses"]["sampling"]["max_new_tokens"], earlier
+    )
+    return Work(spec, requests, inputs, out, measured)
+
+
+#: The rules whose work the plan estimates.
+ESTIMATORS: Mapping[str, Callable[[Job, Context], Work | None]] = {
+    "wvs_survey": _wvs_survey,
+    "wvs_translate_prompts": _wvs_translate,
+    "wvs_judge": _wvs_judge,
+    "blend_generate": _blend_generate,
+    "sample_responses": _sample_responses,
+}
+
+
+def job_work(job: Job, ctx: Context) -> Work | None:
+    """The job's model work, or None where the plan cannot tell (no estimator for its rule, or
+    its inputs do not exist yet)."""
+    estimate = ESTIMATORS.get(job.rule)
+    return estimate(job, ctx) if estimate else None
+
+
+def rules_without_estimate(jobs: Sequence[Job]) -> list[str]:
+    """GPU rules whose work the plan does not estimate (busy = engine start-up only)."""
+    return sorted({j.rule for j in jobs if j.gpus and j.rule not in ESTIMATORS})
