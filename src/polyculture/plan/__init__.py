@@ -27,7 +27,10 @@ __all__ = [
 
 
 def checked_config(
-    configfiles: Sequence[Path], workdir: Path, basedir: Path | None = None
+    configfiles: Sequence[Path],
+    workdir: Path,
+    basedir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The merged config with every default filled, as `polyculture check` and the workflow
     check it (`basedir`: the workflow's directory, default `workdir`); fails listing every
@@ -37,7 +40,7 @@ def checked_config(
     base = basedir or workdir
     config = load_config_files([workdir / c for c in configfiles])
     problems = config_problems(
-        config, base / "schemas" / "config.schema.yaml", workdir, basedir=base
+        config, base / "schemas" / "config.schema.yaml", workdir, environ, basedir=base
     )
     if problems:
         sources = ", ".join(map(str, configfiles))
@@ -58,7 +61,7 @@ def plan_run(
     `configfiles` through `profile` (None: locally): the config is checked first, then
     Snakemake dry-runs it."""
     base = basedir or workdir
-    config = checked_config(configfiles, workdir, base)
+    config = checked_config(configfiles, workdir, base, {**os.environ, **(env or {})})
     if base.resolve() != workdir.resolve():
         extra = ["--snakefile", str(base / "Snakefile"), *extra]
     text = dry_run(workdir, configfiles, profile, forceall, extra, env)
