@@ -11,7 +11,7 @@ from typing import Any
 
 from polyculture.errors import PolycultureError
 from polyculture.plan.bill import budget_problems, format_plan, make_plan, plan_json
-from polyculture.plan.dag import PLANNING_ENV, dry_run, parse_jobs, read_profile
+from polyculture.plan.dag import PLANNING_ENV, Job, dry_run, parse_jobs, read_profile
 from polyculture.plan.tokens import TokenCounter
 from polyculture.plan.work import Context
 
@@ -21,6 +21,7 @@ __all__ = [
     "check_budget",
     "checked_config",
     "format_plan",
+    "plan_details",
     "plan_json",
     "plan_run",
 ]
@@ -60,13 +61,27 @@ def plan_run(
     """The plan of running the workflow of `basedir` (default: `workdir`) in `workdir` with
     `configfiles` through `profile` (None: locally): the config is checked first, then
     Snakemake dry-runs it."""
+    return plan_details(workdir, configfiles, profile, forceall, extra, env, basedir)[0]
+
+
+def plan_details(
+    workdir: Path,
+    configfiles: Sequence[Path],
+    profile: str | None = None,
+    forceall: bool = False,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    basedir: Path | None = None,
+) -> tuple[dict[str, Any], list[Job], dict[str, Any]]:
+    """As :func:`plan_run`, with the dry run's jobs and the checked config (defaults filled)."""
     base = basedir or workdir
     config = checked_config(configfiles, workdir, base, {**os.environ, **(env or {})})
     if base.resolve() != workdir.resolve():
         extra = ["--snakefile", str(base / "Snakefile"), *extra]
-    text = dry_run(workdir, configfiles, profile, forceall, extra, env)
+    jobs = parse_jobs(dry_run(workdir, configfiles, profile, forceall, extra, env))
     ctx = Context(config, workdir, TokenCounter())
-    return make_plan(parse_jobs(text), read_profile(workdir, profile), ctx, basedir=base)
+    plan = make_plan(jobs, read_profile(workdir, profile), ctx, basedir=base)
+    return plan, jobs, config
 
 
 def _argv_profile(argv: Sequence[str]) -> str | None:
