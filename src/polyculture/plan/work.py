@@ -13,7 +13,12 @@ Per rule (the stages that run a model; the others do no model work):
 - blend_generate: every prompt of the country's runs (BLEnD's questions x languages x
   templates) where the BLEnD data exists.
 - sample_responses: the question pairs x 2 sides x `consensus.samples` / `consensus.shards`
-  where an earlier run wrote the pairs.
+  where an earlier run wrote the pairs; embed_responses: the shard's responses (input only).
+- write_paragraphs (one request per statement), generate_questions (per paragraph),
+  translate_questions and translate_ground_truth (per row, for a model translator), critique
+  (per ground-truth row; three calls in the CulFiT method): where their input tables exist.
+- lm_eval and train_lora: not estimated (their work depends on the harness's tasks and on the
+  training steps); their busy time is the start-up alone and the plan says so.
 Output tokens are the sampling limit (`max_new_tokens`), or the measured mean of an earlier
 run's outputs where they exist. Where the inputs do not exist yet, the work is unknown and the
 plan says so (its GPU-hours busy are then the engine start-up alone)."""
@@ -219,6 +224,104 @@ def _sample_responses(job: Job, ctx: Context) -> Work | None:
     return Work(spec, requests, inputs, out, measured)
 
 
+def _table(ctx: Context, rel: str, columns: Sequence[str]) -> list[list[str]] | None:
+    """Text columns of an earlier run's table under `results` (None: not there)."""
+    path = ctx.path(f"{ctx.config['results']}/{rel}")
+    cols = [_read(path, c) for c in columns]
+    return None if any(c is None for c in cols) else cols  # type: ignore[misc]
+
+
+def _rows_work(
+    ctx: Context,
+    spec: str,
+    inputs: list[list[str]],
+    calls_per_row: int,
+    limit: int,
+    earlier: list[list[str]] | None,
+    share: float = 1.0,
+) -> Work:
+    """`calls_per_row` requests per input row, each with the row's texts as input (spread over
+    the calls); output: the tokens of an earlier run's outputs of the same inputs (all their
+    columns), else `limit` per request; `share` of it all (a shard's)."""
+    rows = len(inputs[0])
+    requests = math.ceil(rows * calls_per_row * share)
+    in_tokens = sum(ctx.tokens.total(spec, col) for col in inputs) * share
+    if earlier and earlier[0]:
+        out = sum(ctx.tokens.total(spec, col) for col in earlier) * share
+        return Work(spec, requests, round(in_tokens), round(out), True)
+    return Work(spec, requests, round(in_tokens), requests * int(limit))
+
+
+def _write_paragraphs(job: Job, ctx: Context) -> Work | None:
+    cons = ctx.config["consensus"]
+    statements = _table(ctx, "consensus/statements.parquet", ["text"])
+    if statements is None:
+        return None
+    earlier = _table(ctx, "consensus/paragraphs.parquet", ["paragraph"])
+    limit = cons["paragraphs"]["sampling"]["max_new_tokens"]
+    return _rows_work(ctx, str(cons["generator"]), statements, 1, limit, earlier)
+
+
+def _generate_questions(job: Job, ctx: Context) -> Work | None:
+    cons = ctx.config["consensus"]
+    paragraphs = _table(ctx, "consensus/paragraphs.parquet", ["statement", "paragraph"])
+    if paragraphs is None:
+        return None
+    earlier = _table(ctx, "consensus/questions.parquet", ["question_en"])
+    limit = cons["questions"]["sampling"]["max_new_tokens"]
+    return _rows_work(ctx, str(cons["generator"]), paragraphs, 1, limit, earlier)
+
+
+def _translator_spec(ctx: Context) -> str | None:
+    tr = ctx.config["translator"]
+    return str(tr["model"]) if tr.get("kind") in ("llm", "nllb") and tr.get("model") else None
+
+
+def _translate_questions(job: Job, ctx: Context) -> Work | None:
+    spec = _translator_spec(ctx)
+    questions = _table(ctx, "consensus/questions.parquet", ["question_en"])
+    if spec is None or questions is None:
+        return None
+    earlier = _table(ctx, "consensus/question_pairs.parquet", ["question_local"])
+    limit = ctx.config["translator"]["max_new_tokens"]
+    return _rows_work(ctx, spec, questions, 1, limit, earlier)
+
+
+def _translate_ground_truth(job: Job, ctx: Context) -> Work | None:
+    spec = _translator_spec(ctx)
+    sel = job.wildcards.get("selection", "")
+    gt = _table(ctx, f"consensus/selection/{sel}/ground_truth.parquet", ["gt_text"])
+    if spec is None or gt is None:
+        return None
+    earlier = _table(ctx, f"consensus/selection/{sel}/ground_truth_translated.parquet", ["gt_weak"])
+    limit = ctx.config["translator"]["max_new_tokens"]
+    return _rows_work(ctx, spec, gt, 1, limit, earlier)
+
+
+def _critique(job: Job, ctx: Context) -> Work | None:
+    cons = ctx.config["consensus"]
+    sel = job.wildcards.get("selection", "")
+    columns = ["question_weak", "gt_text", "gt_weak"]
+    rows = _table(ctx, f"consensus/selection/{sel}/ground_truth_translated.parquet", columns)
+    if rows is None:
+        return None
+    calls = 3 if cons.get("critique_method") == "culfit" else 1
+    out_cols = ["critique", "knowledge_points", "point_checks"][:calls]
+    earlier = _table(ctx, f"consensus/selection/{sel}/critiques.parquet", out_cols)
+    limit = cons["critique"]["sampling"]["max_new_tokens"]
+    return _rows_work(ctx, str(cons["generator"]), rows, calls, limit, earlier)
+
+
+def _embed_responses(job: Job, ctx: Context) -> Work | None:
+    cons = ctx.config["consensus"]
+    shard = job.wildcards.get("shard", "0")
+    texts = _table(ctx, f"consensus/responses/shard-{shard}.parquet", ["text"])
+    if texts is None:
+        return None
+    spec = str(cons["embedder"])
+    return Work(spec, len(texts[0]), ctx.tokens.total(spec, texts[0]), 0)
+
+
 #: The rules whose work the plan estimates.
 ESTIMATORS: Mapping[str, Callable[[Job, Context], Work | None]] = {
     "wvs_survey": _wvs_survey,
@@ -226,6 +329,12 @@ ESTIMATORS: Mapping[str, Callable[[Job, Context], Work | None]] = {
     "wvs_judge": _wvs_judge,
     "blend_generate": _blend_generate,
     "sample_responses": _sample_responses,
+    "write_paragraphs": _write_paragraphs,
+    "generate_questions": _generate_questions,
+    "translate_questions": _translate_questions,
+    "translate_ground_truth": _translate_ground_truth,
+    "critique": _critique,
+    "embed_responses": _embed_responses,
 }
 
 
