@@ -79,7 +79,7 @@ def plan_details(
     if base.resolve() != workdir.resolve():
         extra = ["--snakefile", str(base / "Snakefile"), *extra]
     jobs = parse_jobs(dry_run(workdir, configfiles, profile, forceall, extra, env))
-    ctx = Context(config, workdir, TokenCounter())
+    ctx = Context(config, workdir, TokenCounter(workdir / config["results"] / "models"))
     plan = make_plan(jobs, read_profile(workdir, profile), ctx, basedir=base)
     return plan, jobs, config
 

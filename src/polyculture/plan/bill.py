@@ -108,8 +108,8 @@ def make_plan(
         row["submissions"] = (
             int(row["submissions"]) if row["submissions"].is_integer() else row["submissions"]
         )
-        row["gpu_hours_booked"] = round(row["gpu_hours_booked"], 2)
-        row["gpu_hours_busy"] = round(row["gpu_hours_busy"], 2)
+        row["gpu_hours_booked"] = round(row["gpu_hours_booked"], 4)
+        row["gpu_hours_busy"] = round(row["gpu_hours_busy"], 4)
         rule_rows.append(row)
     api_rows = sorted(api.values(), key=lambda e: (e["rule"], e["model"]))
     notes = []
@@ -132,8 +132,8 @@ def make_plan(
         "api": api_rows,
         "totals": {
             "submissions": round(sum(subs.values())),
-            "gpu_hours_booked": round(sum(r["gpu_hours_booked"] for r in rule_rows), 2),
-            "gpu_hours_busy": round(sum(r["gpu_hours_busy"] for r in rule_rows), 2),
+            "gpu_hours_booked": round(sum(r["gpu_hours_booked"] for r in rule_rows), 4),
+            "gpu_hours_busy": round(sum(r["gpu_hours_busy"] for r in rule_rows), 4),
             "api_cost_usd": round(sum(e["cost_usd"] for e in api_rows), 2),
         },
         "notes": notes,
@@ -143,6 +143,11 @@ def make_plan(
 def plan_json(plan: Mapping[str, Any]) -> str:
     """The plan in its JSON shape (rules, api, totals)."""
     return json.dumps({k: plan[k] for k in ("rules", "api", "totals")}, indent=2)
+
+
+def _hours(value: float) -> str:
+    """GPU-hours to two decimals, three below 10 (small plans)."""
+    return f"{value:.2f}" if value >= 10 else f"{value:.3f}"
 
 
 def format_plan(plan: Mapping[str, Any]) -> str:
@@ -158,12 +163,12 @@ def format_plan(plan: Mapping[str, Any]) -> str:
         )
         lines.append(
             f"{r['rule']:<28}{r['jobs']:>6}{r['submissions']:>8}{gpus!s:>10}"
-            f"{r['gpu_hours_booked']:>14.2f}{r['gpu_hours_busy']:>12.2f}"
+            f"{_hours(r['gpu_hours_booked']):>14}{_hours(r['gpu_hours_busy']):>12}"
         )
     t = plan["totals"]
     lines.append(
         f"{'total':<28}{sum(r['jobs'] for r in plan['rules']):>6}{t['submissions']:>8}{'':>10}"
-        f"{t['gpu_hours_booked']:>14.2f}{t['gpu_hours_busy']:>12.2f}"
+        f"{_hours(t['gpu_hours_booked']):>14}{_hours(t['gpu_hours_busy']):>12}"
     )
     if plan["api"]:
         lines += [

@@ -1,13 +1,16 @@
 """Counting tokens the way a model does: OpenAI models with their tiktoken encoding, shipped
 offline by the `bpe-openai` package (tiktoken itself downloads its BPE files on first use);
-local models with their own tokenizer where it is in the local Hugging Face cache; otherwise
+local models with their own tokenizer where it is on disk (the Hugging Face cache, a model
+directory, a built-in model built under results/models); otherwise
 ~4 characters a token (OpenAI's rule of thumb for English text; the plan says when it used it)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from polyculture.backends.spec import parse_model_spec
@@ -44,7 +47,9 @@ def _openai_encoding(name: str) -> Any:
 class TokenCounter:
     """Token counts per model spec, each spec's tokenizer loaded once."""
 
-    def __init__(self) -> None:
+    def __init__(self, builtin_dir: str | os.PathLike[str] | None = None) -> None:
+        #: Where the built-in models are built (results/models): their tokenizers are read there.
+        self.builtin_dir = builtin_dir
         self._tokenizers: dict[str, Any] = {}
         #: Specs counted by the character approximation.
         self.approximated: set[str] = set()
@@ -59,13 +64,19 @@ class TokenCounter:
         if parsed.is_api and parsed.provider in (None, "openai"):
             enc = _openai_encoding(openai_encoding_name(str(parsed.api_model)))
             return lambda text: len(enc.encode(text))
+        source = None
         if parsed.kind == "hub" and _cached(parsed.raw):
+            source = parsed.raw
+        elif parsed.kind == "directory" or (parsed.kind == "builtin" and self.builtin_dir):
+            path = Path(parsed.path(self.builtin_dir or "."))
+            source = str(path) if (path / "tokenizer_config.json").is_file() else None
+        if source:
             try:
                 from transformers import AutoTokenizer
 
-                tok = AutoTokenizer.from_pretrained(parsed.raw, local_files_only=True)
+                tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
                 return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
-            except Exception as exc:  # noqa: BLE001 - any failure to load means: not cached
+            except Exception as exc:  # noqa: BLE001 - any failure to load means: not there
                 log.info("no local tokenizer for %s (%s): approximating", spec, exc)
         self.approximated.add(spec)
         return lambda text: max(1, round(len(text) / CHARS_PER_TOKEN))

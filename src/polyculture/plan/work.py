@@ -138,9 +138,11 @@ def _wvs_survey(job: Job, ctx: Context) -> Work:
     prompts = wvs_prompts(ctx, job.wildcards["language"])
     requests = math.ceil(len(prompts) * int(wvs["samples_per_prompt"]) / int(wvs["shards"]))
     inputs = round(requests * ctx.tokens.mean(spec, prompts))
-    earlier = _read(ctx.path(f"{results}/wvs/parsed/{job.wildcards['model']}.parquet"), "item_text")
-    if earlier:  # a response is its items: their tokens per response
-        per = ctx.tokens.mean(spec, earlier) * ITEMS_PER_RESPONSE
+    parsed = ctx.path(f"{results}/wvs/parsed/{job.wildcards['model']}.parquet")
+    earlier = _read(parsed, "item_text")
+    if earlier:  # a response is its items: their tokens over the responses parsed
+        responses = len(set(_read(parsed, "response_id") or [])) or 1
+        per = ctx.tokens.total(spec, earlier) / responses
         return Work(spec, requests, inputs, round(requests * per), True)
     out, measured = _output(ctx, spec, requests, wvs["sampling"]["max_new_tokens"], None)
     return Work(spec, requests, inputs, out, measured)
