@@ -159,14 +159,19 @@ def _plan_args(parser: argparse.ArgumentParser) -> None:
     _plan_args,
 )
 def plan(args: argparse.Namespace) -> int:
-    """Print the plan (and write it as JSON); a config that fails its check, a failing dry run
-    or a price table without a model used exits 2 with the message, naming the key."""
+    """Print the plan (and write it as JSON); exit 1 naming the key or file at fault when the
+    config fails its check, the dry run fails (e.g. more GPUs than a node has) or the price
+    table lacks a model the run uses."""
     from polyculture.plan import format_plan, plan_json, plan_run
 
     root = workflow_dir(args.workflow)
-    result = plan_run(
-        Path.cwd(), args.configfile, args.profile, forceall=args.forceall, basedir=root
-    )
+    try:
+        result = plan_run(
+            Path.cwd(), args.configfile, args.profile, forceall=args.forceall, basedir=root
+        )
+    except PolycultureError as exc:
+        print(f"polyculture plan: {exc}", file=sys.stderr)
+        return 1
     print(format_plan(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

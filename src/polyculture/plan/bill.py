@@ -111,6 +111,7 @@ def make_plan(
         row["gpu_hours_booked"] = round(row["gpu_hours_booked"], 4)
         row["gpu_hours_busy"] = round(row["gpu_hours_busy"], 4)
         rule_rows.append(row)
+    rule_rows.sort(key=lambda r: (-r["gpu_hours_booked"], -r["submissions"], r["rule"]))
     api_rows = sorted(api.values(), key=lambda e: (e["rule"], e["model"]))
     notes = []
     if unknown:

@@ -59,11 +59,12 @@ DEFAULT_THROUGHPUT: tuple[Throughput, ...] = (
     Throughput(
         "cpu",
         1.0,
-        40.0,
-        320.0,
-        20.0,
-        "measured: the demo's tiny models with the hf backend on 2 CPU cores "
-        "(benchmarks/bench_paper_plan.py compares it with the demo's benchmark files)",
+        180.0,
+        1440.0,
+        5.5,
+        "measured by benchmarks/bench_demo_plan.py (2026-12-07, 2 cores, benchmarks/results.json): "
+        "CPU seconds of tiny-chat on the hf backend, a fresh process to the model loaded and "
+        "batched sampling; prefill 8x decode (our choice)",
     ),
 )
 
