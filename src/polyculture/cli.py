@@ -141,8 +141,10 @@ def _plan_args(parser: argparse.ArgumentParser) -> None:
     _check_args(parser)
     parser.add_argument(
         "--profile",
-        help="the Snakemake profile the run will use, e.g. profiles/slurm (default: a local run, "
-        "profiles/local: no submissions, no runtime limits)",
+        action="append",
+        help="the Snakemake profile the run will use, e.g. profiles/slurm; given twice, an "
+        "overlay over it, as with snakemake (default: a local run, profiles/local: no "
+        "submissions, no runtime limits)",
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the plan as JSON")
     parser.add_argument(

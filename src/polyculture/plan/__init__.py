@@ -11,7 +11,7 @@ from typing import Any
 
 from polyculture.errors import PolycultureError
 from polyculture.plan.bill import budget_problems, format_plan, make_plan, plan_json
-from polyculture.plan.dag import PLANNING_ENV, Job, dry_run, parse_jobs, read_profile
+from polyculture.plan.dag import PLANNING_ENV, Job, Profiles, dry_run, parse_jobs, read_profile
 from polyculture.plan.tokens import TokenCounter
 from polyculture.plan.work import Context
 
@@ -52,7 +52,7 @@ def checked_config(
 def plan_run(
     workdir: Path,
     configfiles: Sequence[Path],
-    profile: str | None = None,
+    profile: Profiles = None,
     forceall: bool = False,
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
@@ -67,7 +67,7 @@ def plan_run(
 def plan_details(
     workdir: Path,
     configfiles: Sequence[Path],
-    profile: str | None = None,
+    profile: Profiles = None,
     forceall: bool = False,
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
@@ -84,14 +84,15 @@ def plan_details(
     return plan, jobs, config
 
 
-def _argv_profile(argv: Sequence[str]) -> str | None:
-    """The --profile of a snakemake command line (None: none given)."""
+def _argv_profiles(argv: Sequence[str]) -> list[str]:
+    """The --profile values of a snakemake command line, in order."""
+    found = []
     for i, arg in enumerate(argv):
         if arg == "--profile" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--profile="):
-            return arg.split("=", 1)[1]
-    return None
+            found.append(argv[i + 1])
+        elif arg.startswith("--profile="):
+            found.append(arg.split("=", 1)[1])
+    return found
 
 
 def check_budget(
@@ -104,14 +105,16 @@ def check_budget(
 ) -> list[str]:
     """The budget problems of the run the Snakefile is parsed for: empty where the config sets
     no budget, `plan_override: true` is given (`--config plan_override=true`), or this parse is
-    the plan's own dry run or a cluster job's. Plans through the profile of the command line."""
+    the plan's own dry run. Plans through the profile of the command line (else
+    SNAKEMAKE_PROFILE); the workflow calls it on the submitting side only, not in cluster jobs."""
     env = os.environ if environ is None else environ
     plan_cfg = config.get("plan") or {}
     if config.get("plan_override") in (True, "true") or env.get(PLANNING_ENV):
         return []
     if plan_cfg.get("max_gpu_hours") is None and plan_cfg.get("max_api_usd") is None:
         return []
-    plan = plan_run(workdir, [Path(c) for c in configfiles], _argv_profile(argv), basedir=basedir)
+    profile = _argv_profiles(argv) or env.get("SNAKEMAKE_PROFILE")
+    plan = plan_run(workdir, [Path(c) for c in configfiles], profile, basedir=basedir)
     problems = budget_problems(plan, plan_cfg)
     if problems:
         problems.append(

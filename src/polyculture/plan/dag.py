@@ -58,10 +58,22 @@ def snakemake_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
 
 
+#: One profile directory, several (later ones over earlier ones, as snakemake takes them), or
+#: None for a local run.
+Profiles = str | Sequence[str] | None
+
+
+def profile_list(profile: Profiles) -> list[str]:
+    """The profile directories as a list."""
+    if not profile:
+        return []
+    return [profile] if isinstance(profile, str) else list(profile)
+
+
 def dry_run(
     workdir: Path,
     configfiles: Sequence[Path],
-    profile: str | None,
+    profile: Profiles,
     forceall: bool = False,
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
@@ -69,10 +81,9 @@ def dry_run(
     """The text of `snakemake --dry-run` in `workdir` (stdout and stderr); fails with the tail of
     Snakemake's output when it fails (a config error names its key there)."""
     cmd = [*snakemake_command(), "--dry-run", "--cores", "1"]
-    if profile:
-        cmd += ["--profile", profile, "--workflow-profile", "none"]
-    else:
-        cmd += ["--profile", "profiles/local", "--workflow-profile", "none"]
+    for name in profile_list(profile) or ["profiles/local"]:
+        cmd += ["--profile", name]
+    cmd += ["--workflow-profile", "none"]
     if forceall:
         cmd.append("--forceall")
     cmd += [*extra, "--configfile", *map(str, configfiles)]
@@ -151,16 +162,18 @@ class Profile:
     cluster: bool
 
 
-def read_profile(workdir: Path, profile: str | None) -> Profile:
-    """Whether profile directory `profile` (relative to `workdir`) submits jobs to a cluster
-    (its `executor` is not local); no profile is a local run."""
-    if not profile:
-        return Profile(False)
-    path = Path(profile) if Path(profile).is_absolute() else workdir / profile
-    if not (path / "config.yaml").is_file():
-        raise PolycultureError(f"--profile {profile}: no {path / 'config.yaml'}")
-    data: dict[str, Any] = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-    return Profile(str(data.get("executor", "local")) not in ("local", "dryrun"))
+def read_profile(workdir: Path, profile: Profiles) -> Profile:
+    """Whether the profile directories (relative to `workdir`) submit jobs to a cluster: the
+    last `executor` any of them sets is not local; no profile is a local run."""
+    executor = "local"
+    for name in profile_list(profile):
+        path = Path(name) if Path(name).is_absolute() else workdir / name
+        if not (path / "config.yaml").is_file():
+            raise PolycultureError(f"--profile {name}: no {path / 'config.yaml'}")
+        text = (path / "config.yaml").read_text(encoding="utf-8")
+        data: dict[str, Any] = yaml.safe_load(text) or {}
+        executor = str(data.get("executor", executor))
+    return Profile(executor not in ("local", "dryrun"))
 
 
 def submissions(jobs: Sequence[Job], profile: Profile, local: set[str]) -> dict[str, float]:
