@@ -15,9 +15,17 @@ from conftest import copy_workflow, run_snakemake
 
 from polyculture.cli import main
 from polyculture.errors import ConfigError, PolycultureError
-from polyculture.plan import budget_problems, plan_run
+from polyculture.plan import (
+    budget_problems,
+    check_budget,
+    checked_config,
+    plan_details,
+    plan_run,
+)
 from polyculture.plan.dag import Job, Profile, parse_jobs, submissions
 from polyculture.plan.tables import DEFAULT_PRICES, cost_usd, params_billions
+from polyculture.plan.tokens import TokenCounter
+from polyculture.plan.work import Context, job_work
 from polyculture.project import add_placeholders, placeholder_env
 
 WVS = "configs/paper-wvs.yaml"
@@ -112,17 +120,9 @@ def test_the_workflow_refuses_a_run_over_budget(workdir: Path, env: dict[str, st
     assert proc.returncode != 0
     assert "plan.max_gpu_hours" in proc.stderr and "wvs_survey 192.0" in proc.stderr
     assert "plan_override=true" in proc.stderr
-    run_snakemake(
-        workdir,
-        *args,
-        "--configfile",
-        WVS,
-        str(budget),
-        "--config",
-        "plan_override=true",
-        env=env,
-        timeout=300,
-    )
+    # the override (a string, as --config gives it) skips the check without planning
+    config = {"plan": {"max_gpu_hours": 50}, "plan_override": "true"}
+    assert check_budget(config, workdir, [WVS], ["snakemake"], environ={}) == []
 
 
 def test_a_price_table_without_the_model_names_the_key() -> None:
@@ -184,3 +184,30 @@ def test_model_sizes_from_names() -> None:
     assert params_billions("Qwen/Qwen3-Embedding-0.6B") == 0.6
     assert params_billions("meta-llama/Llama-3.1-8B-Instruct") == 8
     assert params_billions("builtin:tiny-chat") == 1
+
+
+def test_the_plan_of_a_finished_demo_counts_what_it_ran(demo_run: Path) -> None:
+    """Planned again with every job (--forceall, locally), the demo's requests per job are the
+    rows its jobs wrote: BLEnD's answers, the consensus samples, the judged summaries; only the
+    stages the plan does not estimate are named as unknown."""
+    import polars as pl
+
+    plan, jobs, _ = plan_details(demo_run, [Path("config.yaml")], None, forceall=True)
+    assert plan["totals"]["submissions"] == 0 and plan["api"] == []
+    unknown = next(n for n in plan["notes"] if n.startswith("work unknown"))
+    assert set(unknown.split(": ")[1].split(", ")) <= {
+        "lm_eval",
+        "train_lora",
+        "translate_requests",
+    }
+    ctx = Context(checked_config([Path("config.yaml")], demo_run), demo_run, TokenCounter())
+    results = demo_run / "results"
+    for job in jobs:
+        if job.rule == "blend_generate":
+            work = job_work(job, ctx)
+            answers = pl.read_parquet(results / job.outputs[0].removeprefix("results/"))
+            assert work is not None and work.requests == answers.height, job.wildcards
+        if job.rule in ("sample_responses", "wvs_judge"):  # a row per request
+            work = job_work(job, ctx)
+            shard = pl.read_parquet(results / job.outputs[0].removeprefix("results/"))
+            assert work is not None and work.requests == shard.height, job.wildcards

@@ -2,18 +2,19 @@
 requests, and their input and output tokens.
 
 Per rule (the stages that run a model; the others do no model work):
-- wvs_survey: `wvs.n_prompts` x `wvs.samples_per_prompt` / `wvs.shards` requests; the prompts
+- wvs_survey: the shard's prompts (cut as the rule's script cuts them) x
+  `wvs.samples_per_prompt` requests; the prompts
   are the language's prompt table where an earlier run wrote it, else the English prompts built
   here as wvs_build_prompts builds them (a translation is counted as long as its source).
 - wvs_translate_prompts: one request per English prompt (none for English); output as long as
   the input.
-- wvs_judge: one request per parsed item: the parsed table where it exists, else every response
-  split into 10 items (the survey's stop '11.' ends a response after item 10), over
-  `wvs.judge_shards`; the judge's real chat (polyculture.wvs.stances.judge_conversation).
+- wvs_judge: one request per parsed item of the shard's responses: the parsed table where it
+  exists, else every response split into 10 items (the survey's stop '11.' ends a response
+  after item 10); the judge's real chat (polyculture.wvs.stances.judge_conversation).
 - blend_generate: every prompt of the country's runs (BLEnD's questions x languages x
   templates) where the BLEnD data exists.
-- sample_responses: the question pairs x 2 sides x `consensus.samples` / `consensus.shards`
-  where an earlier run wrote the pairs; embed_responses: the shard's responses (input only).
+- sample_responses: the shard's question pairs x 2 sides x `consensus.samples`, where an
+  earlier run wrote the pairs; embed_responses: the shard's responses (input only).
 - write_paragraphs (one request per statement), generate_questions (per paragraph),
   translate_questions and translate_ground_truth (per row, for a model translator), critique
   (per ground-truth row; three calls in the CulFiT method): where their input tables exist.
@@ -35,6 +36,7 @@ from typing import Any
 import polars as pl
 
 from polyculture.backends.spec import parse_model_spec
+from polyculture.io import shard_bounds
 from polyculture.plan.dag import Job
 from polyculture.plan.tokens import TokenCounter
 
@@ -132,20 +134,26 @@ def wvs_prompts(ctx: Context, language: str) -> list[str]:
     )
 
 
+def _shard(items: Sequence[Any], job: Job, n_shards: int) -> Sequence[Any]:
+    """The job's shard of `items`, as the rule's script cuts it (polyculture.io.shard_bounds)."""
+    start, stop = shard_bounds(len(items), int(job.wildcards.get("shard", 0)), n_shards)
+    return items[start:stop]
+
+
 def _wvs_survey(job: Job, ctx: Context) -> Work:
     wvs, results = ctx.config["wvs"], ctx.config["results"]
     spec = eval_model_spec(ctx.config, job.wildcards["model"])
-    prompts = wvs_prompts(ctx, job.wildcards["language"])
-    requests = math.ceil(len(prompts) * int(wvs["samples_per_prompt"]) / int(wvs["shards"]))
-    inputs = round(requests * ctx.tokens.mean(spec, prompts))
+    prompts = _shard(wvs_prompts(ctx, job.wildcards["language"]), job, int(wvs["shards"]))
+    requests = len(prompts) * int(wvs["samples_per_prompt"])
+    inputs = ctx.tokens.total(spec, prompts) * int(wvs["samples_per_prompt"])
     parsed = ctx.path(f"{results}/wvs/parsed/{job.wildcards['model']}.parquet")
     earlier = _read(parsed, "item_text")
     if earlier:  # a response is its items: their tokens over the responses parsed
         responses = len(set(_read(parsed, "response_id") or [])) or 1
         per = ctx.tokens.total(spec, earlier) / responses
         return Work(spec, requests, inputs, round(requests * per), True)
-    out, measured = _output(ctx, spec, requests, wvs["sampling"]["max_new_tokens"], None)
-    return Work(spec, requests, inputs, out, measured)
+    limit = int(wvs["sampling"]["max_new_tokens"])
+    return Work(spec, requests, inputs, requests * limit)
 
 
 def _wvs_translate(job: Job, ctx: Context) -> Work | None:
@@ -161,26 +169,27 @@ def _wvs_translate(job: Job, ctx: Context) -> Work | None:
 
 
 def _wvs_judge(job: Job, ctx: Context) -> Work:
-    from polyculture.wvs.stances import judge_conversation
+    from polyculture.wvs.stances import judge_conversation, shard_responses
     from polyculture.wvs.topics import load_topics, select_topics
 
     wvs, results = ctx.config["wvs"], ctx.config["results"]
     spec = str(wvs["judge"])
-    model = job.wildcards["model"]
-    items = _read(ctx.path(f"{results}/wvs/parsed/{model}.parquet"), "item_text")
-    if items is None:
-        responses = int(wvs["n_prompts"]) * int(wvs["samples_per_prompt"]) * len(wvs["languages"])
-        n_items = responses * ITEMS_PER_RESPONSE
-        item_tokens = wvs["sampling"]["max_new_tokens"] / ITEMS_PER_RESPONSE
+    shards = int(wvs["judge_shards"])
+    parsed = ctx.path(f"{results}/wvs/parsed/{job.wildcards['model']}.parquet")
+    if parsed.is_file() and parsed.stat().st_size:
+        items = shard_responses(pl.read_parquet(parsed), int(job.wildcards["shard"]), shards)
+        texts = [str(t) for t in items["item_text"].to_list()]
+        requests = len(texts)
+        item_tokens = ctx.tokens.total(spec, texts)
     else:
-        n_items = len(items)
-        item_tokens = ctx.tokens.mean(spec, items) if items else 0.0
-    requests = math.ceil(n_items / int(wvs["judge_shards"]))
+        responses = int(wvs["n_prompts"]) * int(wvs["samples_per_prompt"]) * len(wvs["languages"])
+        requests = len(_shard(range(responses), job, shards)) * ITEMS_PER_RESPONSE
+        item_tokens = requests * wvs["sampling"]["max_new_tokens"] / ITEMS_PER_RESPONSE
     topics = select_topics(load_topics(ctx.path(wvs["topics_path"])), wvs.get("topics") or None)
     chats = ["\n".join(turn["content"] for turn in judge_conversation(t, "")) for t in topics]
-    per = ctx.tokens.mean(spec, chats) + item_tokens
+    inputs = requests * ctx.tokens.mean(spec, chats) + item_tokens
     limit = int(wvs["judge_sampling"]["max_new_tokens"])
-    return Work(spec, requests, round(requests * per), requests * limit)
+    return Work(spec, requests, round(inputs), requests * limit)
 
 
 def _blend_generate(job: Job, ctx: Context) -> Work | None:
@@ -208,21 +217,16 @@ def _blend_generate(job: Job, ctx: Context) -> Work | None:
 def _sample_responses(job: Job, ctx: Context) -> Work | None:
     cons, results = ctx.config["consensus"], ctx.config["results"]
     spec = str(cons["generator"])
-    questions = [
-        *(_read(ctx.path(f"{results}/consensus/question_pairs.parquet"), "question_en") or []),
-        *(_read(ctx.path(f"{results}/consensus/question_pairs.parquet"), "question_local") or []),
-    ]
-    if not questions:
+    pairs = _table(ctx, "consensus/question_pairs.parquet", ["question_en", "question_local"])
+    if pairs is None:
         return None
-    shards = int(cons["shards"])
-    n = int(cons["samples"])
-    share = math.ceil(len(questions) / shards)
-    requests = share * n
-    inputs = round(requests * ctx.tokens.mean(spec, questions))
+    shards, n = int(cons["shards"]), int(cons["samples"])
+    sides = [*_shard(pairs[0], job, shards), *_shard(pairs[1], job, shards)]
+    requests = len(sides) * n
+    inputs = ctx.tokens.total(spec, sides) * n
     earlier = _read(ctx.path(f"{results}/consensus/responses/shard-*.parquet"), "text")
-    out, measured = _output(
-        ctx, spec, requests, cons["responses"]["sampling"]["max_new_tokens"], earlier
-    )
+    limit = cons["responses"]["sampling"]["max_new_tokens"]
+    out, measured = _output(ctx, spec, requests, limit, earlier)
     return Work(spec, requests, inputs, out, measured)
 
 
