@@ -7,6 +7,7 @@ from pathlib import Path
 from polyculture.workflow import (
     OFFLINE_ENV,
     adapter_kind,
+    check_budget,
     config_problems,
     config_warnings,
     engine_gpus,
@@ -44,6 +45,20 @@ if _problems:
 if not workflow.remote_exec:  # once, on the submitting side, not in every cluster job
     for _warning in config_warnings(config, Path.cwd()):
         print(f"polyculture: config warning: {_warning}", file=sys.stderr)
+    # The budgets of `plan` (polyculture.plan): the run's plan, through the command line's
+    # profile, must stay within them unless --config plan_override=true.
+    _over = check_budget(
+        config,
+        Path.cwd(),
+        workflow.configfiles,
+        sys.argv,
+        basedir=Path(workflow.basedir),
+    )
+    if _over:
+        print("polyculture: over budget, not starting:", file=sys.stderr)
+        for _line in _over:
+            print(f"  - {_line}", file=sys.stderr)
+        raise SystemExit(1)
 
 RESULTS = config["results"]
 MODELS_DIR = f"{RESULTS}/models"

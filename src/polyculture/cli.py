@@ -144,6 +144,50 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_args(parser: argparse.ArgumentParser) -> None:
+    _check_args(parser)
+    parser.add_argument(
+        "--profile",
+        action="append",
+        help="the Snakemake profile the run will use, e.g. profiles/slurm; given twice, an "
+        "overlay over it, as with snakemake (default: a local run, profiles/local: no "
+        "submissions, no runtime limits)",
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the plan as JSON")
+    parser.add_argument(
+        "--forceall",
+        action="store_true",
+        help="plan every job, also those whose outputs exist (snakemake --forceall)",
+    )
+
+
+@subcommand(
+    "plan",
+    "what a run will book and cost before it starts: jobs, submissions, GPU-hours, API tokens "
+    "and dollars, from Snakemake's dry run of the config through a profile",
+    _plan_args,
+)
+def plan(args: argparse.Namespace) -> int:
+    """Print the plan (and write it as JSON); exit 1 naming the key or file at fault when the
+    config fails its check, the dry run fails (e.g. more GPUs than a node has) or the price
+    table lacks a model the run uses."""
+    from polyculture.plan import format_plan, plan_json, plan_run
+
+    root = workflow_dir(args.workflow)
+    try:
+        result = plan_run(
+            Path.cwd(), args.configfile, args.profile, forceall=args.forceall, basedir=root
+        )
+    except PolycultureError as exc:
+        print(f"polyculture plan: {exc}", file=sys.stderr)
+        return 1
+    print(format_plan(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(plan_json(result) + "\n", encoding="utf-8")
+    return 0
+
+
 def _summary_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="a run's results/")
 

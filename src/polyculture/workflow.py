@@ -36,6 +36,7 @@ from polyculture.logs import OFFLINE_ENV
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
 from polyculture.placement import site_placement
+from polyculture.plan import check_budget
 from polyculture.prefetch import hub_items, item_slug
 from polyculture.release import check_repo_id
 from polyculture.summary import TABLES as SUMMARY_TABLES
@@ -43,6 +44,7 @@ from polyculture.train import check_adapter_bases, check_trackers, settings_from
 from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mixed_formula
 
 __all__ = [
+    "check_budget",
     "site_placement",
     "placed_threads_of",
     "placed_resources",
