@@ -32,9 +32,9 @@ from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
 from polyculture.logs import OFFLINE_ENV
+from polyculture.placement import network_localrules, placed_groups, site_groups, site_placement
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
-from polyculture.placement import site_placement
 from polyculture.prefetch import hub_items, item_slug
 from polyculture.release import check_repo_id
 from polyculture.summary import TABLES as SUMMARY_TABLES
@@ -43,6 +43,9 @@ from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mix
 
 __all__ = [
     "site_placement",
+    "network_localrules",
+    "placed_groups",
+    "site_groups",
     "placed_threads_of",
     "placed_resources",
     "node_gpu_problems",
