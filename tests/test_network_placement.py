@@ -58,8 +58,13 @@ def test_network_jobs_go_to_the_network_partition_or_the_submit_host() -> None:
     assert not network_on_submit_host(net)
     assert not network_on_submit_host({**SITE, "compute_offline": False})
     assert not network_on_submit_host(None)  # profiles/local: everything is local anyway
-    rules = [rule("judge", 0, 1), rule("survey", lambda w: 1, lambda w: 1), rule("gpu", 1)]
-    assert network_localrules(rules, SITE) == ["judge"]
+    rules = [
+        rule("judge", 0, 1),
+        rule("survey", lambda w: 1, lambda w: 1),
+        rule("gpu", 1),
+        rule("questions", 1, 1),  # a local model and the Google translator: GPU partition
+    ]
+    assert network_localrules(rules, SITE) == ["judge"]  # never a GPU rule on the submit host
     assert network_localrules(rules, net) == []
 
 

@@ -109,11 +109,13 @@ def network_partition(site: Mapping[str, Any]) -> str:
 
 def network_localrules(rules: Any, site: Mapping[str, Any] | None) -> list[str]:
     """Names of the rules (Snakemake Rule objects) to run on the submit host: where network jobs
-    run there, every rule whose jobs all need the network (resource `network` the constant 1);
-    none otherwise."""
+    run there, every rule whose jobs all need the network and no GPU (resources `network` the
+    constant 1, `gpu` the constant 0); none otherwise."""
     if not network_on_submit_host(site):
         return []
-    return sorted(r.name for r in rules if _resource(r, "network") == 1)
+    return sorted(
+        r.name for r in rules if _resource(r, "network") == 1 and _resource(r, "gpu") == 0
+    )
 
 
 def placed(

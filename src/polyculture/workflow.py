@@ -32,7 +32,12 @@ from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
 from polyculture.logs import OFFLINE_ENV
-from polyculture.placement import network_localrules, placed_groups, site_groups, site_placement
+from polyculture.placement import (
+    network_localrules,
+    placed_groups,
+    site_groups,
+    site_placement,
+)
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
 from polyculture.prefetch import hub_items, item_slug
