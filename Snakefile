@@ -102,3 +102,13 @@ rule all:
         enabled("alignment", alignment_targets),
         report_targets(),
         release_targets(),
+
+
+# Network jobs run where the network is (polyculture.placement): where the cluster profile's site
+# names no network partition and its compute nodes are offline (the default), every rule whose
+# jobs all need the network (API models, the Google translator) runs here, on the submit host.
+# The cluster profile's job groups (POLYCULTURE_GROUPS) follow placement too: a group's rules
+# without GPUs form a group of their own, and a rule run here leaves its group.
+for _name, _group in placed_groups(workflow.rules, PLACEMENT, site_groups()).items():
+    workflow.get_rule(_name).group = _group
+workflow.localrules(*network_localrules(workflow.rules, PLACEMENT))

@@ -16,6 +16,9 @@ from polyculture.workflow import (
     hub_items,
     item_slug,
     node_gpu_problems,
+    network_localrules,
+    placed_groups,
+    site_groups,
     parse_model_spec,
     placed_resources,
     placed_threads_of,
@@ -161,6 +164,28 @@ def model_gpus(spec):
     return model_spec(spec).gpus
 
 
+def model_network(spec):
+    """Whether a job running model `spec` needs the network (ModelSpec.needs_network: an API
+    model)."""
+    return model_spec(spec).needs_network
+
+
+def translator_network():
+    """Whether a translating job needs the network: kind google (an API), or an llm translator
+    whose model is an API model."""
+    tr = config["translator"]
+    if tr.get("kind") == "google":
+        return True
+    return (
+        tr.get("kind") == "llm" and bool(tr.get("model")) and model_network(tr["model"])
+    )
+
+
+def eval_model_network(name):
+    """Whether a job running eval model `name` needs the network (an API model)."""
+    return model_network(EVAL_MODELS[name]["model"])
+
+
 def translator_gpus():
     """GPUs a translating job asks for: its model's for kinds llm and nllb; none for google
     (an API) and memory (a table lookup)."""
@@ -183,10 +208,11 @@ def eval_model_gpus(name):
 PLACEMENT = site_placement()
 
 
-def placed(gpus, minutes=240, multi_gpu=False):
-    """`resources:` of a job on `gpus` GPUs (a count or a function of the wildcards), placed by
-    the site settings (polyculture.placement.placed)."""
-    return placed_resources(gpus, PLACEMENT, minutes, multi_gpu)
+def placed(gpus, minutes=240, multi_gpu=False, network=False):
+    """`resources:` of a job on `gpus` GPUs (a count or a function of the wildcards) that needs
+    the network or not (a flag or a function of the wildcards), placed by the site settings
+    (polyculture.placement.placed)."""
+    return placed_resources(gpus, PLACEMENT, minutes, multi_gpu, network)
 
 
 def placed_threads(gpus):

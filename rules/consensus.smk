@@ -53,7 +53,10 @@ rule write_paragraphs:
         "../envs/consensus.yaml"
     threads: placed_threads(model_gpus(CONS_CFG["generator"]))
     resources:
-        **placed(model_gpus(CONS_CFG["generator"])),
+        **placed(
+            model_gpus(CONS_CFG["generator"]),
+            network=model_network(CONS_CFG["generator"]),
+        ),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,
@@ -82,7 +85,10 @@ rule generate_questions:
         "../envs/consensus.yaml"
     threads: placed_threads(max(model_gpus(CONS_CFG["generator"]), translator_gpus()))
     resources:
-        **placed(max(model_gpus(CONS_CFG["generator"]), translator_gpus())),
+        **placed(
+            max(model_gpus(CONS_CFG["generator"]), translator_gpus()),
+            network=model_network(CONS_CFG["generator"]) or translator_network(),
+        ),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,
@@ -113,7 +119,7 @@ rule translate_questions:
         "../envs/consensus.yaml"
     threads: placed_threads(translator_gpus())
     resources:
-        **placed(translator_gpus()),
+        **placed(translator_gpus(), network=translator_network()),
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
@@ -141,7 +147,7 @@ rule translate_requests:
         "../envs/consensus.yaml"
     threads: placed_threads(translator_gpus())
     resources:
-        **placed(translator_gpus()),
+        **placed(translator_gpus(), network=translator_network()),
     params:
         requests={k: CONS_CFG["requests"][k] for k in ("critique", "refine")},
         translate_missing=CONS_CFG["requests"]["translate_missing"],
@@ -168,7 +174,10 @@ rule sample_responses:
         "../envs/consensus.yaml"
     threads: placed_threads(model_gpus(CONS_CFG["generator"]))
     resources:
-        **placed(model_gpus(CONS_CFG["generator"])),
+        **placed(
+            model_gpus(CONS_CFG["generator"]),
+            network=model_network(CONS_CFG["generator"]),
+        ),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,
@@ -273,7 +282,7 @@ rule translate_ground_truth:
         "../envs/consensus.yaml"
     threads: placed_threads(translator_gpus())
     resources:
-        **placed(translator_gpus()),
+        **placed(translator_gpus(), network=translator_network()),
     params:
         translator=consensus_translator(),
         backend=CONS_BACKEND,
@@ -304,7 +313,10 @@ rule critique:
         "../envs/consensus.yaml"
     threads: placed_threads(model_gpus(CONS_CFG["generator"]))
     resources:
-        **placed(model_gpus(CONS_CFG["generator"])),
+        **placed(
+            model_gpus(CONS_CFG["generator"]),
+            network=model_network(CONS_CFG["generator"]),
+        ),
     params:
         model=consensus_generator,
         backend=CONS_BACKEND,

@@ -47,7 +47,10 @@ rule blend_generate:
         "../envs/evaluate.yaml"
     threads: placed_threads(lambda w: eval_model_gpus(w.blend_model))
     resources:
-        **placed(lambda w: eval_model_gpus(w.blend_model)),
+        **placed(
+            lambda w: eval_model_gpus(w.blend_model),
+            network=lambda w: eval_model_network(w.blend_model),
+        ),
     params:
         data_dir=BLEND_DATA,
         model=blend_model_params,

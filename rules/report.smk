@@ -131,9 +131,9 @@ rule merge_adapter:
         f"{BENCH}/merge_adapter/{{train_variant}}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: placed_threads(1)
+    threads: placed_threads(model_gpus(TRAIN["base_model"]))
     resources:
-        **placed(1),
+        **placed(model_gpus(TRAIN["base_model"])),
     params:
         base_model=train_base_model,
         dtype=TRAIN["merge_dtype"],

@@ -109,7 +109,7 @@ rule wvs_translate_prompts:
         "../envs/wvs.yaml"
     threads: placed_threads(translator_gpus())
     resources:
-        **placed(translator_gpus()),
+        **placed(translator_gpus(), network=translator_network()),
     params:
         translator=wvs_translator(),
         backend=generation_params(),
@@ -135,7 +135,7 @@ rule wvs_survey:
     benchmark:
         f"{BENCH}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.tsv"
     wildcard_constraints:
-        model=WVS_MODEL_RE,
+        model=WVS_LOCAL_MODEL_RE,
         language=WVS_LANGUAGE_RE,
         shard=r"\d+",
     conda:
@@ -158,6 +158,16 @@ rule wvs_survey:
         },
     script:
         "../scripts/wvs_survey.py"
+
+
+use rule wvs_survey as wvs_survey_api with:
+    wildcard_constraints:
+        model=WVS_API_MODEL_RE,
+        language=WVS_LANGUAGE_RE,
+        shard=r"\d+",
+    threads: 1
+    resources:
+        **placed(0, network=True),
 
 
 rule wvs_parse:
@@ -207,7 +217,7 @@ rule wvs_judge:
         "../envs/wvs.yaml"
     threads: placed_threads(model_gpus(WVS_CFG["judge"]))
     resources:
-        **placed(model_gpus(WVS_CFG["judge"])),
+        **placed(model_gpus(WVS_CFG["judge"]), network=model_network(WVS_CFG["judge"])),
     params:
         judge=wvs_judge_path,
         mode=WVS_CFG["judge_mode"],

@@ -12,6 +12,14 @@ WVS_JUDGE_SHARDS = [str(i) for i in range(WVS_CFG["judge_shards"])]
 WVS_MODELS = list(EVAL_MODELS)
 WVS_SEED = stage_seeds("wvs")
 WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
+# The survey of a local model (wvs_survey) and of an API model (wvs_survey_api: a rule of its
+# own, so that where network jobs run on the submit host it is a localrule; Snakemake decides
+# localrules per rule, not per job).
+WVS_API_MODELS = [m for m in WVS_MODELS if eval_model_network(m)]
+WVS_LOCAL_MODEL_RE = (
+    "|".join(re.escape(m) for m in WVS_MODELS if m not in WVS_API_MODELS) or "(?!)"
+)
+WVS_API_MODEL_RE = "|".join(re.escape(m) for m in WVS_API_MODELS) or "(?!)"
 WVS_LANGUAGE_RE = "|".join(WVS_LANGUAGES)
 #: Whether the population stages (polarity, human self-consistency) run: not where the microdata
 #: are absent and the alignment's ground truth is given as files (the config check asks for one

@@ -169,6 +169,30 @@ def test_generation_seeds_json_and_cache(vllm_server: VllmServer, tmp_path: Path
     assert len(flat) == 6 and all(r is not None and validator.is_valid(r) for r in flat)
 
 
+def test_rate_limit_order_and_cache(vllm_server: VllmServer, tmp_path: Path) -> None:
+    """requests_per_minute holds against the real server with 8 requests in flight, the replies
+    are the unlimited run's in the same order, and a rerun sends nothing (nor waits)."""
+    s3 = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=8, seed=3)
+    free = api(vllm_server, tmp_path / "free").generate(CONVS, n=12, sampling=s3)
+    limited = api(vllm_server, tmp_path / "lim", requests_per_minute=1200)  # 20 a second
+    sent: list[float] = []
+    create = limited.client.chat.completions.create
+
+    def timed(**body):
+        sent.append(time.monotonic())
+        return create(**body)
+
+    limited.client.chat.completions.create = timed
+    assert limited.generate(CONVS, n=12, sampling=s3) == free
+    assert len(sent) == 36 and limited.limiter.waited_s > 0
+    sent.sort()
+    # one second's burst of 20, then 20 a second: the k-th request no earlier than (k-19)/20 s
+    assert all(t - sent[0] >= (k - 19) / 20 - 0.02 for k, t in enumerate(sent))
+    again = api(vllm_server, tmp_path / "lim", requests_per_minute=1200)
+    assert again.generate(CONVS, n=12, sampling=s3) == free
+    assert again.usage.sent == 0 and again.limiter.waited_s == 0
+
+
 def test_blend_generation(vllm_server: VllmServer, tmp_path: Path) -> None:
     from polyculture.blend import (
         answer_prompts,

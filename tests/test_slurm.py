@@ -34,7 +34,15 @@ from conftest import copy_workflow
 from polars.testing import assert_frame_equal
 
 from polyculture.logs import OFFLINE_ENV
-from polyculture.placement import PLACEMENT_ENV, placed, placed_threads, site_placement
+from polyculture.placement import (
+    GROUPS_ENV,
+    PACKED_GROUPS_ENV,
+    PLACEMENT_ENV,
+    placed,
+    placed_threads,
+    site_groups,
+    site_placement,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -90,18 +98,25 @@ def render(profile: Path | str, cwd: Path = REPO) -> dict:
 
 def render_with_placement(profile: Path | str, cwd: Path = REPO) -> tuple[dict, dict | None]:
     """A rendered profile and the site settings it hands the workflow (POLYCULTURE_PLACEMENT,
-    read by polyculture.placement); this process's environment is left as it was."""
+    read by polyculture.placement); this process's environment is left as it was.
+    The job groups a profile hands the workflow (POLYCULTURE_GROUPS, with an overlay's
+    POLYCULTURE_GROUPS_PACKED over them: polyculture.placement.site_groups) appear under the key
+    `groups`, as Snakemake's own option would hold them."""
     text = profile.read_text() if isinstance(profile, Path) else profile
-    old = os.environ.get(PLACEMENT_ENV)
+    names = (PLACEMENT_ENV, GROUPS_ENV, PACKED_GROUPS_ENV)
+    old = {name: os.environ.pop(name, None) for name in names}
     try:
         with contextlib.chdir(cwd):
             rendered = yte.process_yaml(text, require_use_yte=True)
+        if GROUPS_ENV in text:  # this profile hands groups on (not the test overlay)
+            rendered["groups"] = site_groups()
         return rendered, site_placement()
     finally:
-        if old is None:
-            os.environ.pop(PLACEMENT_ENV, None)
-        else:
-            os.environ[PLACEMENT_ENV] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def placement_of(profile: Path | str) -> dict:
@@ -128,9 +143,11 @@ def gpu_entries(profile: dict) -> dict[str, dict]:
     }
 
 
-def probe_workflow(workdir: Path) -> tuple[dict[str, list[str]], set[str]]:
-    """From the parsed workflow: rule name → names of the resources the rule declares, and the
-    names of the localrules."""
+def probe_workflow(workdir: Path) -> tuple[dict[str, list[str]], set[str], set[str]]:
+    """From the parsed workflow: rule name → names of the resources the rule declares, the
+    names of the localrules, and those of the rules that declare no GPU for every job (`gpu`
+    the constant 0: an API rule, which runs on the submit host where compute nodes are
+    offline)."""
     probe = workdir / "probe_resources.smk"
     probe.write_text(
         'include: "Snakefile"\n'
@@ -138,6 +155,9 @@ def probe_workflow(workdir: Path) -> tuple[dict[str, list[str]], set[str]]:
         'print("RULE_RESOURCES " + _json.dumps({r.name: sorted(r.resources.keys())'
         " for r in workflow.rules}))\n"
         'print("LOCAL_RULES " + _json.dumps(sorted(workflow._localrules)))\n'
+        'print("NO_GPU_RULES " + _json.dumps(sorted(r.name for r in workflow.rules'
+        ' if "gpu" in r.resources and not r.resources["gpu"].is_evaluable()'
+        ' and r.resources["gpu"].value == 0)))\n'
     )
     proc = subprocess.run(
         [SNAKEMAKE, "-s", str(probe), "--list-rules"],
@@ -157,9 +177,11 @@ def probe_workflow(workdir: Path) -> tuple[dict[str, list[str]], set[str]]:
     lines = proc.stdout.splitlines()
     resources = next(x for x in lines if x.startswith("RULE_RESOURCES "))
     local = next(x for x in lines if x.startswith("LOCAL_RULES "))
+    no_gpu = next(x for x in lines if x.startswith("NO_GPU_RULES "))
     return (
         json.loads(resources.removeprefix("RULE_RESOURCES ")),
         set(json.loads(local.removeprefix("LOCAL_RULES "))),
+        set(json.loads(no_gpu.removeprefix("NO_GPU_RULES "))),
     )
 
 
@@ -282,7 +304,7 @@ def small_overlay() -> dict:
 
 
 @pytest.fixture(scope="module")
-def workflow_probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, set[str]]:
+def workflow_probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, set[str], set[str]]:
     return probe_workflow(copy_workflow(tmp_path_factory.mktemp("slurm-rules")))
 
 
@@ -296,11 +318,12 @@ def local_rules(workflow_probe) -> set[str]:
     return workflow_probe[1]
 
 
-def test_localrules_are_cpu_rules(rule_resources, local_rules: set[str]) -> None:
+def test_localrules_are_cpu_rules(rule_resources, local_rules: set[str], workflow_probe) -> None:
     """No GPU rule runs on the submit host; every localrule exists; the downloads are local
     (compute nodes are offline) and so is the prefetch."""
     assert local_rules <= set(rule_resources), local_rules - set(rule_resources)
-    gpu_rules = {r for r, keys in rule_resources.items() if "gpu" in keys}
+    no_gpu = workflow_probe[2]
+    gpu_rules = {r for r, keys in rule_resources.items() if "gpu" in keys} - no_gpu
     assert not local_rules & gpu_rules, local_rules & gpu_rules
     downloads = {"prefetch", "prefetch_item", "blend_fetch", "alignment_fetch_responses"}
     assert downloads <= local_rules, downloads - local_rules
@@ -443,7 +466,7 @@ def test_placement_follows_what_a_job_runs() -> None:
     assert [res[k]("api") for k in ("gpu", "slurm_partition", "gpu_model")] == [0, "cpu", ""]
     assert res["runtime"]("local", 2) == 480 and res["mem_mb_per_cpu"]("api", 1) == 8000
     assert [placed_threads(n, site)(None) for n in (0, 1)] == [1, 8]
-    assert placed(1, None) == {"gpu": 1} and placed_threads(1, None)(None) == 1
+    assert placed(1, None) == {"gpu": 1, "network": 0} and placed_threads(1, None)(None) == 1
 
 
 def test_every_gpu_rule_is_placed_by_the_workflow(

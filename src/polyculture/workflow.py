@@ -33,9 +33,14 @@ from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
 from polyculture.evals import benchmark_entries, benchmark_inputs, check_benchmark
 from polyculture.logs import OFFLINE_ENV
+from polyculture.placement import (
+    network_localrules,
+    placed_groups,
+    site_groups,
+    site_placement,
+)
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
-from polyculture.placement import site_placement
 from polyculture.plan import check_budget
 from polyculture.prefetch import hub_items, item_slug
 from polyculture.release import check_repo_id
@@ -46,6 +51,9 @@ from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mix
 __all__ = [
     "check_budget",
     "site_placement",
+    "network_localrules",
+    "placed_groups",
+    "site_groups",
     "placed_threads_of",
     "placed_resources",
     "node_gpu_problems",

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from polyculture.backends.generation.base import Generator, LoadOptions, derive_seed
+from polyculture.backends.ratelimit import RateLimiter
 from polyculture.backends.registry import GENERATORS
 from polyculture.backends.spec import API_PROVIDER, parse_api_spec
 from polyculture.errors import ConfigError, PolycultureError
@@ -96,6 +97,10 @@ class Endpoint:
     api_key_env: str | None
     #: an endpoint written as a URL in the spec sends the key only where its variable is set
     key_optional: bool = False
+    #: the endpoint's limits (None: none); the config key that sets them names them in errors
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    limits_key: str = "backend.openai"
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str:
         """The key from the environment; servers without authentication get a placeholder."""
@@ -130,6 +135,8 @@ class ApiSettings:
     max_tokens_param: str = "max_tokens"
     cache_dir: str | None = None
     usage_path: str | None = None
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
 
     def __post_init__(self) -> None:
         checks = (
@@ -140,6 +147,8 @@ class ApiSettings:
             ("timeout_s", self.timeout_s > 0, "> 0"),
             ("structured_output", self.structured_output in STRUCTURED_MODES, STRUCTURED_MODES),
             ("max_tokens_param", self.max_tokens_param in MAX_TOKENS_PARAMS, MAX_TOKENS_PARAMS),
+            ("requests_per_minute", _positive_or_none(self.requests_per_minute), "> 0 or null"),
+            ("tokens_per_minute", _positive_or_none(self.tokens_per_minute), "> 0 or null"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -161,10 +170,14 @@ class ApiSettings:
         """The default endpoint (name None), a named one, or a URL written in the spec (its key,
         if the server wants one, from the default endpoint's api_key_env variable); fails naming
         the spec's endpoint and both ways to write one."""
+        limits = {
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_per_minute": self.tokens_per_minute,
+        }
         if name is None:
-            return Endpoint(self.base_url, self.api_key_env)
+            return Endpoint(self.base_url, self.api_key_env, **limits)
         if _URL.match(name):
-            return Endpoint(name, self.api_key_env, key_optional=True)
+            return Endpoint(name, self.api_key_env, key_optional=True, **limits)
         if name not in self.endpoints:
             raise ConfigError(
                 "backend.openai.endpoints",
@@ -174,7 +187,33 @@ class ApiSettings:
                 f"(openai@http://host:port/v1:<model>)",
             )
         ep = self.endpoints[name]
-        return Endpoint(ep["base_url"], ep.get("api_key_env", DEFAULT_KEY_ENV))
+        key = f"backend.openai.endpoints.{name}"
+        for limit in limits:
+            if not _positive_or_none(ep.get(limit)):
+                raise ConfigError(f"{key}.{limit}", f"expected > 0 or null, got {ep[limit]!r}")
+        return Endpoint(
+            ep["base_url"],
+            ep.get("api_key_env", DEFAULT_KEY_ENV),
+            requests_per_minute=ep.get("requests_per_minute"),
+            tokens_per_minute=ep.get("tokens_per_minute"),
+            limits_key=key,
+        )
+
+
+def _positive_or_none(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    )
+
+
+def estimated_tokens(body: Mapping[str, Any]) -> int:
+    """Tokens a chat-completions request may cost, before it is sent: its messages' characters
+    / 4 (OpenAI's rule of thumb for English text; the reply's reported usage corrects the
+    estimate afterwards) plus its token budget (OpenAI counts max_tokens against the
+    tokens-per-minute limit)."""
+    chars = sum(len(str(m.get("content") or "")) for m in body.get("messages", []))
+    budget = max(int(body.get(p) or 0) for p in MAX_TOKENS_PARAMS)
+    return -(-chars // 4) + budget
 
 
 def endpoint_of(spec: str, settings: ApiSettings) -> Endpoint:
@@ -332,6 +371,12 @@ class OpenAIGenerator(Generator):
         self.usage = Usage()
         self._rng = random.Random()  # jitter only: never decides an output
         self._lock = threading.Lock()
+        self.limiter = RateLimiter(
+            self.endpoint.requests_per_minute,
+            self.endpoint.tokens_per_minute,
+            name=self.endpoint.limits_key,
+            endpoint=self.endpoint.base_url,
+        )
         if client is None:
             import openai
 
@@ -343,11 +388,14 @@ class OpenAIGenerator(Generator):
             )
         self.client = client
         log.info(
-            "openai backend: model %s at %s (key from %s), %d concurrent requests, cache %s",
+            "openai backend: model %s at %s (key from %s), %d concurrent requests, "
+            "limits %s requests and %s tokens a minute, cache %s",
             self.model_name,
             self.endpoint.base_url,
             self.endpoint.api_key_env or "no key",
             self.settings.max_concurrency,
+            self.endpoint.requests_per_minute or "no",
+            self.endpoint.tokens_per_minute or "no",
             self.cache.dir,
         )
 
@@ -395,11 +443,18 @@ class OpenAIGenerator(Generator):
 
         attempts = self.settings.max_retries + 1
         last = ""
+        cost = estimated_tokens(body)
         for attempt in range(attempts):
+            self.limiter.acquire(cost)
             try:
                 resp = self.client.chat.completions.create(**body)
                 choice = resp.choices[0]
                 usage = resp.usage.model_dump() if resp.usage is not None else {}
+                used = int(usage.get("prompt_tokens") or 0) + int(
+                    usage.get("completion_tokens") or 0
+                )
+                if used:
+                    self.limiter.settle(cost, used)
                 return {
                     "text": (choice.message.content or "").strip(),
                     "finish_reason": choice.finish_reason,
@@ -506,6 +561,11 @@ class OpenAIGenerator(Generator):
                             replies[futures[fut]] = fut.result()
                     break
         bar.close()
+        if self.limiter.waited_s:
+            log.info(
+                "openai backend: %.1f s waited for the endpoint's rate limits",
+                self.limiter.waited_s,
+            )
         if error is not None:
             raise error
         return replies

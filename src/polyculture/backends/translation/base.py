@@ -15,8 +15,9 @@ without a model call; identical (text, source, target) triples are translated on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from polyculture.backends.registry import TRANSLATORS
 from polyculture.errors import ConfigError
@@ -32,6 +33,8 @@ class TranslatorSettings:
     model: str | None = None
     max_new_tokens: int = 256
     path: str | None = None  # kind memory: the segment-pair table (backends.translation.memory)
+    #: kind google: concurrency and per-minute limits (backends.translation.google.GoogleSettings)
+    google: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         kinds = TRANSLATORS.names()
