@@ -34,6 +34,70 @@ def generator_call(model: ModelParams, backend: Mapping[str, Any]) -> tuple[str,
     }
 
 
+def engine_call(
+    model: str, members: Sequence[Mapping[str, Any]], backend: Mapping[str, Any]
+) -> tuple[str, dict[str, Any], bool]:
+    """The load_generator path and keyword arguments of one engine serving eval models
+    `members` ({name, adapter, merge_adapter}, as eval_model_params gives them, sharing the base
+    `model`), and whether it switches adapters by member name: one member with an adapter loads
+    it as a single eval model's job does (merged where asked); otherwise every member's adapter
+    is served by name (Generator.use_adapter), the base model answering for members without."""
+    kwargs = generator_kwargs(backend)
+    with_adapter = [m for m in members if m.get("adapter")]
+    if len(members) == 1 and with_adapter:
+        _, single = generator_call({"model": model, **members[0]}, backend)
+        return model, single, False
+    if with_adapter:
+        kwargs["adapters"] = {str(m["name"]): str(m["adapter"]) for m in with_adapter}
+    return model, kwargs, bool(with_adapter)
+
+
+def engine_identities(
+    spec: str, model: str, members: Sequence[Mapping[str, Any]], backend: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The answer-cache identity (polyculture.backends.answer_cache.model_identity) of every
+    member of an engine, by name: the spec, the base model's and the adapter's fingerprints, and
+    the load settings that change answers (the backend as resolved here, dtype, batch size, chat
+    template, engine options, merge flag)."""
+    from polyculture.backends.answer_cache import model_identity
+    from polyculture.backends.generation import resolve_backend
+    from polyculture.backends.generation.base import local_adapter
+    from polyculture.backends.spec import is_api_spec
+
+    kwargs = generator_kwargs(backend)
+    settings = {
+        "backend": "openai"
+        if is_api_spec(model)
+        else resolve_backend(kwargs.get("backend", "auto")),
+        **{k: kwargs.get(k) for k in ("dtype", "batch_size", "chat_template", "engine")},
+    }
+    out = {}
+    for m in members:
+        adapter = local_adapter(m["adapter"]) if m.get("adapter") else None
+        merged = {"merge_adapter": bool(m.get("merge_adapter")) and adapter is not None}
+        out[str(m["name"])] = model_identity(spec, model, adapter, {**settings, **merged})
+    return out
+
+
+@contextmanager
+def lazy_engine(path: str, kwargs: Mapping[str, Any]) -> Iterator[Callable[[], Generator]]:
+    """A function that loads the generator (load_generator(path, **kwargs)) on its first call
+    and returns it after; the generator, if loaded, is closed at exit."""
+    loaded: list[Generator] = []
+
+    def get() -> Generator:
+        if not loaded:
+            loaded.append(load_generator(path, **kwargs))
+        return loaded[0]
+
+    try:
+        yield get
+    finally:
+        for generator in loaded:
+            generator.close()
+        free_memory()
+
+
 def free_memory() -> None:
     """Give freed model memory back (the Python heap, and CUDA's cache where CUDA is present)."""
     gc.collect()

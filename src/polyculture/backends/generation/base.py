@@ -240,6 +240,9 @@ class LoadOptions:
 
     adapter: str | None = None
     merge_adapter: bool = False
+    # several PEFT adapters served by one engine (name -> local directory), switched with
+    # Generator.use_adapter; not with `adapter` or merge_adapter
+    adapters: Mapping[str, str] = field(default_factory=dict)
     batch_size: int = 16
     dtype: str = "auto"
     chat_template: str | None = None
@@ -252,9 +255,33 @@ class Generator:
 
     backend: str = ""
 
-    def __init__(self, model: str, adapter: str | None) -> None:
+    def __init__(
+        self, model: str, adapter: str | None, adapters: Mapping[str, str] | None = None
+    ) -> None:
         self.model = model
         self.adapter = adapter
+        #: adapters this engine serves by name (several: see use_adapter); the active one's name
+        self.adapters: dict[str, str] = dict(adapters or {})
+        self.active_adapter: str | None = None
+        if adapter and self.adapters:
+            raise ConfigError("adapters", "give one adapter or several by name, not both")
+
+    def use_adapter(self, name: str | None) -> None:
+        """Answer with the adapter served under `name` from now on; None: the base model alone.
+        Only where the generator was loaded with several adapters (`adapters=`)."""
+        if name is not None and name not in self.adapters:
+            known = ", ".join(sorted(self.adapters)) or "none"
+            raise InputError("adapter", f"{name!r} is not served by this engine (serving: {known})")
+        self._switch(name)
+        self.active_adapter = name
+
+    def _switch(self, name: str | None) -> None:
+        if self.adapters:
+            raise ConfigError(
+                "backend.generation",
+                f"serving several adapters is implemented on the hf and vllm backends, not on "
+                f"'{self.backend}'",
+            )
 
     def generate(
         self, conversations: Sequence[Conversation], n: int, sampling: Sampling
@@ -333,6 +360,20 @@ def adapter_rank(adapter: str) -> int:
     cfg = json.loads(path.read_text(encoding="utf-8"))
     ranks = [int(cfg.get("r", 8)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
     return max(ranks)
+
+
+def check_shared_tokenizer(adapters: Mapping[str, str]) -> None:
+    """Fail unless every adapter of a multi-adapter engine answers with the base model's
+    tokenizer: one that ships its own (an added chat template or tokens) needs an engine of its
+    own, as the single-adapter path reads it from the adapter (tokenizer_source)."""
+    for name, path in adapters.items():
+        adapter_rank(path)  # fails early unless it is a PEFT adapter directory
+        if tokenizer_source("", path) == path:
+            raise InputError(
+                path,
+                f"adapter {name!r} ships its own tokenizer; an engine serving several adapters "
+                "uses the base model's (serve this one alone: a merged or single-adapter job)",
+            )
 
 
 def merge_adapter_to_dir(model: str, adapter: str, dest: str, dtype: str = "auto") -> str:

@@ -1,0 +1,103 @@
+"""One engine's BLEnD job: a base model and every adapter of it that the config evaluates, each
+answering every country's prompts (every language × template), in one loaded engine.
+
+Calls. Each (eval model, country) is one generator call, as when each had a job of its own, so
+the hf backend's batches (length-sorted within a call) and the prompts' seeds are unchanged and
+the answers are those of per-country jobs. Calls go through the answer cache
+(polyculture.backends.answer_cache): a call whose answers are all cached is not run, and where
+none is missing the engine is not even loaded.
+
+Output. One table of every answer with a `model` column (ENGINE_SCHEMA); :func:`member_answers`
+takes one (eval model, country)'s rows back out, as the per-country tables of the report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from polyculture.backends.answer_cache import AnswerCache, CacheStats, cached_call, item_keys
+from polyculture.blend.prompts import RESPONSE_SCHEMA, answer_drops, generate_answers
+from polyculture.drops import DropCounter
+from polyculture.errors import InputError
+from polyculture.languages import normalize_region
+
+log = logging.getLogger(__name__)
+
+#: Every answer of one engine's job: the eval model's name, then a response table's columns.
+ENGINE_SCHEMA = {"model": pl.String, **RESPONSE_SCHEMA}
+
+
+@dataclass(frozen=True)
+class EngineMember:
+    """An eval model an engine serves: its name, whether it answers through an adapter (the
+    engine serves the adapter under the eval model's name) and its cache identity
+    (polyculture.backends.answer_cache.model_identity)."""
+
+    name: str
+    adapter: bool
+    identity: Mapping[str, Any]
+
+
+def engine_answers(
+    open_engine: Callable[[], Any],
+    members: Sequence[EngineMember],
+    prompts: Mapping[str, pl.DataFrame],
+    sampling: Any,
+    prompt_format: str,
+    cache: AnswerCache | None,
+) -> tuple[pl.DataFrame, CacheStats]:
+    """Every member's answers to every country's prompts (`prompts`: country → prompt table,
+    in order), one call per (member, country) through the cache; `open_engine()` loads the
+    generator on the first call that is not cached (the caller closes it). Returns the answer
+    table (ENGINE_SCHEMA) and the cache counts."""
+    stats = CacheStats()
+    engine: list[Any] = []
+
+    def run(member: EngineMember, texts: list[str]) -> list[str]:
+        if not engine:
+            engine.append(open_engine())
+        if engine[0].adapters:  # a multi-adapter engine: this member's adapter, or none
+            engine[0].use_adapter(member.name if member.adapter else None)
+        return generate_answers(engine[0], texts, sampling, prompt_format)
+
+    tables = []
+    for member in members:
+        for country, table in prompts.items():
+            texts = table["prompt"].to_list()
+            keys = item_keys(member.identity, texts, 1, sampling, prompt_format)
+            answers = cached_call(cache, keys, lambda m=member, t=texts: run(m, t), stats)
+            tables.append(
+                table.with_columns(
+                    model=pl.lit(member.name, pl.String),
+                    response=pl.Series(answers, dtype=pl.String),
+                ).select(list(ENGINE_SCHEMA))
+            )
+            log.info("%s / %s: %d answers", member.name, country, len(answers))
+    log.info(
+        "answer cache: %d calls cached (%d items), %d calls run (%d items)",
+        stats.calls_cached,
+        stats.items_cached,
+        stats.calls_run,
+        stats.items_generated,
+    )
+    empty = pl.DataFrame(schema=ENGINE_SCHEMA)
+    return pl.concat([empty, *tables]).cast(ENGINE_SCHEMA), stats
+
+
+def member_answers(
+    table: pl.DataFrame, model: str, country: str
+) -> tuple[pl.DataFrame, DropCounter]:
+    """One eval model's answers to one country (RESPONSE_SCHEMA, in the engine table's order)
+    and their drop counts, from an engine's answer table; fails where the model has none."""
+    if model not in set(table["model"].to_list()):
+        raise InputError(model, "no answers of this eval model in the engine's answer table")
+    rows = table.filter(
+        (pl.col("model") == model) & (pl.col("country") == normalize_region(country))
+    )
+    rows = rows.select(list(RESPONSE_SCHEMA)).cast(RESPONSE_SCHEMA)
+    return rows, answer_drops(rows["response"].to_list(), f"{model}/{country}")
