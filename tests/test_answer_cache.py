@@ -21,15 +21,14 @@ from polyculture.backends.answer_cache import (
 )
 from polyculture.backends.engine import engine_groups
 from polyculture.backends.generation import Sampling, load_generator
-from polyculture.blend import country_prompts
+from polyculture.blend import country_prompts, run_languages
 from polyculture.blend.engine import EngineMember, engine_answers, member_answers
 from polyculture.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "resources" / "demo" / "blend"
-RUNS = [["en", "inst-4"], ["en", "pers-3"]]
-GREEDY = Sampling(temperature=0, max_new_tokens=8)
-SAMPLED = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=8, seed=7)
+GREEDY = Sampling(temperature=0, max_new_tokens=6)
+SAMPLED = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=6, seed=7)
 
 
 def make_adapter(model_dir: Path, dest: Path, seed: int) -> Path:
@@ -89,7 +88,8 @@ def members(tiny: Path, adapters: dict[str, str], names: list[str]) -> list[Engi
 
 
 def prompts_of(countries: list[str]) -> dict[str, pl.DataFrame]:
-    return {c: country_prompts(DATA, c, RUNS, max_questions=3) for c in countries}
+    runs = {c: [[lang, "inst-4"] for lang in run_languages(c)] for c in countries}
+    return {c: country_prompts(DATA, c, runs[c], max_questions=2) for c in countries}
 
 
 def test_killed_job_resumes_with_only_missing_calls_and_same_answers(
@@ -185,11 +185,11 @@ def test_keys_follow_adapter_files_sampling_and_seed(
     keys = item_keys(ident["a"], ["p", "q"], 1, SAMPLED, "chat")
     assert keys == item_keys(ident["a"], ["p", "q"], 1, SAMPLED, "chat")
     assert keys != item_keys(ident["b"], ["p", "q"], 1, SAMPLED, "chat")
-    other_seed = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=8, seed=8)
+    other_seed = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=6, seed=8)
     assert keys != item_keys(ident["a"], ["p", "q"], 1, other_seed, "chat")
     # greedy answers do not depend on the seed, random ones on the prompt's position
     assert item_keys(ident["a"], ["p"], 1, GREEDY, "chat") == item_keys(
-        ident["a"], ["p"], 1, Sampling(temperature=0, max_new_tokens=8, seed=9), "chat"
+        ident["a"], ["p"], 1, Sampling(temperature=0, max_new_tokens=6, seed=9), "chat"
     )
     assert keys[1] != item_keys(ident["a"], ["q"], 1, SAMPLED, "chat")[0]
     # a call with any key missing runs whole; a damaged segment is skipped

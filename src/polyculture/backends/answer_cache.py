@@ -217,3 +217,41 @@ def cached_call(
     if cache is not None:
         cache.put(keys, answers)
     return answers
+
+
+@dataclass(frozen=True)
+class EngineCall:
+    """One call of a job that serves several eval models from one engine: the adapter it runs
+    under (a name the engine serves, or None: the base model), its item keys, and `run`, which
+    answers it with the loaded generator."""
+
+    adapter: str | None
+    keys: Sequence[str]
+    run: Callable[[Any], list[Any]]
+
+
+def run_calls(
+    open_engine: Callable[[], Any], calls: Sequence[EngineCall], cache: AnswerCache | None
+) -> tuple[list[list[Any]], CacheStats]:
+    """The answers of every call, in order, through the cache (:func:`cached_call`), the engine
+    loaded by `open_engine()` at the first call that is not cached (never where all are) and
+    switched to each call's adapter where it serves several (Generator.use_adapter)."""
+    stats = CacheStats()
+    engine: list[Any] = []
+
+    def run(call: EngineCall) -> list[Any]:
+        if not engine:
+            engine.append(open_engine())
+        if engine[0].adapters:
+            engine[0].use_adapter(call.adapter)
+        return call.run(engine[0])
+
+    out = [cached_call(cache, c.keys, lambda c=c: run(c), stats) for c in calls]
+    log.info(
+        "answer cache: %d calls cached (%d items), %d calls run (%d items)",
+        stats.calls_cached,
+        stats.items_cached,
+        stats.calls_run,
+        stats.items_generated,
+    )
+    return out, stats

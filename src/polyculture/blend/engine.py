@@ -13,20 +13,23 @@ takes one (eval model, country)'s rows back out, as the per-country tables of th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from polyculture.backends.answer_cache import AnswerCache, CacheStats, cached_call, item_keys
+from polyculture.backends.answer_cache import (
+    AnswerCache,
+    CacheStats,
+    EngineCall,
+    item_keys,
+    run_calls,
+)
 from polyculture.blend.prompts import RESPONSE_SCHEMA, answer_drops, generate_answers
 from polyculture.drops import DropCounter
 from polyculture.errors import InputError
 from polyculture.languages import normalize_region
-
-log = logging.getLogger(__name__)
 
 #: Every answer of one engine's job: the eval model's name, then a response table's columns.
 ENGINE_SCHEMA = {"model": pl.String, **RESPONSE_SCHEMA}
@@ -55,36 +58,22 @@ def engine_answers(
     in order), one call per (member, country) through the cache; `open_engine()` loads the
     generator on the first call that is not cached (the caller closes it). Returns the answer
     table (ENGINE_SCHEMA) and the cache counts."""
-    stats = CacheStats()
-    engine: list[Any] = []
-
-    def run(member: EngineMember, texts: list[str]) -> list[str]:
-        if not engine:
-            engine.append(open_engine())
-        if engine[0].adapters:  # a multi-adapter engine: this member's adapter, or none
-            engine[0].use_adapter(member.name if member.adapter else None)
-        return generate_answers(engine[0], texts, sampling, prompt_format)
-
-    tables = []
-    for member in members:
-        for country, table in prompts.items():
-            texts = table["prompt"].to_list()
-            keys = item_keys(member.identity, texts, 1, sampling, prompt_format)
-            answers = cached_call(cache, keys, lambda m=member, t=texts: run(m, t), stats)
-            tables.append(
-                table.with_columns(
-                    model=pl.lit(member.name, pl.String),
-                    response=pl.Series(answers, dtype=pl.String),
-                ).select(list(ENGINE_SCHEMA))
-            )
-            log.info("%s / %s: %d answers", member.name, country, len(answers))
-    log.info(
-        "answer cache: %d calls cached (%d items), %d calls run (%d items)",
-        stats.calls_cached,
-        stats.items_cached,
-        stats.calls_run,
-        stats.items_generated,
-    )
+    cells = [(m, country, table) for m in members for country, table in prompts.items()]
+    calls = [
+        EngineCall(
+            m.name if m.adapter else None,
+            item_keys(m.identity, table["prompt"].to_list(), 1, sampling, prompt_format),
+            lambda g, t=table: generate_answers(g, t["prompt"].to_list(), sampling, prompt_format),
+        )
+        for m, _, table in cells
+    ]
+    answers, stats = run_calls(open_engine, calls, cache)
+    tables = [
+        table.with_columns(
+            model=pl.lit(m.name, pl.String), response=pl.Series(a, dtype=pl.String)
+        ).select(list(ENGINE_SCHEMA))
+        for (m, _, table), a in zip(cells, answers, strict=True)
+    ]
     empty = pl.DataFrame(schema=ENGINE_SCHEMA)
     return pl.concat([empty, *tables]).cast(ENGINE_SCHEMA), stats
 
