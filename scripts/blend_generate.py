@@ -17,7 +17,7 @@ from polyculture.blend.engine import EngineMember, engine_answers
 from polyculture.io import write_outputs
 
 torch.set_num_threads(snakemake.threads)
-p, w = snakemake.params, snakemake.wildcards
+p = snakemake.params
 prompts = {c: country_prompts(p.data_dir, c, runs, p.max_questions) for c, runs in p.runs.items()}
 sampling = sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling")
 path, kwargs, switches = engine_call(p.model, p.members, p.backend)
@@ -26,7 +26,7 @@ members = [
     EngineMember(m["name"], switches and bool(m["adapter"]), identity[m["name"]]) for m in p.members
 ]
 # an API model's requests are resumed by its own reply cache (and its usage file stays whole)
-cache = None if is_api_spec(p.model) else AnswerCache(p.cache_dir, w.blend_engine)
+cache = None if is_api_spec(p.model) else AnswerCache(p.cache_dir, p.spec)
 with lazy_engine(path, kwargs) as open_engine:
     answers, _ = engine_answers(open_engine, members, prompts, sampling, p.prompt_format, cache)
 with write_outputs() as out:
