@@ -10,24 +10,19 @@ import torch
 
 from polyculture.backends.answer_cache import AnswerCache
 from polyculture.backends.generation import sampling_from_config
-from polyculture.backends.open import engine_call, engine_identities, lazy_engine
 from polyculture.backends.spec import is_api_spec
 from polyculture.blend import country_prompts
-from polyculture.blend.engine import EngineMember, engine_answers
+from polyculture.blend.engine import job_answers
 from polyculture.io import write_outputs
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 prompts = {c: country_prompts(p.data_dir, c, runs, p.max_questions) for c, runs in p.runs.items()}
 sampling = sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling")
-path, kwargs, switches = engine_call(p.model, p.members, p.backend)
-identity = engine_identities(p.spec, p.model, p.members, p.backend)
-members = [
-    EngineMember(m["name"], switches and bool(m["adapter"]), identity[m["name"]]) for m in p.members
-]
 # an API model's requests are resumed by its own reply cache (and its usage file stays whole)
 cache = None if is_api_spec(p.model) else AnswerCache(p.cache_dir, p.spec)
-with lazy_engine(path, kwargs) as open_engine:
-    answers, _ = engine_answers(open_engine, members, prompts, sampling, p.prompt_format, cache)
+answers = job_answers(
+    p.spec, p.model, p.members, p.backend, prompts, sampling, p.prompt_format, cache
+)
 with write_outputs() as out:
     out.table(answers, snakemake.output.answers, p.schema)

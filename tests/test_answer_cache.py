@@ -5,6 +5,7 @@ and a real LoRA adapter."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from polyculture.backends.answer_cache import (
 )
 from polyculture.backends.engine import engine_groups
 from polyculture.backends.generation import Sampling, load_generator
+from polyculture.backends.generation.base import adapter_brings, check_shared_tokenizer
+from polyculture.backends.open import engine_plans
 from polyculture.blend import country_prompts, run_languages
 from polyculture.blend.engine import EngineMember, engine_answers, member_answers
 from polyculture.errors import InputError
@@ -216,3 +219,27 @@ def test_engine_groups_one_per_base_model_and_backend() -> None:
         "tp": ["tp"],
         "other": ["other"],
     }
+
+
+def test_adapter_with_its_own_tokenizer_gets_an_engine_of_its_own(
+    adapters: dict[str, str], tmp_path: Path
+) -> None:
+    own = tmp_path / "own"
+    shutil.copytree(adapters["a"], own)
+    (own / "tokenizer_config.json").write_text("{}", encoding="utf-8")
+    assert adapter_brings(str(own)) == ["tokenizer"] and adapter_brings(adapters["a"]) == []
+    members = [
+        {"name": "base", "adapter": None, "merge_adapter": False},
+        {"name": "a", "adapter": adapters["a"], "merge_adapter": False},
+        {"name": "own", "adapter": str(own), "merge_adapter": False},
+        {"name": "b", "adapter": adapters["b"], "merge_adapter": False},
+    ]
+    plans = engine_plans("m", members, {"generation": "hf", "batch_size": 4})
+    assert [(p.members, p.switches) for p in plans] == [
+        (["base", "a", "b"], True),
+        (["own"], False),
+    ]
+    assert plans[0].kwargs["adapters"] == {"a": adapters["a"], "b": adapters["b"]}
+    assert plans[1].kwargs["adapter"] == str(own) and "adapters" not in plans[1].kwargs
+    with pytest.raises(InputError, match="brings its own tokenizer"):
+        check_shared_tokenizer({"own": str(own)})

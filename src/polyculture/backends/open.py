@@ -12,9 +12,11 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from polyculture.backends.generation import Generator, generator_kwargs, load_generator
+from polyculture.backends.generation.base import adapter_brings, local_adapter
 from polyculture.backends.translation import Translator, TranslatorSettings, load_translator
 
 #: An eval model's load settings, as the rules pass them (eval_model_params).
@@ -34,22 +36,47 @@ def generator_call(model: ModelParams, backend: Mapping[str, Any]) -> tuple[str,
     }
 
 
-def engine_call(
+@dataclass(frozen=True)
+class EnginePlan:
+    """One engine of a job serving several eval models: load_generator's path and keyword
+    arguments, the eval models it answers for (in config order) and whether it switches
+    adapters by their names (Generator.use_adapter)."""
+
+    path: str
+    kwargs: dict[str, Any]
+    members: list[str]
+    switches: bool
+
+
+def engine_plans(
     model: str, members: Sequence[Mapping[str, Any]], backend: Mapping[str, Any]
-) -> tuple[str, dict[str, Any], bool]:
-    """The load_generator path and keyword arguments of one engine serving eval models
-    `members` ({name, adapter, merge_adapter}, as eval_model_params gives them, sharing the base
-    `model`), and whether it switches adapters by member name: one member with an adapter loads
-    it as a single eval model's job does (merged where asked); otherwise every member's adapter
-    is served by name (Generator.use_adapter), the base model answering for members without."""
-    kwargs = generator_kwargs(backend)
+) -> list[EnginePlan]:
+    """The engines that serve eval models `members` ({name, adapter, merge_adapter}, as
+    eval_model_params gives them, sharing the base `model`): one for the base model and every
+    adapter that is LoRA weights alone, switched by name; one of its own for an adapter that
+    brings its own tokenizer, chat template or embeddings (base.adapter_brings), loaded as a
+    single eval model's job loads it. A lone adapter (and a merged one) also loads that way."""
     with_adapter = [m for m in members if m.get("adapter")]
-    if len(members) == 1 and with_adapter:
+    if len(members) == 1:
         _, single = generator_call({"model": model, **members[0]}, backend)
-        return model, single, False
-    if with_adapter:
-        kwargs["adapters"] = {str(m["name"]): str(m["adapter"]) for m in with_adapter}
-    return model, kwargs, bool(with_adapter)
+        return [EnginePlan(model, single, [str(members[0]["name"])], False)]
+    alone = [
+        m
+        for m in with_adapter
+        if m.get("merge_adapter") or adapter_brings(str(local_adapter(m["adapter"])))
+    ]
+    shared = [m for m in members if m not in alone]
+    plans = []
+    if shared:
+        kwargs = generator_kwargs(backend)
+        adapters = {str(m["name"]): str(m["adapter"]) for m in shared if m.get("adapter")}
+        if adapters:
+            kwargs["adapters"] = adapters
+        plans.append(EnginePlan(model, kwargs, [str(m["name"]) for m in shared], bool(adapters)))
+    for m in alone:
+        _, single = generator_call({"model": model, **m}, backend)
+        plans.append(EnginePlan(model, single, [str(m["name"])], False))
+    return plans
 
 
 def engine_identities(
@@ -61,7 +88,6 @@ def engine_identities(
     template, engine options, merge flag)."""
     from polyculture.backends.answer_cache import model_identity
     from polyculture.backends.generation import resolve_backend
-    from polyculture.backends.generation.base import local_adapter
     from polyculture.backends.spec import is_api_spec
 
     kwargs = generator_kwargs(backend)

@@ -26,6 +26,7 @@ from polyculture.backends.answer_cache import (
     item_keys,
     run_calls,
 )
+from polyculture.backends.open import engine_identities, engine_plans, lazy_engine
 from polyculture.blend.prompts import RESPONSE_SCHEMA, answer_drops, generate_answers
 from polyculture.drops import DropCounter
 from polyculture.errors import InputError
@@ -76,6 +77,43 @@ def engine_answers(
     ]
     empty = pl.DataFrame(schema=ENGINE_SCHEMA)
     return pl.concat([empty, *tables]).cast(ENGINE_SCHEMA), stats
+
+
+def in_config_order(
+    tables: Sequence[pl.DataFrame], members: Sequence[Mapping[str, Any]]
+) -> pl.DataFrame:
+    """The answer tables of a job's engines as one (ENGINE_SCHEMA), eval models in config order
+    (`members`: {name, ...}), each model's rows in their order."""
+    order = {str(m["name"]): i for i, m in enumerate(members)}
+    table = pl.concat([pl.DataFrame(schema=ENGINE_SCHEMA), *tables]).cast(ENGINE_SCHEMA)
+    rank = table["model"].replace_strict(order, return_dtype=pl.Int64)
+    return table.with_columns(_rank=rank).sort("_rank", maintain_order=True).drop("_rank")
+
+
+def job_answers(
+    spec: str,
+    model: str,
+    members: Sequence[Mapping[str, Any]],
+    backend: Mapping[str, Any],
+    prompts: Mapping[str, pl.DataFrame],
+    sampling: Any,
+    prompt_format: str,
+    cache: AnswerCache | None,
+) -> pl.DataFrame:
+    """Every answer of one blend_generate job: eval models `members` ({name, adapter,
+    merge_adapter}) sharing the base `model` (spec `spec`), over every country's prompts, from
+    the engines polyculture.backends.open.engine_plans gives them (one where the adapters are
+    LoRA weights alone), each loaded only where a call is not cached and closed after."""
+    identity = engine_identities(spec, model, members, backend)
+    tables = []
+    for plan in engine_plans(model, members, backend):
+        served = plan.kwargs.get("adapters", {})
+        group = [EngineMember(n, plan.switches and n in served, identity[n]) for n in plan.members]
+        with lazy_engine(plan.path, plan.kwargs) as open_engine:
+            tables.append(
+                engine_answers(open_engine, group, prompts, sampling, prompt_format, cache)[0]
+            )
+    return in_config_order(tables, members)
 
 
 def member_answers(

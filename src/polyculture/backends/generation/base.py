@@ -362,17 +362,40 @@ def adapter_rank(adapter: str) -> int:
     return max(ranks)
 
 
+def adapter_brings(adapter: str) -> list[str]:
+    """What a PEFT adapter directory brings beyond LoRA weights, which an engine shared with
+    other adapters cannot apply per adapter: its own tokenizer, a chat template file, or whole
+    embedding / output layers (saved by PEFT when the vocabulary was resized for training)."""
+    root = Path(adapter)
+    brings = [
+        what
+        for what, name in (
+            ("tokenizer", "tokenizer_config.json"),
+            ("chat template", "chat_template.jinja"),
+        )
+        if (root / name).is_file()
+    ]
+    weights = root / "adapter_model.safetensors"
+    if weights.is_file():
+        with weights.open("rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        if any(k.endswith(("embed_tokens.weight", "lm_head.weight")) for k in header):
+            brings.append("embedding layers")
+    return brings
+
+
 def check_shared_tokenizer(adapters: Mapping[str, str]) -> None:
-    """Fail unless every adapter of a multi-adapter engine answers with the base model's
-    tokenizer: one that ships its own (an added chat template or tokens) needs an engine of its
-    own, as the single-adapter path reads it from the adapter (tokenizer_source)."""
+    """Fail unless every adapter of a multi-adapter engine is LoRA weights alone (nothing that
+    :func:`adapter_brings` finds): such an adapter needs an engine of its own, which
+    polyculture.backends.open.engine_plans gives it."""
     for name, path in adapters.items():
         adapter_rank(path)  # fails early unless it is a PEFT adapter directory
-        if tokenizer_source("", path) == path:
+        brings = adapter_brings(path)
+        if brings:
             raise InputError(
                 path,
-                f"adapter {name!r} ships its own tokenizer; an engine serving several adapters "
-                "uses the base model's (serve this one alone: a merged or single-adapter job)",
+                f"adapter {name!r} brings its own {', '.join(brings)}; an engine serving several "
+                "adapters has the base model's (serve this one alone)",
             )
 
 
