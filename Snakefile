@@ -60,6 +60,7 @@ localrules:
     consensus_drops,
     plot_train_loss,
     train_summary,
+    blend_answers,
     blend_score,
     compare_models,
     benchmark_items,

@@ -3,8 +3,9 @@
 # each model against its baseline with paired bootstrap tests (docs/design.md §1, issue 4).
 # API models answer BLEnD through the chat format; lm_eval is not planned for them (issue 27).
 #
-# [hub download] → blend_generate (model × country: every language × template in one call)
-# → blend_score (model)
+# [hub download] → blend_generate (one engine per base model: the base and its adapters, every
+# country × language × template, one call per model × country, through the answer cache)
+# → blend_answers (model × country: that model's rows, as one table each) → blend_score (model)
 # lm_eval (model) → compare_models (all models: tables, Markdown, figures for the report).
 # Settings, helpers and evaluate_targets() are in evaluate_common.smk.
 
@@ -31,39 +32,61 @@ rule blend_fetch:
 
 rule blend_generate:
     input:
-        data=blend_country_input,
-        model=blend_model_input,
+        data=blend_all_input,
+        model=blend_engine_input,
+    output:
+        answers=f"{BLEND_DIR}/engines/{{blend_engine}}.parquet",
+    log:
+        f"{LOGS}/blend_generate/{{blend_engine}}.log",
+    benchmark:
+        f"{BENCH}/blend_generate/{{blend_engine}}.tsv"
+    wildcard_constraints:
+        blend_engine=BLEND_ENGINE_RE,
+    conda:
+        "../envs/evaluate.yaml"
+    threads: placed_threads(lambda w: eval_model_gpus(w.blend_engine))
+    resources:
+        **placed(
+            lambda w: eval_model_gpus(w.blend_engine),
+            network=lambda w: eval_model_network(w.blend_engine),
+        ),
+    params:
+        data_dir=BLEND_DATA,
+        spec=lambda w: EVAL_MODELS[w.blend_engine]["model"],
+        model=lambda w: eval_model_params(w.blend_engine)["model"],
+        members=blend_engine_members,
+        runs=blend_runs(),
+        backend=generation_params(eval_model=lambda w: w.blend_engine),
+        sampling=BLEND["sampling"],
+        prompt_format=BLEND["prompt_format"],
+        seed=EVAL_SEED["blend"],
+        max_questions=BLEND["max_questions"],
+        cache_dir=ANSWER_CACHE,
+        schema=table_schema("evaluate_blend_engine_answers"),
+    script:
+        "../scripts/blend_generate.py"
+
+
+rule blend_answers:
+    input:
+        answers=blend_engine_answers,
     output:
         answers=f"{BLEND_DIR}/{{blend_model}}/answers/{{blend_country}}.parquet",
         drops=f"{BLEND_DIR}/{{blend_model}}/drops/{{blend_country}}.parquet",
     log:
-        f"{LOGS}/blend_generate/{{blend_model}}/{{blend_country}}.log",
+        f"{LOGS}/blend_answers/{{blend_model}}/{{blend_country}}.log",
     benchmark:
-        f"{BENCH}/blend_generate/{{blend_model}}/{{blend_country}}.tsv"
+        f"{BENCH}/blend_answers/{{blend_model}}/{{blend_country}}.tsv"
     wildcard_constraints:
         blend_model=EVAL_MODEL_RE,
         blend_country=BLEND_COUNTRY_RE,
     conda:
         "../envs/evaluate.yaml"
-    threads: placed_threads(lambda w: eval_model_gpus(w.blend_model))
-    resources:
-        **placed(
-            lambda w: eval_model_gpus(w.blend_model),
-            network=lambda w: eval_model_network(w.blend_model),
-        ),
     params:
-        data_dir=BLEND_DATA,
-        model=blend_model_params,
-        runs=blend_country_runs,
-        backend=generation_params(eval_model=lambda w: w.blend_model),
-        sampling=BLEND["sampling"],
-        prompt_format=BLEND["prompt_format"],
-        seed=EVAL_SEED["blend"],
-        max_questions=BLEND["max_questions"],
         max_drop_rate=BLEND["max_drop_rate"],
         schema=table_schema("evaluate_blend_responses"),
     script:
-        "../scripts/blend_generate.py"
+        "../scripts/blend_answers.py"
 
 
 rule blend_score:

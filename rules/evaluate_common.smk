@@ -4,6 +4,7 @@ import re
 from polyculture.workflow import (
     ConfigError,
     annotations_path,
+    engine_groups,
     lm_eval_skipped,
     load_prompt_templates,
     pair_models,
@@ -47,6 +48,15 @@ LM_EVAL_SKIPPED = lm_eval_skipped(config, Path.cwd())
 GENERAL_MODELS = [m for m in EVAL_MODELS if m not in LM_EVAL_SKIPPED]
 GENERAL_MODEL_RE = "|".join(re.escape(m) for m in GENERAL_MODELS) or "(?!)"
 BLEND_COUNTRY_RE = "|".join(BLEND_COUNTRIES)
+#: One BLEnD generation job (one engine) per group of eval models sharing a base model and its
+#: backend settings: the base model and its adapters (polyculture.backends.engine.engine_groups),
+#: named by the group's first eval model.
+BLEND_ENGINES = engine_groups(config["eval_models"])
+BLEND_ENGINE_OF = {m: g for g, members in BLEND_ENGINES.items() for m in members}
+BLEND_ENGINE_RE = "|".join(re.escape(g) for g in BLEND_ENGINES) or "(?!)"
+#: Answers of finished (model, country) calls, kept outside the declared outputs so that a
+#: killed or extended job generates only what it lacks (polyculture.backends.answer_cache).
+ANSWER_CACHE = f"{RESULTS}/answer_cache"
 
 
 def check_blend_data():
@@ -105,19 +115,33 @@ def blend_answers(model):
     return [f"{BLEND_DIR}/{model}/answers/{c}.parquet" for c in BLEND_COUNTRIES]
 
 
-def blend_country_runs(wildcards):
-    """(language, prompt template) pairs asked of one country."""
-    return [[lang, p] for c, lang, p in BLEND_RUNS if c == wildcards.blend_country]
+def blend_runs():
+    """(language, prompt template) pairs asked of each country, by country."""
+    return {
+        country: [[lang, p] for c, lang, p in BLEND_RUNS if c == country]
+        for country in BLEND_COUNTRIES
+    }
 
 
-def blend_model_input(wildcards):
-    """Base model (built-in) and adapter directory of the model a BLEnD rule runs."""
-    return eval_model_input(wildcards.blend_model)
+def blend_engine_input(wildcards):
+    """Base model (built-in) and adapters of every eval model one BLEnD engine serves."""
+    files = []
+    for name in BLEND_ENGINES[wildcards.blend_engine]:
+        files += [f for f in eval_model_input(name) if f not in files]
+    return files
 
 
-def blend_model_params(wildcards):
-    """Load settings of the model a BLEnD rule runs."""
-    return eval_model_params(wildcards.blend_model)
+def blend_engine_members(wildcards):
+    """Name and load settings of every eval model one BLEnD engine serves, in config order."""
+    return [
+        {"name": name, **eval_model_params(name)}
+        for name in BLEND_ENGINES[wildcards.blend_engine]
+    ]
+
+
+def blend_engine_answers(wildcards):
+    """The answer table of the engine that serves the eval model of a per-country rule."""
+    return f"{BLEND_DIR}/engines/{BLEND_ENGINE_OF[wildcards.blend_model]}.parquet"
 
 
 def blend_model_answers(wildcards):

@@ -1,32 +1,28 @@
-"""Rule blend_generate: one model answers one country's BLEnD questions in every configured
-language with every prompt template, in one backend call."""
+"""Rule blend_generate: one engine (a base model and every adapter of it that is evaluated)
+answers every country's BLEnD questions in every configured language with every prompt
+template, one call per (eval model, country), through the answer cache."""
 
 from polyculture.logs import log_to
 
 log_to(snakemake.log[0])
 
-import logging
-
 import torch
 
+from polyculture.backends.answer_cache import AnswerCache
 from polyculture.backends.generation import sampling_from_config
-from polyculture.backends.open import open_generator
-from polyculture.blend import answer_prompts, country_prompts
+from polyculture.backends.spec import is_api_spec
+from polyculture.blend import country_prompts
+from polyculture.blend.engine import job_answers
 from polyculture.io import write_outputs
 
 torch.set_num_threads(snakemake.threads)
-p, w = snakemake.params, snakemake.wildcards
-prompts = country_prompts(p.data_dir, w.blend_country, p.runs, p.max_questions)
+p = snakemake.params
+prompts = {c: country_prompts(p.data_dir, c, runs, p.max_questions) for c, runs in p.runs.items()}
 sampling = sampling_from_config(p.sampling, p.seed, key="evaluate.blend.sampling")
-with open_generator(p.model, p.backend) as generator:
-    answers, drops = answer_prompts(
-        generator,
-        prompts,
-        sampling,
-        group=f"{w.blend_model}/{w.blend_country}",
-        prompt_format=p.prompt_format,
-    )
-logging.info("%d answers, %d empty", answers.height, drops.dropped)
+# an API model's requests are resumed by its own reply cache (and its usage file stays whole)
+cache = None if is_api_spec(p.model) else AnswerCache(p.cache_dir, p.spec)
+answers = job_answers(
+    p.spec, p.model, p.members, p.backend, prompts, sampling, p.prompt_format, cache
+)
 with write_outputs() as out:
     out.table(answers, snakemake.output.answers, p.schema)
-    out.drops([drops], snakemake.output.drops, p.max_drop_rate)

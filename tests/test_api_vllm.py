@@ -394,10 +394,11 @@ def test_evaluate_workflow_runs_blend_and_generative_lm_eval_on_an_api_model(
     assert table.height > 0 and set(table["country"]) >= {"US", "Greece"}
     answers = pl.read_parquet(work / "results/evaluate/blend/api-chat/answers/Greece.parquet")
     assert answers.height == 3 * 2 * 2  # 3 questions x (en, el) x 2 templates
+    engine = pl.read_parquet(work / "results/evaluate/blend/engines/api-chat.parquet")
     usage = json.loads(
-        (work / "results/evaluate/blend/api-chat/answers/Greece.parquet.api-usage.json").read_text()
+        (work / "results/evaluate/blend/engines/api-chat.parquet.api-usage.json").read_text()
     )
-    assert usage["model"] == SERVED and usage["sent"] + usage["cache_hits"] == answers.height
+    assert usage["model"] == SERVED and usage["sent"] + usage["cache_hits"] == engine.height
     metrics = pl.read_parquet(work / general / "metrics.parquet")
     assert metrics.select("task", "metric", "n").rows() == [("demo_gen_en", "exact_match", 3)]
     summary = json.loads((work / general / "results.json").read_text())

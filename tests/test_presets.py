@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import copy_workflow, run_snakemake
 
+from polyculture.backends.engine import engine_groups
 from polyculture.config_check import check_config, validate_config
 from polyculture.project import add_placeholders, placeholder_env
 
@@ -75,3 +76,12 @@ def test_preset_passes_schema_check_and_dry_run(
     out = proc.stdout + proc.stderr
     stats = re.search(r"^total\s+(\d+)$", out, flags=re.M)
     assert stats and int(stats.group(1)) > 1, out[-3000:]
+    # BLEnD: one generation job (one engine) per base model and its backend settings, whatever
+    # the countries and adapters (issue 26)
+    if (config.get("pipelines") or {}).get("evaluate", True) and config.get("eval_models"):
+        bases = {m["model"] for m in config["eval_models"]}
+        blend = re.search(r"^blend_generate\s+(\d+)$", out, flags=re.M)
+        assert blend, out[-3000:]
+        assert int(blend.group(1)) == len(engine_groups(config["eval_models"])), blend.group(0)
+        if not any(m.get("backend") or m.get("merge_adapter") for m in config["eval_models"]):
+            assert int(blend.group(1)) == len(bases), (preset, blend.group(0))

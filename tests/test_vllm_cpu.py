@@ -36,7 +36,7 @@ from polyculture.backends.generation.vllm import VLLMGenerator
 FAST = {"enforce_eager": True, "distributed_executor_backend": "uni"}
 
 
-def main(model, adapter, eos_model, schema_path, out_path):
+def main(model, adapter, eos_model, schema_path, out_path, adapter2):
     schema = json.load(open(schema_path))
     convs = [
         [{"role": "user", "content": "Name three fruits."}],
@@ -73,6 +73,20 @@ def main(model, adapter, eos_model, schema_path, out_path):
     report["lora_rank"] = lora.llm.llm_engine.vllm_config.lora_config.max_lora_rank
     report["lora_greedy"] = lora.generate(convs, n=2, sampling=greedy)
     lora.close()
+    # one engine serving two adapters (multi-LoRA) and the base model, switched per call
+    multi = load_generator(
+        model, backend="vllm", adapters={"one": adapter, "two": adapter2}, max_model_len=256,
+        max_num_seqs=16, **FAST
+    )
+    lora_config = multi.llm.llm_engine.vllm_config.lora_config
+    report["multi_loras"] = [lora_config.max_loras, lora_config.max_lora_rank]
+    report["multi_base"] = multi.generate(convs, n=2, sampling=greedy)
+    for name in ("one", "two"):
+        multi.use_adapter(name)
+        report[f"multi_{name}"] = multi.generate(convs, n=2, sampling=greedy)
+    multi.use_adapter(None)
+    report["multi_base_again"] = multi.generate(convs, n=2, sampling=greedy)
+    multi.close()
     eos = load_generator(eos_model, backend="vllm", max_model_len=256, **FAST)
     report["eos_free"] = eos.generate(convs, n=2, sampling=greedy)
     report["eos_min_tokens"] = eos.generate(
@@ -84,7 +98,7 @@ def main(model, adapter, eos_model, schema_path, out_path):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])
 """
 
 
@@ -95,6 +109,7 @@ def vllm_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("vllm")
     model = build_tiny_llama(work / "model")
     adapter = build_tiny_lora(model, work / "adapter")
+    adapter2 = build_tiny_lora(model, work / "adapter2", seed=2, r=16)
     eos_model = build_tiny_llama(work / "eos-first", eos_first=True)
     (work / "schema.json").write_text(json.dumps(SCHEMA))
     (work / "run.py").write_text(SCRIPT)
@@ -108,6 +123,7 @@ def vllm_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             str(eos_model),
             str(work / "schema.json"),
             str(work / "report.json"),
+            str(adapter2),
         ],
         cwd=work,
         env=env,
@@ -162,6 +178,13 @@ def test_json_constrained_output_valid(vllm_report: dict) -> None:
 def test_lora_adapter_through_lora_request(vllm_report: dict) -> None:
     assert vllm_report["lora_rank"] == 8  # rank 4 rounded up to vLLM's smallest allowed above it
     assert vllm_report["lora_greedy"] != vllm_report["greedy"]
+
+
+def test_one_engine_serves_several_adapters_and_the_base(vllm_report: dict) -> None:
+    assert vllm_report["multi_loras"] == [2, 16]  # both resident; the larger rank (16)
+    assert vllm_report["multi_base"] == vllm_report["multi_base_again"] == vllm_report["greedy"]
+    assert vllm_report["multi_one"] == vllm_report["lora_greedy"]
+    assert vllm_report["multi_two"] not in (vllm_report["multi_one"], vllm_report["greedy"])
 
 
 def test_raw_prompts_without_the_chat_template(vllm_report: dict) -> None:

@@ -6,7 +6,12 @@ settings and the report's tables. The rule files import from this module only
 
 from polyculture.backends.builtin.real_models import REAL_MODELS
 from polyculture.backends.builtin.tiny_corpus import CORPUS_FILES
-from polyculture.backends.engine import engine_gpus, engine_options, node_gpu_problems
+from polyculture.backends.engine import (
+    engine_gpus,
+    engine_groups,
+    engine_options,
+    node_gpu_problems,
+)
 from polyculture.backends.generation.openai import usage_path_for
 from polyculture.backends.spec import parse_model_spec
 from polyculture.blend import (
@@ -59,6 +64,7 @@ __all__ = [
     "node_gpu_problems",
     "engine_options",
     "engine_gpus",
+    "engine_groups",
     "CORPUS_FILES",
     "OFFLINE_ENV",
     "REAL_MODELS",

@@ -21,7 +21,7 @@ import dataclasses
 import difflib
 import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 from polyculture.backends.spec import PARALLEL_KEYS, engine_gpus, walk_config
 from polyculture.errors import ConfigError
 
-__all__ = ["PARALLEL_KEYS", "engine_gpus", "engine_options", "engine_problems"]
+__all__ = ["PARALLEL_KEYS", "engine_gpus", "engine_groups", "engine_options", "engine_problems"]
 
 #: The older flat keys of `backend:` and the EngineArgs names they set.
 LEGACY_KEYS = {
@@ -193,3 +193,18 @@ def node_gpu_problems(
             f"{gpus} GPUs on one node, but a node has {gpus_per_node} (the profile's site "
             f"setting {site_key})",
         )
+
+
+def engine_groups(eval_models: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The eval models one engine serves, by group name (the group's first eval model's name),
+    in config order: those sharing the base model spec and their own `backend` settings, the
+    base model alone and each of its unmerged adapters (one multi-adapter engine); an eval model
+    whose adapter is merged into the weights is a model of its own, served alone."""
+    groups: dict[str, list[str]] = {}
+    by_key: dict[tuple[str, str, str | None], str] = {}
+    for m in eval_models:
+        merged = m["name"] if m.get("adapter") and m.get("merge_adapter") else None
+        key = (str(m["model"]), json.dumps(m.get("backend") or {}, sort_keys=True), merged)
+        name = by_key.setdefault(key, m["name"])
+        groups.setdefault(name, []).append(m["name"])
+    return groups

@@ -12,9 +12,11 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from polyculture.backends.generation import Generator, generator_kwargs, load_generator
+from polyculture.backends.generation.base import adapter_brings, local_adapter
 from polyculture.backends.translation import Translator, TranslatorSettings, load_translator
 
 #: An eval model's load settings, as the rules pass them (eval_model_params).
@@ -32,6 +34,94 @@ def generator_call(model: ModelParams, backend: Mapping[str, Any]) -> tuple[str,
         "merge_adapter": model.get("merge_adapter", False),
         **kwargs,
     }
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """One engine of a job serving several eval models: load_generator's path and keyword
+    arguments, the eval models it answers for (in config order) and whether it switches
+    adapters by their names (Generator.use_adapter)."""
+
+    path: str
+    kwargs: dict[str, Any]
+    members: list[str]
+    switches: bool
+
+
+def engine_plans(
+    model: str, members: Sequence[Mapping[str, Any]], backend: Mapping[str, Any]
+) -> list[EnginePlan]:
+    """The engines that serve eval models `members` ({name, adapter, merge_adapter}, as
+    eval_model_params gives them, sharing the base `model`): one for the base model and every
+    adapter that is LoRA weights alone, switched by name; one of its own for an adapter that
+    brings its own tokenizer, chat template or embeddings (base.adapter_brings), loaded as a
+    single eval model's job loads it. A lone adapter (and a merged one) also loads that way."""
+    with_adapter = [m for m in members if m.get("adapter")]
+    if len(members) == 1:
+        _, single = generator_call({"model": model, **members[0]}, backend)
+        return [EnginePlan(model, single, [str(members[0]["name"])], False)]
+    alone = [
+        m
+        for m in with_adapter
+        if m.get("merge_adapter") or adapter_brings(str(local_adapter(m["adapter"])))
+    ]
+    shared = [m for m in members if m not in alone]
+    plans = []
+    if shared:
+        kwargs = generator_kwargs(backend)
+        adapters = {str(m["name"]): str(m["adapter"]) for m in shared if m.get("adapter")}
+        if adapters:
+            kwargs["adapters"] = adapters
+        plans.append(EnginePlan(model, kwargs, [str(m["name"]) for m in shared], bool(adapters)))
+    for m in alone:
+        _, single = generator_call({"model": model, **m}, backend)
+        plans.append(EnginePlan(model, single, [str(m["name"])], False))
+    return plans
+
+
+def engine_identities(
+    spec: str, model: str, members: Sequence[Mapping[str, Any]], backend: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The answer-cache identity (polyculture.backends.answer_cache.model_identity) of every
+    member of an engine, by name: the spec, the base model's and the adapter's fingerprints, and
+    the load settings that change answers (the backend as resolved here, dtype, batch size, chat
+    template, engine options, merge flag)."""
+    from polyculture.backends.answer_cache import model_identity
+    from polyculture.backends.generation import resolve_backend
+    from polyculture.backends.spec import is_api_spec
+
+    kwargs = generator_kwargs(backend)
+    settings = {
+        "backend": "openai"
+        if is_api_spec(model)
+        else resolve_backend(kwargs.get("backend", "auto")),
+        **{k: kwargs.get(k) for k in ("dtype", "batch_size", "chat_template", "engine")},
+    }
+    out = {}
+    for m in members:
+        adapter = local_adapter(m["adapter"]) if m.get("adapter") else None
+        merged = {"merge_adapter": bool(m.get("merge_adapter")) and adapter is not None}
+        out[str(m["name"])] = model_identity(spec, model, adapter, {**settings, **merged})
+    return out
+
+
+@contextmanager
+def lazy_engine(path: str, kwargs: Mapping[str, Any]) -> Iterator[Callable[[], Generator]]:
+    """A function that loads the generator (load_generator(path, **kwargs)) on its first call
+    and returns it after; the generator, if loaded, is closed at exit."""
+    loaded: list[Generator] = []
+
+    def get() -> Generator:
+        if not loaded:
+            loaded.append(load_generator(path, **kwargs))
+        return loaded[0]
+
+    try:
+        yield get
+    finally:
+        for generator in loaded:
+            generator.close()
+        free_memory()
 
 
 def free_memory() -> None:

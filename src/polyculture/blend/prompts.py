@@ -121,6 +121,51 @@ def country_prompts(
 PROMPT_FORMATS = ("chat", "raw")
 
 
+def generate_answers(
+    generator: Any, texts: Sequence[str], sampling: Any, prompt_format: str = "chat"
+) -> list[str]:
+    """One answer per prompt text, in order: each as the one user turn of a conversation
+    rendered by the model's chat template (`chat`), or as plain text without it (`raw`), the two
+    ways BLEnD's code sends its prompts (chat models / base models and raw completion)."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(
+            "evaluate.blend.prompt_format",
+            f"'{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}",
+        )
+    texts = list(texts)
+    if not texts:
+        outputs = []
+    elif prompt_format == "raw":
+        outputs = generator.generate_raw(texts, n=1, sampling=sampling)
+    else:
+        conversations = [[{"role": "user", "content": p}] for p in texts]
+        outputs = generator.generate(conversations, n=1, sampling=sampling)
+    if len(outputs) != len(texts):
+        raise RuntimeError(f"generator returned {len(outputs)} outputs for {len(texts)} prompts")
+    return [out[0] if out else "" for out in outputs]
+
+
+def answer_drops(answers: Sequence[str], group: str) -> DropCounter:
+    """Drop counts of one group's answers: empty answers are counted as 'empty_response' (they
+    are kept, since the benchmark scores them as wrong)."""
+    drops = DropCounter(stage="blend_generate", group=group)
+    drops.seen(len(answers))
+    empty = sum(1 for a in answers if not clean_response(a, ""))
+    if empty:
+        drops.drop("empty_response", empty)
+    return drops
+
+
+def answer_table(
+    prompts: pl.DataFrame, answers: Sequence[str], group: str = "all"
+) -> tuple[pl.DataFrame, DropCounter]:
+    """The prompt table with a `response` column (RESPONSE_SCHEMA), and its drop counts."""
+    if len(answers) != prompts.height:
+        raise RuntimeError(f"{len(answers)} answers for {prompts.height} prompts")
+    table = prompts.with_columns(response=pl.Series(list(answers), dtype=pl.String))
+    return table.select(list(RESPONSE_SCHEMA)).cast(RESPONSE_SCHEMA), answer_drops(answers, group)
+
+
 def answer_prompts(
     generator: Any,
     prompts: pl.DataFrame,
@@ -129,34 +174,7 @@ def answer_prompts(
     group: str = "all",
     prompt_format: str = "chat",
 ) -> tuple[pl.DataFrame, DropCounter]:
-    """Ask the model every prompt, one answer per prompt: as the one user turn of a conversation
-    rendered by the model's chat template (`chat`), or as plain text without it (`raw`), the two
-    ways BLEnD's code sends its prompts (chat models / base models and raw completion).
-
-    Returns the prompt table with a `response` column and the drop counts: empty answers are
-    counted as 'empty_response' but kept, since the benchmark scores them as wrong."""
-    if prompt_format not in PROMPT_FORMATS:
-        raise ConfigError(
-            "evaluate.blend.prompt_format",
-            f"'{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}",
-        )
-    texts = prompts["prompt"].to_list()
-    if not texts:
-        outputs = []
-    elif prompt_format == "raw":
-        outputs = generator.generate_raw(texts, n=1, sampling=sampling)
-    else:
-        conversations = [[{"role": "user", "content": p}] for p in texts]
-        outputs = generator.generate(conversations, n=1, sampling=sampling)
-    if len(outputs) != prompts.height:
-        raise RuntimeError(
-            f"generator returned {len(outputs)} outputs for {prompts.height} prompts"
-        )
-    answers = [out[0] if out else "" for out in outputs]
-    drops = DropCounter(stage="blend_generate", group=group)
-    drops.seen(len(answers))
-    empty = sum(1 for a in answers if not clean_response(a, ""))
-    if empty:
-        drops.drop("empty_response", empty)
-    table = prompts.with_columns(response=pl.Series(answers, dtype=pl.String))
-    return table.select(list(RESPONSE_SCHEMA)).cast(RESPONSE_SCHEMA), drops
+    """Ask the model every prompt, one answer per prompt (generate_answers); the prompt table
+    with a `response` column and the drop counts (answer_table)."""
+    answers = generate_answers(generator, prompts["prompt"].to_list(), sampling, prompt_format)
+    return answer_table(prompts, answers, group)

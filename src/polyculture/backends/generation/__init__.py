@@ -97,6 +97,7 @@ def load_generator(
     backend: str = "auto",
     adapter: str | None = None,
     merge_adapter: bool = False,
+    adapters: Mapping[str, str] | None = None,
     batch_size: int = 16,
     dtype: str = "auto",
     openai: Mapping[str, Any] | None = None,
@@ -106,7 +107,9 @@ def load_generator(
 ) -> Generator:
     """Load a chat model (a loadable path or hub id: resolve `builtin:` specs first) on the
     backend registered as `backend` (auto: see resolve_backend), optionally with a PEFT adapter
-    (merged into the weights if merge_adapter).
+    (merged into the weights if merge_adapter), or several served by name (`adapters`: name ->
+    directory or hub id; hf and vllm; switched with Generator.use_adapter, the base model
+    answering until one is chosen).
 
     `engine` (vLLM EngineArgs names, see polyculture.backends.engine) and vllm_options go to
     vllm.LLM (a `vllm_` prefix is dropped, so the config's vllm_gpu_memory_utilization /
@@ -115,7 +118,12 @@ def load_generator(
 
     An API model spec (`openai:<model>`, `openai@<endpoint>:<model>`) is served by the openai
     backend with the config's backend.openai settings, whatever `backend` says."""
+    if adapters and (adapter or merge_adapter or is_api_spec(model)):
+        raise ConfigError(
+            "adapters", f"{model}: several adapters need a local model without adapter/merge"
+        )
     options = LoadOptions(
+        adapters={name: str(local_adapter(a)) for name, a in (adapters or {}).items()},
         adapter=local_adapter(adapter) if not is_api_spec(model) else adapter,
         merge_adapter=merge_adapter,
         batch_size=batch_size,

@@ -325,6 +325,9 @@ class LoadOptions:
 
     adapter: str | None = None
     merge_adapter: bool = False
+    # several PEFT adapters served by one engine (name -> local directory), switched with
+    # Generator.use_adapter; not with `adapter` or merge_adapter
+    adapters: Mapping[str, str] = field(default_factory=dict)
     batch_size: int = 16
     dtype: str = "auto"
     chat_template: str | None = None
@@ -337,9 +340,33 @@ class Generator:
 
     backend: str = ""
 
-    def __init__(self, model: str, adapter: str | None) -> None:
+    def __init__(
+        self, model: str, adapter: str | None, adapters: Mapping[str, str] | None = None
+    ) -> None:
         self.model = model
         self.adapter = adapter
+        #: adapters this engine serves by name (several: see use_adapter); the active one's name
+        self.adapters: dict[str, str] = dict(adapters or {})
+        self.active_adapter: str | None = None
+        if adapter and self.adapters:
+            raise ConfigError("adapters", "give one adapter or several by name, not both")
+
+    def use_adapter(self, name: str | None) -> None:
+        """Answer with the adapter served under `name` from now on; None: the base model alone.
+        Only where the generator was loaded with several adapters (`adapters=`)."""
+        if name is not None and name not in self.adapters:
+            known = ", ".join(sorted(self.adapters)) or "none"
+            raise InputError("adapter", f"{name!r} is not served by this engine (serving: {known})")
+        self._switch(name)
+        self.active_adapter = name
+
+    def _switch(self, name: str | None) -> None:
+        if self.adapters:
+            raise ConfigError(
+                "backend.generation",
+                f"serving several adapters is implemented on the hf and vllm backends, not on "
+                f"'{self.backend}'",
+            )
 
     def generate(
         self, conversations: Sequence[Conversation], n: int, sampling: Sampling
@@ -418,6 +445,43 @@ def adapter_rank(adapter: str) -> int:
     cfg = json.loads(path.read_text(encoding="utf-8"))
     ranks = [int(cfg.get("r", 8)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
     return max(ranks)
+
+
+def adapter_brings(adapter: str) -> list[str]:
+    """What a PEFT adapter directory brings beyond LoRA weights, which an engine shared with
+    other adapters cannot apply per adapter: its own tokenizer, a chat template file, or whole
+    embedding / output layers (saved by PEFT when the vocabulary was resized for training)."""
+    root = Path(adapter)
+    brings = [
+        what
+        for what, name in (
+            ("tokenizer", "tokenizer_config.json"),
+            ("chat template", "chat_template.jinja"),
+        )
+        if (root / name).is_file()
+    ]
+    weights = root / "adapter_model.safetensors"
+    if weights.is_file():
+        with weights.open("rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        if any(k.endswith(("embed_tokens.weight", "lm_head.weight")) for k in header):
+            brings.append("embedding layers")
+    return brings
+
+
+def check_shared_tokenizer(adapters: Mapping[str, str]) -> None:
+    """Fail unless every adapter of a multi-adapter engine is LoRA weights alone (nothing that
+    :func:`adapter_brings` finds): such an adapter needs an engine of its own, which
+    polyculture.backends.open.engine_plans gives it."""
+    for name, path in adapters.items():
+        adapter_rank(path)  # fails early unless it is a PEFT adapter directory
+        brings = adapter_brings(path)
+        if brings:
+            raise InputError(
+                path,
+                f"adapter {name!r} brings its own {', '.join(brings)}; an engine serving several "
+                "adapters has the base model's (serve this one alone)",
+            )
 
 
 def merge_adapter_to_dir(model: str, adapter: str, dest: str, dtype: str = "auto") -> str:

@@ -4,11 +4,12 @@ xgrammar for JSON schemas, label scoring by log-probability."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from polyculture.backends.generation.base import (
     adapter_chat_template,
     adapter_rank,
     check_conversations,
+    check_shared_tokenizer,
     derive_seed,
     load_tokenizer,
     resize_for_adapter,
@@ -124,6 +126,7 @@ class HFGenerator(Generator):
         *,
         adapter: str | None = None,
         merge_adapter: bool = False,
+        adapters: Mapping[str, str] | None = None,
         batch_size: int = 16,
         dtype: str = "auto",
         device: str | None = None,
@@ -135,11 +138,12 @@ class HFGenerator(Generator):
 
         from polyculture.backends.chat import analyze_template
 
-        super().__init__(model, adapter)
+        super().__init__(model, adapter, adapters)
         if batch_size < 1:
             raise ConfigError("backend.batch_size", f"expected >= 1, got {batch_size}")
         if adapter:
             adapter_rank(adapter)  # fails early unless it is a PEFT adapter directory
+        check_shared_tokenizer(self.adapters)
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch_dtype(dtype, self.device)
@@ -176,11 +180,29 @@ class HFGenerator(Generator):
             lm = PeftModel.from_pretrained(lm, adapter, local_files_only=True)
             if merge_adapter:
                 lm = lm.merge_and_unload()
+        elif self.adapters:
+            from peft import PeftModel
+
+            (first, path), *rest = self.adapters.items()
+            lm = PeftModel.from_pretrained(lm, path, adapter_name=first, local_files_only=True)
+            for name, path in rest:
+                lm.load_adapter(path, adapter_name=name, local_files_only=True)
         # a model spread over GPUs by device_map stays where accelerate put it; inputs go to the
         # first GPU (self.device 'cuda')
         self.lm = (lm if device_map else lm.to(self.device)).eval()
         self._grammar_compiler: Any = None
         self._grammars: dict[str, Any] = {}
+
+    def _switch(self, name: str | None) -> None:
+        if name is not None:
+            self.lm.set_adapter(name)
+
+    def _adapter_scope(self) -> Any:
+        """Where several adapters are loaded and none is chosen, a scope in which the model
+        runs without them (peft's disable_adapter); else a scope that changes nothing."""
+        if self.adapters and self.active_adapter is None:
+            return self.lm.disable_adapter()
+        return contextlib.nullcontext()
 
     def prompt_ids(self, convs: list[list[dict[str, str]]]) -> list[list[int]]:
         """Token ids of each conversation under the chat template, ready for the assistant turn."""
@@ -222,7 +244,7 @@ class HFGenerator(Generator):
             for r, q in enumerate(seqs):  # left padding, as in generation
                 ids[r, width - len(q) :] = torch.tensor(q)
                 attn[r, width - len(q) :] = 1
-            with torch.inference_mode():
+            with torch.inference_mode(), self._adapter_scope():
                 logits = self.lm(
                     input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **extra
                 ).logits.float()
@@ -316,7 +338,7 @@ class HFGenerator(Generator):
                 processors.append(
                     _SeededSampler(seeds, sampling.temperature, sampling.top_p, self.device)
                 )
-            with torch.inference_mode():
+            with torch.inference_mode(), self._adapter_scope():
                 out = self.lm.generate(
                     **enc,
                     generation_config=gen_config,
@@ -371,6 +393,7 @@ def load_hf(model: str, options: LoadOptions) -> HFGenerator:
         device_map=device_map,
         adapter=options.adapter,
         merge_adapter=options.merge_adapter,
+        adapters=options.adapters,
         batch_size=options.batch_size,
         dtype=options.dtype,
         chat_template=options.chat_template,

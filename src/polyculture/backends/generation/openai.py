@@ -41,7 +41,6 @@ job: all of them (what the outputs cost) and the ones sent in this run (what thi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -57,6 +56,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from polyculture.backends.answer_cache import request_key
 from polyculture.backends.generation.base import Generator, LoadOptions, derive_seed
 from polyculture.backends.ratelimit import RateLimiter
 from polyculture.backends.registry import GENERATORS
@@ -224,12 +224,6 @@ def endpoint_of(spec: str, settings: ApiSettings) -> Endpoint:
 
 # ----------------------------------------------------------------------------------------------
 # cache
-
-
-def request_key(payload: Mapping[str, Any]) -> str:
-    """Hash of everything that decides a reply (canonical JSON)."""
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class ReplyCache:

@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ class VLLMGenerator(Generator):
         *,
         adapter: str | None = None,
         merge_adapter: bool = False,
+        adapters: Mapping[str, str] | None = None,
         dtype: str = "auto",
         chat_template: str | None = None,
         **options: Any,
@@ -58,7 +60,7 @@ class VLLMGenerator(Generator):
         import torch
         from vllm import LLM
 
-        super().__init__(model, adapter)
+        super().__init__(model, adapter, adapters)
         check_dtype(dtype)
         if dtype == "auto" and torch.cuda.is_available():
             dtype = "bfloat16"
@@ -92,6 +94,19 @@ class VLLMGenerator(Generator):
                 enable_lora=True, max_loras=1, max_lora_rank=vllm_lora_rank(adapter_rank(adapter))
             )
             self.lora_request = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
+        self._loras: dict[str, Any] = {}
+        if self.adapters:
+            from vllm.lora.request import LoRARequest
+
+            # every adapter resident at once (max_loras = their number): switching costs nothing
+            rank = max(adapter_rank(p) for p in self.adapters.values())
+            engine.update(
+                enable_lora=True, max_loras=len(self.adapters), max_lora_rank=vllm_lora_rank(rank)
+            )
+            self._loras = {
+                name: LoRARequest(name, i, str(Path(p).resolve()))
+                for i, (name, p) in enumerate(self.adapters.items(), start=1)
+            }
         for key, value in options.items():
             engine[key.removeprefix("vllm_")] = value
         log.info("vLLM engine options: %s", engine)
@@ -102,6 +117,9 @@ class VLLMGenerator(Generator):
         if (own_template := adapter_chat_template(adapter)) is not None:
             tokenizer.chat_template = own_template  # the adapter's chat_template.jinja
         self.chat_format = analyze_template(tokenizer, chat_template)
+
+    def _switch(self, name: str | None) -> None:
+        self.lora_request = self._loras[name] if name is not None else None
 
     def _params(
         self,
@@ -190,6 +208,7 @@ def load_vllm(model: str, options: LoadOptions) -> VLLMGenerator:
         model,
         adapter=options.adapter,
         merge_adapter=options.merge_adapter,
+        adapters=options.adapters,
         dtype=options.dtype,
         chat_template=options.chat_template,
         **options.engine,
