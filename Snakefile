@@ -112,4 +112,6 @@ rule all:
 # without GPUs form a group of their own, and a rule run here leaves its group.
 for _name, _group in placed_groups(workflow.rules, PLACEMENT, site_groups()).items():
     workflow.get_rule(_name).group = _group
-workflow.localrules(*network_localrules(workflow.rules, PLACEMENT))
+_NETWORK_LOCALRULES = network_localrules(workflow.rules, PLACEMENT)
+workflow.localrules(*_NETWORK_LOCALRULES)
+announce_localrules(_NETWORK_LOCALRULES)

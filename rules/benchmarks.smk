@@ -48,7 +48,10 @@ rule benchmark_generate:
         "../envs/evaluate.yaml"
     threads: placed_threads(lambda w: eval_model_gpus(w.bench_model))
     resources:
-        **placed(lambda w: eval_model_gpus(w.bench_model)),
+        **placed(
+            lambda w: eval_model_gpus(w.bench_model),
+            network=lambda w: eval_model_network(w.bench_model),
+        ),
     params:
         model=lambda w: eval_model_params(w.bench_model),
         backend=generation_params(eval_model=lambda w: w.bench_model),

@@ -16,6 +16,7 @@ from polyculture.workflow import (
     hub_items,
     item_slug,
     node_gpu_problems,
+    announce_localrules,
     network_localrules,
     placed_groups,
     site_groups,

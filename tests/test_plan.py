@@ -75,11 +75,16 @@ def test_json_shape_and_the_wvs_bill(
         }
     for a in wvs_plan["api"]:
         assert set(a) == {"model", "rule", "requests", "input_tokens", "output_tokens", "cost_usd"}
-    survey = rules["wvs_survey"]
-    # 6 models x 4 languages x 4 shards; only the 3 Gemma models' 48 jobs book a GPU, 240 min
-    assert survey["jobs"] == 96 and survey["submissions"] == 96
-    assert survey["gpus_per_job"] == [0, 1] and survey["gpu_hours_booked"] == 48 * 4.0
+    survey, api_survey = rules["wvs_survey"], rules["wvs_survey_api"]
+    # 6 models x 4 languages x 4 shards: the 3 Gemma models' 48 jobs book a GPU each, 240 min;
+    # the 3 OpenAI models' 48 jobs are wvs_survey_api, run on the submit host (no submission)
+    assert survey["jobs"] == 48 and survey["submissions"] == 48
+    assert survey["gpus_per_job"] == 1 and survey["gpu_hours_booked"] == 48 * 4.0
     assert 0 < survey["gpu_hours_busy"] < survey["gpu_hours_booked"]
+    assert api_survey["jobs"] == 48 and api_survey["submissions"] == 0
+    assert api_survey["gpus_per_job"] == 0 and api_survey["gpu_hours_booked"] == 0
+    api_rules = {a["rule"] for a in wvs_plan["api"]}
+    assert {"wvs_survey_api", "wvs_judge", "wvs_translate_prompts"} <= api_rules
     # the judge is an API model: no GPU, 300 prompts x 4 languages x 10 items per survey model
     assert rules["wvs_judge"]["gpu_hours_booked"] == 0 and rules["wvs_judge"]["gpus_per_job"] == 0
     judge = {(a["model"], a["rule"]): a for a in wvs_plan["api"]}[("gpt-4.1", "wvs_judge")]

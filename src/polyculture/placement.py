@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -105,6 +106,19 @@ def network_partition(site: Mapping[str, Any]) -> str:
     """The partition of a network job without GPUs: the site's network partition, else the
     CPU partition (compute nodes online)."""
     return site.get("network_partition") or site["cpu_partition"]
+
+
+#: Set in the environment of the dry run `polyculture plan` makes.
+PLANNING_ENV = "POLYCULTURE_PLANNING"
+#: The line such a dry run prints with the rules the workflow made local (network_localrules),
+#: which its job listing does not mark.
+LOCALRULES_MARK = "polyculture: localrules made here:"
+
+
+def announce_localrules(names: list[str], environ: Mapping[str, str] | None = None) -> None:
+    """Print the rules made local for `polyculture plan`, in its dry run only."""
+    if (os.environ if environ is None else environ).get(PLANNING_ENV):
+        print(f"{LOCALRULES_MARK} {json.dumps(sorted(names))}", file=sys.stderr)
 
 
 def network_localrules(rules: Any, site: Mapping[str, Any] | None) -> list[str]:

@@ -39,6 +39,7 @@ from polyculture.errors import ConfigError
 from polyculture.evals import benchmark_entries, benchmark_inputs, check_benchmark
 from polyculture.logs import OFFLINE_ENV
 from polyculture.placement import (
+    announce_localrules,
     network_localrules,
     placed_groups,
     site_groups,
@@ -56,6 +57,7 @@ from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mix
 __all__ = [
     "check_budget",
     "site_placement",
+    "announce_localrules",
     "network_localrules",
     "placed_groups",
     "site_groups",

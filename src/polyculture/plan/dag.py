@@ -8,6 +8,7 @@ and the dry run prints every job's evaluated resources (`runtime`, `gpu`, the pa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,9 +22,9 @@ from typing import Any
 import yaml
 
 from polyculture.errors import PolycultureError
+from polyculture.placement import LOCALRULES_MARK, PLANNING_ENV
 
 #: Set in the dry run's environment so that the workflow's budget check does not plan again.
-PLANNING_ENV = "POLYCULTURE_PLANNING"
 
 
 @dataclass
@@ -38,6 +39,9 @@ class Job:
     resources: dict[str, str] = field(default_factory=dict)
     #: The group job it runs in (one cluster submission), None for a job of its own.
     group: int | None = None
+    #: Runs in the Snakemake process (printed as a `localrule`, or made local by the workflow
+    #: from the site block: a network job on the submit host).
+    local: bool = False
 
     @property
     def gpus(self) -> int:
@@ -98,7 +102,7 @@ def dry_run(
 
 # A group's members are printed indented by four more spaces.
 _GROUP = re.compile(r"^(?:\[.*\] )?Group job (\S+)")
-_HEAD = re.compile(r"^(?: {4})?(?:local)?rule (\w+):$")
+_HEAD = re.compile(r"^(?: {4})?(local)?rule (\w+):$")
 _FIELD = re.compile(r"^(?: {4}){1,2}(\w+): (.*)$")
 
 
@@ -123,7 +127,7 @@ def parse_jobs(text: str) -> list[Job]:
             continue
         head = _HEAD.match(line)
         if head:
-            current = Job(rule=head.group(1), jobid=-1)
+            current = Job(rule=head.group(2), jobid=-1, local=bool(head.group(1)))
             current.group = groups if line.startswith("    ") else None
             jobs.append(current)
             continue
@@ -141,6 +145,9 @@ def parse_jobs(text: str) -> list[Job]:
             current.wildcards = _pairs(value)
         elif key == "resources":
             current.resources = _pairs(value)
+    made_local = announced_localrules(text)
+    for job in jobs:
+        job.local = job.local or job.rule in made_local
     return [j for j in jobs if j.jobid >= 0]
 
 
@@ -152,6 +159,15 @@ def local_rules(workdir: Path) -> set[str]:
         text = path.read_text(encoding="utf-8")
         for block in re.finditer(r"^localrules:\s*\n((?:[ \t]+\S.*\n)+)", text, flags=re.M):
             names.update(re.findall(r"\w+", re.sub(r"#.*", "", block.group(1))))
+    return names
+
+
+def announced_localrules(text: str) -> set[str]:
+    """The rules a dry run's workflow made local from the site (placement.announce_localrules)."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(LOCALRULES_MARK):
+            names.update(json.loads(line[len(LOCALRULES_MARK) :]))
     return names
 
 
@@ -187,7 +203,7 @@ def submissions(jobs: Sequence[Job], profile: Profile, local: set[str]) -> dict[
     for job in jobs:
         if job.group is not None:
             members[job.group].append(job)
-        elif job.rule not in local:
+        elif job.rule not in local and not job.local:
             result[job.rule] += 1
     for group in members.values():
         for job in group:

@@ -193,25 +193,50 @@ def _wvs_judge(job: Job, ctx: Context) -> Work:
 
 
 def _blend_generate(job: Job, ctx: Context) -> Work | None:
+    """Every country's prompts for every eval model the job's engine serves (base and adapters)."""
+    from polyculture.backends.engine import engine_groups
     from polyculture.blend.data import questions_path
     from polyculture.blend.prompts import country_prompts, run_languages
 
     blend, results = ctx.config["evaluate"]["blend"], ctx.config["results"]
     data = ctx.path(blend.get("data_path") or f"{results}/evaluate/blend/data")
-    country = job.wildcards["blend_country"]
-    spec = eval_model_spec(ctx.config, job.wildcards["blend_model"])
-    if not questions_path(data, country).is_file():
-        return None
-    runs = [(lang, p) for lang in run_languages(country) for p in blend["prompts"]]
-    prompts = country_prompts(data, country, runs, blend.get("max_questions"))["prompt"].to_list()
-    earlier = _read(
-        ctx.path(
-            f"{results}/evaluate/blend/{job.wildcards['blend_model']}/answers/{country}.parquet"
-        ),
-        "response",
-    )
+    members = engine_groups(ctx.config.get("eval_models") or [])[job.wildcards["blend_engine"]]
+    spec = eval_model_spec(ctx.config, members[0])
+    prompts: list[str] = []
+    earlier: list[str] | None = []
+    for country in blend["countries"]:
+        if not questions_path(data, country).is_file():
+            return None
+        runs = [(lang, p) for lang in run_languages(country) for p in blend["prompts"]]
+        asked = country_prompts(data, country, runs, blend.get("max_questions"))["prompt"]
+        for name in members:
+            prompts += asked.to_list()
+            answers = ctx.path(f"{results}/evaluate/blend/{name}/answers/{country}.parquet")
+            before = _read(answers, "response")
+            earlier = None if earlier is None or before is None else earlier + before
     out, measured = _output(ctx, spec, len(prompts), blend["sampling"]["max_new_tokens"], earlier)
     return Work(spec, len(prompts), ctx.tokens.total(spec, prompts), out, measured)
+
+
+def _benchmark_generate(job: Job, ctx: Context) -> Work | None:
+    """A folder benchmark's items (its items table, where built) for one eval model."""
+    from polyculture.evals import benchmark_entries
+
+    name = job.wildcards["benchmark"]
+    entries = ctx.config["evaluate"].get("benchmarks") or []
+    spec_of = {b.name: b for b in benchmark_entries(entries)}
+    prompts = _table(ctx, f"evaluate/{name}/items.parquet", ["prompt"])
+    if prompts is None or name not in spec_of:
+        return None
+    spec = eval_model_spec(ctx.config, job.wildcards["bench_model"])
+    limit = spec_of[name].settings["generation"]["sampling"]["max_new_tokens"]
+    earlier = _table(
+        ctx, f"evaluate/{name}/{job.wildcards['bench_model']}/responses.parquet", ["response"]
+    )
+    out, measured = _output(
+        ctx, spec, len(prompts[0]), limit, None if earlier is None else earlier[0]
+    )
+    return Work(spec, len(prompts[0]), ctx.tokens.total(spec, prompts[0]), out, measured)
 
 
 def _sample_responses(job: Job, ctx: Context) -> Work | None:
@@ -331,9 +356,11 @@ def _embed_responses(job: Job, ctx: Context) -> Work | None:
 #: The rules whose work the plan estimates.
 ESTIMATORS: Mapping[str, Callable[[Job, Context], Work | None]] = {
     "wvs_survey": _wvs_survey,
+    "wvs_survey_api": _wvs_survey,
     "wvs_translate_prompts": _wvs_translate,
     "wvs_judge": _wvs_judge,
     "blend_generate": _blend_generate,
+    "benchmark_generate": _benchmark_generate,
     "sample_responses": _sample_responses,
     "write_paragraphs": _write_paragraphs,
     "generate_questions": _generate_questions,
