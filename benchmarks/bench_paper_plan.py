@@ -30,10 +30,10 @@ BLEND_DATA = REPO.parent / "shared" / "data" / "blend"
 
 def job_model(rule: str, wildcards: dict[str, str], config: dict[str, Any]) -> str | None:
     """The model spec a job of `rule` runs (None: no model, or one the job does not load)."""
-    eval_model = (
-        wildcards.get("model") or wildcards.get("blend_model") or wildcards.get("general_model")
-    )
-    if rule in ("wvs_survey", "blend_generate", "lm_eval") and eval_model:
+    keys = ("model", "blend_engine", "blend_model", "general_model", "bench_model")
+    eval_model = next((wildcards[k] for k in keys if wildcards.get(k)), None)
+    if rule in ("wvs_survey", "wvs_survey_api", "blend_generate", "lm_eval", "benchmark_generate"):
+        return eval_model_spec(config, eval_model) if eval_model else None
         return eval_model_spec(config, eval_model)
     if rule == "wvs_judge":
         return str(config["wvs"]["judge"])
@@ -44,7 +44,7 @@ def job_model(rule: str, wildcards: dict[str, str], config: dict[str, Any]) -> s
         return str(config["consensus"]["generator"])
     if rule == "embed_responses":
         return str(config["consensus"]["embedder"])
-    if rule == "train_lora":
+    if rule in ("train_lora", "merge_adapter"):
         return str(config["train"]["base_model"])
     return None
 
