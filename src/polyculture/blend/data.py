@@ -143,7 +143,9 @@ def load_annotations(path: str | Path) -> dict[str, Question]:
     return parse_annotations(data, p)
 
 
-def _read_csv(path: Path, columns: Sequence[str]) -> pl.DataFrame:
+def read_csv_columns(path: Path, columns: Sequence[str]) -> pl.DataFrame:
+    """A CSV file as strings; fails naming the file when it is missing, unreadable or lacks one
+    of `columns`."""
     if not path.is_file():
         raise InputError(path, "file does not exist")
     try:
@@ -161,7 +163,7 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pl.DataFrame:
 def load_questions(path: str | Path) -> pl.DataFrame:
     """Read a BLEnD question file: ID, Question (local), Translation (English), ...; IDs unique."""
     p = Path(path)
-    df = _read_csv(p, QUESTION_COLUMNS)
+    df = read_csv_columns(p, QUESTION_COLUMNS)
     dup = df.filter(pl.col("ID").is_duplicated())["ID"].unique().sort().to_list()
     if dup:
         raise InputError(p, f"duplicate question ID(s): {', '.join(dup[:5])}")
@@ -178,7 +180,7 @@ def load_prompt_templates(path: str | Path) -> dict[str, tuple[str, str]]:
     without one). Where an id occurs twice the first row is used, as the released code does
     (the release lists two Azerbaijani translations of inst-4 and pers-3)."""
     p = Path(path)
-    df = _read_csv(p, PROMPT_COLUMNS)
+    df = read_csv_columns(p, PROMPT_COLUMNS)
     out: dict[str, tuple[str, str]] = {}
     for row in df.iter_rows(named=True):
         if row["id"] in out:

@@ -22,6 +22,7 @@ from polyculture.blend import (
     load_questions,
     questions_path,
 )
+from polyculture.blend.data import read_csv_columns
 from polyculture.errors import InputError
 
 #: Columns of the official multiple-choice file (generate_multiple_choice's header).
@@ -269,15 +270,7 @@ def read_mc_questions(path: str | Path, countries: Sequence[str]) -> pl.DataFram
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "file does not exist (data.mc_questions_file)")
-    try:
-        df = pl.read_csv(p, infer_schema=False)
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
-        raise InputError(p, f"could not be read as CSV: {exc}") from exc
-    missing = [c for c in MC_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(
-            p, f"missing column(s) {', '.join(missing)}; expected {', '.join(MC_COLUMNS)}"
-        )
+    df = read_csv_columns(p, MC_COLUMNS)
     absent = [c for c in countries if c not in set(df["country"].to_list())]
     if absent:
         raise InputError(p, f"no questions of {', '.join(absent)} (groups.values asks for them)")
