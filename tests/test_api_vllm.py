@@ -273,7 +273,8 @@ def test_wvs_workflow_resumes_after_the_server_dies(
     assert {"scored/api-chat.parquet", "responses/api-chat/da/shard0.parquet"} <= set(done)
     assert done["judged/api-chat/shard0.parquet"].height > 0
     usage = pl.read_csv(clean / "results/report/api_usage.tsv", separator="\t")
-    assert set(usage["rule"]) == {"wvs_translate_prompts", "wvs_survey", "wvs_judge", "TOTAL"}
+    # an API model's survey runs as wvs_survey_api (the network twin of wvs_survey)
+    assert set(usage["rule"]) == {"wvs_translate_prompts", "wvs_survey_api", "wvs_judge", "TOTAL"}
     total = usage.filter(pl.col("rule") == "TOTAL").row(0, named=True)
     assert total["sent"] == total["replies"] > 0 and total["completion_tokens"] > 0
     survey_usage = json.loads(

@@ -359,7 +359,10 @@ def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> No
     # (the demo's leftover embedder, generator and judge are not built)
     stats = out.split("Job stats:")[1].strip().split("\n\n")[0].splitlines()[2:]
     planned = {line.split()[0] for line in stats} - {"total"}
-    evaluate_rules = {"blend_generate", "blend_score", "lm_eval", "compare_models"}
+    evaluate_rules = {"blend_generate", "blend_answers", "blend_score", "lm_eval", "compare_models"}
+    # the demo config's folder benchmark (blend-mcq) runs for every eval model too
+    evaluate_rules |= {"benchmark_items", "benchmark_generate", "benchmark_score"}
+    evaluate_rules |= {"benchmark_compare"}
     assert planned == evaluate_rules | {
         "build_tiny_chat", "api_usage", "drops_summary", "run_summary", "all"
     }, planned  # fmt: skip
