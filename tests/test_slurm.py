@@ -763,7 +763,9 @@ def test_demo_small_jobs_packed_on_one_gpu(
     runtime of its members (30 min each)."""
     if slurm_demo.stack != "small":
         pytest.skip("the packing of the small-jobs overlay (this is the production stack)")
-    evaluated = sorted(p.name for p in (slurm_demo.workdir / "results/evaluate/blend").iterdir())
+    blend_dir = slurm_demo.workdir / "results/evaluate/blend"
+    # the eval models' folders (not engines/, the per-engine answer tables)
+    evaluated = sorted(p.parent.name for p in blend_dir.glob("*/answers"))
     assert {"tiny-chat", "tiny-chat-full"} <= set(evaluated), evaluated
     groups = {j["JobId"]: slurm_demo.group_of(j["JobId"]) or "" for j in slurm_demo.jobs}
     for model in evaluated:
