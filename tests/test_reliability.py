@@ -135,7 +135,7 @@ def test_moved_project_has_no_job(moved_run: Path) -> None:
         (
             {"consensus": {"samples": 4}},
             {"sample_responses"},
-            ("consensus", "train", "evaluate", "wvs", "alignment", "report"),
+            ("consensus", "train", "evaluate", "benchmarks", "wvs", "alignment", "report"),
         ),
         # a BLEnD generation setting: evaluation and the report only
         (
