@@ -6,6 +6,7 @@
 # [hub download] → blend_generate (one engine per base model: the base and its adapters, every
 # country × language × template, one call per model × country, through the answer cache)
 # → blend_answers (model × country: that model's rows, as one table each) → blend_score (model)
+# (through the blend benchmark folder, polyculture.evals.blend)
 # lm_eval (model) → compare_models (all models: tables, Markdown, figures for the report).
 # Settings, helpers and evaluate_targets() are in evaluate_common.smk.
 
@@ -105,9 +106,7 @@ rule blend_score:
     conda:
         "../envs/evaluate.yaml"
     params:
-        data_dir=BLEND_DATA,
-        max_questions=BLEND["max_questions"],
-        rules=BLEND["scorer_rules"],
+        settings=BLEND_BENCHMARK.settings,
         schemas={
             "answers": table_schema("evaluate_blend_responses"),
             "scores": table_schema("evaluate_blend_scores"),

@@ -4,8 +4,10 @@ import re
 from polyculture.workflow import (
     ConfigError,
     annotations_path,
+    blend_overrides,
     engine_groups,
     lm_eval_skipped,
+    load_benchmark,
     load_prompt_templates,
     pair_models,
     prompts_path,
@@ -24,6 +26,9 @@ COMPARE_DIR = f"{EVAL_DIR}/compare"
 BLEND_FROM_HUB = not BLEND.get("data_path")
 BLEND_DATA = f"{BLEND_DIR}/data" if BLEND_FROM_HUB else BLEND["data_path"]
 BLEND_COUNTRIES = BLEND["countries"]
+#: The blend benchmark folder (polyculture.evals.blend) with the evaluate.blend settings: its
+#: BENCHMARK scores the answers (rule blend_score).
+BLEND_BENCHMARK = load_benchmark("blend", blend_overrides(BLEND, BLEND_DATA))
 BLEND_PROMPTS = BLEND["prompts"]
 BLEND_RUNS = [
     (country, language, prompt)

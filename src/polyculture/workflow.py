@@ -36,7 +36,8 @@ from polyculture.consensus.config import check_self_supervision
 from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
-from polyculture.evals import benchmark_entries, benchmark_inputs, check_benchmark
+from polyculture.evals import benchmark_entries, benchmark_inputs, check_benchmark, load_benchmark
+from polyculture.evals.blend import overrides_from_config as blend_overrides
 from polyculture.logs import OFFLINE_ENV
 from polyculture.placement import (
     announce_localrules,
@@ -75,8 +76,10 @@ __all__ = [
     "adapter_kind",
     "annotations_path",
     "benchmark_entries",
+    "blend_overrides",
     "benchmark_inputs",
     "check_benchmark",
+    "load_benchmark",
     "api_models_used",
     "builtin_models_used",
     "check_adapter_bases",
