@@ -13,6 +13,11 @@ RESPONSE_SETS). Checks, language by language:
 - with rules='official' the project agrees with the transcription on every question;
 - with the default rules it agrees except where one of its documented fixes applies, and the
   agreement per language stays high (the figures are printed by `python tests/test_blend_parity.py`).
+
+And the move of BLEnD short answers onto the benchmark folder polyculture.evals.blend (issue 27):
+the same answers, on the demo's data and on the release, scored by the pre-folder call and
+through the folder give the same per-question table, run scores and per-country aggregates.
+Tests that read ../shared/data are marked `reference` (they skip where it is absent).
 """
 
 from __future__ import annotations
@@ -27,12 +32,11 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import pandas as pd
+import polars as pl
 import pytest
 
 from polyculture import blend
 from polyculture.languages import BLEND_REGIONS
-
-pytestmark = pytest.mark.reference
 
 REGIONS = sorted(BLEND_REGIONS)
 LANGUAGE_NAMES = {code: name.capitalize() for name, code in blend.BLEND_LANGUAGE_NAMES.items()}
@@ -292,6 +296,7 @@ def blend_dir(shared_data: Path) -> Path:
     return shared_data / "blend"
 
 
+@pytest.mark.reference
 def test_the_release_lists_clusters_in_vote_order(blend_dir: Path) -> None:
     """The official walk is in file order with the first cluster's count as the maximum; the
     project walks in vote order: the same wherever the files are sorted, which all are."""
@@ -312,6 +317,7 @@ def test_official_lemmatizers_are_the_ones_used_for_persian_and_indonesian() -> 
     assert blend.answer_matches("sup ayam", "supnya ayam", "id")
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize(
     ("country", "language"),
     [(c, lang) for c in REGIONS for lang in blend.run_languages(c)],
@@ -328,6 +334,7 @@ def test_parity_with_the_official_scorer(blend_dir: Path, country: str, language
         assert row["unexplained"] == [], (name, row["unexplained"][:5])
 
 
+@pytest.mark.reference
 def test_the_fixes_differ_from_the_official_code_where_documented(blend_dir: Path) -> None:
     """Each fix, on a real question: the official rules keep the bug, the default rules do not.
     Greece Kik-in-36's top cluster lists an empty English answer ('fatih terim', '')."""
@@ -354,6 +361,179 @@ def test_case_sensitive_substring_of_the_official_code() -> None:
     """Official: the raw annotated answer against the lowercased response; fixed: both lowered."""
     assert not blend.answer_matches_official("Año Nuevo", "año-nuevo", "es")
     assert blend.answer_matches("Año Nuevo", "año-nuevo", "es")
+
+
+# ------------------------------------------------- the move onto the benchmark folder (issue 27)
+#
+# BLEnD short answers are the benchmark folder polyculture.evals.blend; rule blend_score scores
+# through its BENCHMARK. The same answers scored by the pre-folder path (the call blend_score
+# made: polyculture.blend.score_generations) and through the folder must give the same table,
+# question by question, and the same aggregates, country by country.
+
+DEMO_BLEND = Path(__file__).resolve().parents[1] / "resources" / "demo" / "blend"
+
+
+def workflow_answers(
+    data_dir: Path, countries: list[str], templates: list[str], max_questions: int | None
+) -> pl.DataFrame:
+    """Answers in the form blend_answers writes (ID, country, language, prompt_id, question,
+    prompt, response) to every prompt, as the pre-folder generation built them
+    (polyculture.blend.country_prompts); the response cycles through the cases the scorer
+    distinguishes: the top answer with a label, a lower-voted cluster's, an English answer in a
+    local run, another question's answer, an inflected answer, an echo of the prompt, a
+    capitalised answer, "None", an empty answer and no answer at all (null)."""
+    frames = []
+    for country in countries:
+        runs = [(lang, t) for lang in blend.run_languages(country) for t in templates]
+        prompts = blend.country_prompts(data_dir, country, runs, max_questions)
+        ann = blend.load_annotations(blend.annotations_path(data_dir, country))
+        ids = list(ann)
+        responses = []
+        for i, row in enumerate(prompts.iter_rows(named=True)):
+            q = ann[row["ID"]]
+            en = row["language"] == "en"
+
+            def answer(rank: int, q=q, en=en) -> str:
+                if len(q.clusters) <= rank:
+                    return "nothing at all"
+                c = q.clusters[rank]
+                return _first(list(c.en_answers if en else c.answers) or list(c.en_answers))
+
+            other = ann[ids[(ids.index(row["ID"]) + 7) % len(ids)]]
+            cases = [
+                f"Answer: {answer(0)}.",
+                answer(1),
+                _first(list(q.clusters[0].en_answers)) if q.clusters else "",
+                _first(list(other.clusters[0].en_answers)) if other.clusters else "x",
+                f"{_inflect(answer(0), 'en' if en else BLEND_REGIONS[country])}, of course.",
+                f"{row['prompt']} {answer(0)}",
+                answer(0).upper(),
+                "None",
+                "",
+                None,
+            ]
+            responses.append(cases[i % len(cases)])
+        frames.append(prompts.with_columns(response=pl.Series(responses, dtype=pl.String)))
+    return pl.concat(frames)
+
+
+def old_and_folder(
+    data_dir: Path,
+    countries: list[str],
+    templates: list[str],
+    max_questions: int | None,
+    rules: str,
+) -> tuple[tuple[pl.DataFrame, pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame], pl.DataFrame]:
+    """((scores, per_question) of the pre-folder path, the same through the folder, the
+    folder's per-item table) of one model's answers, each with the model column the rule adds."""
+    from polyculture.evals import load_benchmark
+    from polyculture.evals.blend import per_question_table, run_scores, workflow_responses
+    from polyculture.evals.tables import score_benchmark
+
+    answers = workflow_answers(data_dir, countries, templates, max_questions)
+    model = pl.lit("m").alias("model")
+    scores, per_question = blend.score_generations(
+        answers, data_dir, max_questions=max_questions, rules=rules
+    )
+    old = (scores.select(model, pl.all()), per_question.select(model, pl.all()))
+    spec = load_benchmark(
+        "blend",
+        {
+            "data": {"path": str(data_dir), "max_questions": max_questions},
+            "groups": {"values": countries},
+            "prompts": {"templates": templates},
+            "scoring": {"rules": rules},
+        },
+    )
+    items = spec.implementation().items(spec.settings)
+    per_item, _ = score_benchmark(spec, items, workflow_responses(items, answers, "answers"), "m")
+    return old, (run_scores(per_item), per_question_table(per_item)), per_item
+
+
+def assert_same_numbers(old: tuple, new: tuple, per_item: pl.DataFrame, spec_groups: list) -> None:
+    from polyculture.compare.blend_tables import blend_question_scores, blend_scores
+    from polyculture.evals import load_benchmark
+    from polyculture.evals.tables import aggregate
+
+    (old_scores, old_pq), (new_scores, new_pq) = old, new
+    # per question: every column, every row, in the same order
+    assert new_pq.equals(old_pq)
+    # per run (the workflow's scores.parquet)
+    assert new_scores.equals(old_scores)
+    # per country: the comparison's BLEnD tables (country × language × template, All, pooled)
+    assert blend_scores(blend_question_scores(new_pq)).equals(
+        blend_scores(blend_question_scores(old_pq))
+    )
+    # per country, the folder's generic aggregate (a new figure: every language and template of
+    # a country pooled) is the mean over the old table's valid questions (up to the last bits:
+    # polars sums a group_by's groups in another order than a column)
+    spec = load_benchmark("blend", {"groups": {"values": spec_groups}})
+    agg = aggregate(per_item, spec, "m")
+    valid = old_pq.filter(pl.col("valid"))
+    for metric, column in (("sem_b", "match"), ("sem_w", "weight")):
+        for country in spec_groups:
+            rows = valid.filter(pl.col("country") == country)
+            got = agg.filter((pl.col("metric") == metric) & (pl.col("group") == country))
+            assert got["n"].to_list() == [rows.height]
+            assert got["score"][0] == pytest.approx(rows[column].cast(pl.Float64).mean() * 100)
+    assert per_item["dropped"].sum() == old_pq.filter(~pl.col("answered")).height
+
+
+@pytest.mark.parametrize("rules", blend.SCORER_RULES)
+def test_folder_scores_the_demo_data_as_before(rules: str) -> None:
+    countries = blend.available_countries(DEMO_BLEND)
+    assert len(countries) == 4
+    old, new, per_item = old_and_folder(DEMO_BLEND, countries, ["inst-4", "pers-3"], None, rules)
+    assert old[1].height == 19 * 2 * 6 and old[1]["match"].sum() > 0
+    assert_same_numbers(old, new, per_item, countries)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("rules", blend.SCORER_RULES)
+def test_folder_scores_the_release_as_before(blend_dir: Path, rules: str) -> None:
+    """All 16 regions, both templates of the final evaluation, the first 40 questions of each
+    (the cost of lemmatizing every question twice, times 2 rule sets, is kept small)."""
+    pytest.importorskip("hazm")
+    pytest.importorskip("nlp_id")
+    old, new, per_item = old_and_folder(blend_dir, REGIONS, ["inst-4", "pers-3"], 40, rules)
+    assert old[1].height == 40 * 2 * (2 * len(REGIONS) - 2)
+    assert_same_numbers(old, new, per_item, REGIONS)
+
+
+def test_the_folder_defaults_are_the_evaluate_blend_defaults(repo_root: Path) -> None:
+    """benchmark.yaml and the config's evaluate.blend section agree on every default, so the
+    folder's numbers are the workflow's whether it is configured one way or the other."""
+    from polyculture.evals import load_benchmark
+    from polyculture.evals.blend import CONFIG_KEYS, overrides_from_config
+    from polyculture.io import read_yaml
+
+    schema = read_yaml(repo_root / "schemas" / "config-evaluate.schema.yaml")
+    props = schema["properties"]["blend"]["properties"]
+    defaults = {k: v["default"] for k, v in props.items() if "default" in v}
+    assert set(CONFIG_KEYS) == set(props)
+    folder = load_benchmark("blend").settings
+    mapped = load_benchmark("blend", overrides_from_config(defaults)).settings
+    assert mapped == folder
+
+
+def test_polyculture_score_reads_the_workflows_answer_tables(tmp_path: Path) -> None:
+    """`polyculture score --benchmark blend` on answers in the blend-score form (no item_id)
+    gives the folder's per-item table; `polyculture blend-score` the pre-folder run scores."""
+    from polyculture.cli import main
+
+    answers = workflow_answers(DEMO_BLEND, ["US", "Greece"], ["inst-4", "pers-3"], None)
+    responses = tmp_path / "answers.parquet"
+    answers.drop("question").write_parquet(responses)
+    out, runs = tmp_path / "scores.parquet", tmp_path / "runs.parquet"
+    args = ["--data", str(DEMO_BLEND), "--responses", str(responses)]
+    assert (
+        main(["score", "--benchmark", "blend", "--groups", "US,Greece", *args, "--out", str(out)])
+        == 0
+    )
+    assert main(["blend-score", *args, "--out", str(runs)]) == 0
+    from polyculture.evals.blend import run_scores
+
+    assert run_scores(pl.read_parquet(out).drop("model")).equals(pl.read_parquet(runs))
 
 
 def parity_figures(blend_dir: Path) -> dict[str, dict[str, float]]:

@@ -269,14 +269,15 @@ def _score_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benchmark",
         required=True,
-        help="a benchmark folder's name (polyculture.evals), e.g. blend-mcq",
+        help="a benchmark folder's name (polyculture.evals), e.g. blend, blend-mcq",
     )
     parser.add_argument(
         "--responses",
         required=True,
         type=Path,
         help="CSV, TSV, Parquet, JSON or JSONL with columns item_id, response (the workflow's "
-        "responses.parquet; for blend-mcq also the official response file: MCQID, full_res)",
+        "responses.parquet; for blend-mcq also the official response file: MCQID, full_res; "
+        "for blend also the blend-score form: ID, country, language, prompt_id, response)",
     )
     parser.add_argument(
         "--items",
@@ -319,6 +320,9 @@ def score(args: argparse.Namespace) -> int:
     responses = read_table(args.responses)
     if "item_id" not in responses.columns and {"MCQID", "full_res"} <= set(responses.columns):
         responses = responses.rename({"MCQID": "item_id", "full_res": "response"})
+    impl = spec.implementation()
+    if "item_id" not in responses.columns and hasattr(impl, "responses_from"):
+        responses = impl.responses_from(responses, args.responses)
     if args.items:
         items = read_table(args.items)
         if not args.groups and "group" in items.columns:
@@ -327,7 +331,7 @@ def score(args: argparse.Namespace) -> int:
                 args.benchmark, deep_merge(overrides, {"groups": {"values": groups}})
             )
     else:
-        items = spec.implementation().items(spec.settings)
+        items = impl.items(spec.settings)
     scores, drops = score_benchmark(spec, items, responses, args.model)
     print(
         summary_markdown(

@@ -121,22 +121,28 @@ def blend_scores(question_scores: pl.DataFrame) -> pl.DataFrame:
     summary rows: 'All' = mean of the per-country scores, 'All (pooled)' = questions pooled."""
     q = _with_all_countries(question_scores)
     keys = ["model", "country", "language", "language_kind", "prompt_id"]
-    per_stratum = q.group_by([*keys, "stratum"]).agg(
-        sem_b=100 * pl.col("match").mean(),
-        sem_w=100 * pl.col("weight").mean(),
-        n_valid=pl.len().cast(pl.Int64),
-        n_pooled_b=pl.col("match").sum(),
-        n_pooled_w=pl.col("weight").sum(),
+    # sorted: the sums and means over the strata below add in one order (a group_by's output
+    # order varies from run to run, and with it the last bit of a float sum)
+    per_stratum = (
+        q.group_by([*keys, "stratum"])
+        .agg(
+            sem_b=100 * pl.col("match").mean(),
+            sem_w=100 * pl.col("weight").mean(),
+            n_valid=pl.len().cast(pl.Int64),
+            n_pooled_b=pl.col("match").sum(),
+            n_pooled_w=pl.col("weight").sum(),
+        )
+        .sort([*keys, "stratum"])
     )
     pooled = pl.col("country") == ALL_POOLED_COUNTRIES
     macro_rows = (
         per_stratum.filter(~pooled)
-        .group_by(keys)
+        .group_by(keys, maintain_order=True)
         .agg(pl.col("sem_b").mean(), pl.col("sem_w").mean(), pl.col("n_valid").sum())
     )
     pooled_rows = (
         per_stratum.filter(pooled)
-        .group_by(keys)
+        .group_by(keys, maintain_order=True)
         .agg(
             sem_b=100 * pl.col("n_pooled_b").sum() / pl.col("n_valid").sum(),
             sem_w=100 * pl.col("n_pooled_w").sum() / pl.col("n_valid").sum(),

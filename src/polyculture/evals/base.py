@@ -32,8 +32,9 @@ CONFIG_FILE = "benchmark.yaml"
 ITEM_SCHEMA = {"item_id": pl.String, "group": pl.String, "prompt": pl.String}
 
 #: Columns every per-item score table holds beside the benchmark's metric columns (Float64,
-#: named in benchmark.yaml `metrics`): `dropped` marks an answer that could not be used
-#: (unparseable); it scores as wrong and is counted as a drop.
+#: named in benchmark.yaml `metrics`; null for an item the benchmark does not score, e.g. a
+#: question BLEnD's rules skip: it is in no mean, count or paired comparison): `dropped` marks an
+#: answer that could not be used (unparseable); it scores as wrong and is counted as a drop.
 SCORE_SCHEMA = {"item_id": pl.String, "group": pl.String, "dropped": pl.Boolean}
 
 

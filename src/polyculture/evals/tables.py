@@ -138,7 +138,7 @@ def aggregate(scores: pl.DataFrame, spec: BenchmarkSpec, model: str) -> pl.DataF
             scores.group_by("group")
             .agg(
                 score=pl.col(metric).mean() * 100,
-                n=pl.len().cast(pl.Int64),
+                n=pl.col(metric).count().cast(pl.Int64),
                 dropped=pl.col("dropped").sum().cast(pl.Int64),
             )
             .sort("group")
@@ -153,7 +153,7 @@ def aggregate(scores: pl.DataFrame, spec: BenchmarkSpec, model: str) -> pl.DataF
                 "metric": metric,
                 "group": ALL_COUNTRIES,
                 "score": float(np.mean([r["score"] for r in groups])) if groups else math.nan,
-                "n": scores.height,
+                "n": scores[metric].count(),
                 "dropped": int(scores["dropped"].sum()),
             }
         )
@@ -162,7 +162,7 @@ def aggregate(scores: pl.DataFrame, spec: BenchmarkSpec, model: str) -> pl.DataF
                 "metric": metric,
                 "group": ALL_POOLED_COUNTRIES,
                 "score": float(scores[metric].mean() * 100) if scores.height else math.nan,
-                "n": scores.height,
+                "n": scores[metric].count(),
                 "dropped": int(scores["dropped"].sum()),
             }
         )
@@ -171,9 +171,14 @@ def aggregate(scores: pl.DataFrame, spec: BenchmarkSpec, model: str) -> pl.DataF
 
 
 def _paired(a: pl.DataFrame, b: pl.DataFrame, metric: str, what: str) -> pl.DataFrame:
-    """Two models' scores of one metric aligned on item (both must hold the same items)."""
-    joined = a.select("item_id", "group", pl.col(metric).alias("a")).join(
-        b.select("item_id", pl.col(metric).alias("b")), on="item_id", how="full", coalesce=True
+    """Two models' scores of one metric aligned on item (both must hold the same items); items
+    neither model is scored on (null in both: e.g. a question BLEnD's rules skip) are left out."""
+    joined = (
+        a.select("item_id", "group", pl.col(metric).alias("a"))
+        .join(
+            b.select("item_id", pl.col(metric).alias("b")), on="item_id", how="full", coalesce=True
+        )
+        .filter(pl.col("a").is_not_null() | pl.col("b").is_not_null())
     )
     if joined.filter(pl.col("a").is_null() | pl.col("b").is_null()).height:
         raise InputError(
