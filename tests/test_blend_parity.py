@@ -500,6 +500,35 @@ def test_folder_scores_the_release_as_before(blend_dir: Path, rules: str) -> Non
     assert_same_numbers(old, new, per_item, REGIONS)
 
 
+@pytest.mark.workflow
+def test_the_demo_runs_blend_score_gives_the_pre_folder_tables(demo_run: Path) -> None:
+    """The demo's rule blend_score (through the folder) wrote, for every eval model, the tables
+    the pre-folder call gives on the same answers."""
+    from polyculture.io import read_yaml
+
+    settings = read_yaml(demo_run / "config.yaml")["evaluate"]["blend"]
+    root = demo_run / "results" / "evaluate" / "blend"
+    models = sorted(p.parent.name for p in root.glob("*/per_question.parquet"))
+    assert models
+    for name in models:
+        answers = pl.concat(
+            [pl.read_parquet(f) for f in sorted((root / name / "answers").glob("*.parquet"))]
+        )
+        scores, per_question = blend.score_generations(
+            answers,
+            demo_run / settings["data_path"],
+            max_questions=settings.get("max_questions"),
+            rules=settings.get("scorer_rules", "polyculture"),
+        )
+        model = pl.lit(name).alias("model")
+        assert pl.read_parquet(root / name / "per_question.parquet").equals(
+            per_question.select(model, pl.all())
+        ), name
+        assert pl.read_parquet(root / name / "scores.parquet").equals(
+            scores.select(model, pl.all())
+        ), name
+
+
 def test_the_folder_defaults_are_the_evaluate_blend_defaults(repo_root: Path) -> None:
     """benchmark.yaml and the config's evaluate.blend section agree on every default, so the
     folder's numbers are the workflow's whether it is configured one way or the other."""
