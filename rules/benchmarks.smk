@@ -108,6 +108,7 @@ rule benchmark_compare:
     params:
         settings=benchmark_settings,
         models=lambda w: benchmark_models(w.benchmark),
+        loaded=lambda w: eval_models_loaded(benchmark_models(w.benchmark)),
         pairs=compare_pairs(),
         n_boot=COMPARE["n_boot"],
         alpha=COMPARE["alpha"],

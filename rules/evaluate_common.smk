@@ -173,15 +173,25 @@ def general_tasks_input(wildcards):
     )
 
 
-def compare_adapters():
-    """Load settings (model, adapter) of every eval model with an adapter: the comparison says
-    which adapters were loaded with their own tokenizer, chat template or resized embeddings.
+def eval_models_loaded(names):
+    """Load settings (model, adapter) and the adapter's source (a training variant, an outside
+    directory, a hub adapter) of eval models `names`: the comparisons say where each adapter
+    came from and which were loaded with their own tokenizer, chat template or embeddings.
     """
     return {
-        name: {k: v for k, v in eval_model_params(name).items() if k != "merge_adapter"}
-        for name, m in EVAL_MODELS.items()
-        if m.get("adapter")
+        name: {
+            **{
+                k: v for k, v in eval_model_params(name).items() if k != "merge_adapter"
+            },
+            "source": eval_adapter(name)[0],
+        }
+        for name in names
     }
+
+
+def compare_adapters():
+    """eval_models_loaded() of every eval model with an adapter."""
+    return eval_models_loaded([n for n, m in EVAL_MODELS.items() if m.get("adapter")])
 
 
 def compare_pairs():

@@ -17,6 +17,7 @@ result = compare_benchmark(
     n_boot=p.n_boot,
     seed=p.seed,
     alpha=p.alpha,
+    loaded=p.loaded,
 )
 with write_outputs() as out:
     out.parquet(result.aggregates, snakemake.output.aggregates)

@@ -444,6 +444,14 @@ def test_an_adapter_is_loaded_with_its_tokenizer_template_and_resized_embeddings
         f"resized to its {vocab + 2}-token vocabulary",
         f"t: adapter {only_template} loaded with its own chat template",
     ]
+    # an adapter from outside the workflow is said to be, also where it brings nothing
+    assert adapter_load_notes(
+        {"p": {"model": base, "adapter": str(plain), "source": "directory"},
+         "v": {"model": base, "adapter": str(plain), "source": "variant"}}
+    ) == [
+        f"p: adapter {plain} (a PEFT directory from outside this workflow) loaded with the base "
+        "model's tokenizer and chat template"
+    ]  # fmt: skip
 
 
 def test_api_model_reaches_lm_eval_as_chat_completions_with_the_key_outside_its_args() -> None:

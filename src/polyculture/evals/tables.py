@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from polyculture.backends.generation.base import adapter_load_notes, adapter_record
 from polyculture.compare.pairs import (
     ALL_COUNTRIES,
     ALL_POOLED_COUNTRIES,
@@ -260,10 +261,16 @@ def _num(x: float | None, digits: int = 1) -> str:
 
 
 def summary_json(
-    spec: BenchmarkSpec, aggregates: pl.DataFrame, comparison: pl.DataFrame, notes: Sequence[str]
+    spec: BenchmarkSpec,
+    aggregates: pl.DataFrame,
+    comparison: pl.DataFrame,
+    notes: Sequence[str],
+    models: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The benchmark's results as one JSON document: the headline (macro mean over groups) per
-    model, every aggregate, the paired differences and the notes on pairs left out."""
+    model, every aggregate, the paired differences, the notes on pairs left out and on
+    adapters, and, where `models` (name → how it was loaded) is given, each model's
+    record (:func:`polyculture.backends.generation.base.adapter_record`)."""
     head = aggregates.filter(
         (pl.col("metric") == spec.headline) & (pl.col("group") == ALL_COUNTRIES)
     )
@@ -277,6 +284,7 @@ def summary_json(
         "aggregates": aggregates.to_dicts(),
         "comparisons": comparison.to_dicts(),
         "notes": list(notes),
+        **({"models": dict(models)} if models is not None else {}),
     }
 
 
@@ -401,8 +409,11 @@ def compare_benchmark(
     n_boot: int,
     seed: int,
     alpha: float,
+    loaded: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> BenchmarkResult:
-    """Everything a benchmark reports from its models' per-item score tables (model → file)."""
+    """Everything a benchmark reports from its models' per-item score tables (model → file);
+    `loaded` (model → its load settings: model, adapter, the adapter's source) adds where each
+    adapter came from and what it brought (its own tokenizer, chat template, embeddings)."""
     scores = {m: pl.read_parquet(f) for m, f in score_files.items()}
     aggregates = (
         pl.concat([aggregate(s, spec, m) for m, s in scores.items()])
@@ -413,9 +424,13 @@ def compare_benchmark(
         p if isinstance(p, Pair) else Pair(p["model"], p["base"], p["variant"]) for p in pairs
     ]
     comparison, notes = compare(scores, pair_list, spec, n_boot=n_boot, seed=seed, alpha=alpha)
+    records = None
+    if loaded is not None:
+        notes = [*notes, *adapter_load_notes(loaded)]
+        records = {m: adapter_record(settings) for m, settings in loaded.items()}
     return BenchmarkResult(
         aggregates,
         comparison,
-        summary_json(spec, aggregates, comparison, notes),
+        summary_json(spec, aggregates, comparison, notes, records),
         summary_markdown(spec, aggregates, comparison, notes, alpha),
     )

@@ -280,13 +280,41 @@ def adapter_provenance(model: str, adapter: str | None) -> dict[str, Any]:
     }
 
 
+#: Where an eval model's adapter comes from, by polyculture.config_eval.adapter_kind.
+ADAPTER_SOURCES = {
+    "variant": "trained by this workflow",
+    "directory": "a PEFT directory from outside this workflow",
+    "hub": "a Hugging Face Hub adapter",
+}
+
+
+def adapter_record(m: Mapping[str, Any]) -> dict[str, Any]:
+    """How an eval model was loaded, as its results state it (`m`: its load settings: model,
+    adapter, and `source`, the adapter's kind of :data:`ADAPTER_SOURCES`): the model, the
+    adapter (None without one), where the adapter came from, and what it changes beyond its
+    LoRA weights (:func:`adapter_provenance`)."""
+    adapter = m.get("adapter")
+    if not adapter:
+        return {"model": str(m["model"]), "adapter": None}
+    return {
+        "model": str(m["model"]),
+        **adapter_provenance(m["model"], local_adapter(adapter)),
+        "adapter": str(adapter),
+        "adapter_source": m.get("source"),
+    }
+
+
 def adapter_load_notes(adapters: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """One line per eval model (name → its load settings: model, adapter) whose adapter brings
-    its own tokenizer, chat template or resized embeddings, saying that it was loaded with them
-    (:func:`adapter_provenance`); adapters that bring none get no line."""
+    """One line per eval model (name → its load settings: model, adapter, optional `source`)
+    whose adapter brings its own tokenizer, chat template or resized embeddings, saying that it
+    was loaded with them (:func:`adapter_provenance`), and per adapter from outside this
+    workflow (`source` directory or hub), saying so; the workflow's own adapters that bring
+    nothing get no line."""
     notes = []
     for name, m in adapters.items():
-        prov = adapter_provenance(m["model"], local_adapter(m.get("adapter")))
+        if not m.get("adapter"):
+            continue
+        prov = adapter_record(m)
         brings = [
             f"its own {what}"
             for what in ("tokenizer", "chat_template")
@@ -294,9 +322,16 @@ def adapter_load_notes(adapters: Mapping[str, Mapping[str, Any]]) -> list[str]:
         ]
         if prov.get("embedding_rows") is not None:
             brings.append(f"embeddings resized to its {prov['embedding_rows']}-token vocabulary")
+        outside = m.get("source") in ("directory", "hub")
+        where = f" ({ADAPTER_SOURCES[m['source']]})" if outside else ""
         if brings:
             said = ", ".join(b.replace("chat_template", "chat template") for b in brings)
-            notes.append(f"{name}: adapter {m['adapter']} loaded with {said}")
+            notes.append(f"{name}: adapter {m['adapter']}{where} loaded with {said}")
+        elif outside:
+            notes.append(
+                f"{name}: adapter {m['adapter']}{where} loaded with the base model's tokenizer "
+                "and chat template"
+            )
     return notes
 
 
