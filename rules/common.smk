@@ -220,7 +220,7 @@ def placed(gpus, minutes=240, multi_gpu=False, network=False):
 def stage_shards(key, model):
     """Shards of `key` (wvs.shards, wvs.judge_shards, consensus.shards) for `model`: the
     config's number, or for `auto` one job per model and stage, split where the plan estimates
-    it longer than cluster.job_hours on the site's GPU kind (polyculture.plan.shards).
+    it longer than cluster.job_hours on the site's GPU kind (polyculture.plan.work.shard_count).
     """
     kind = PLACEMENT["gpu_model"] if PLACEMENT else None
     return shard_count(config, Path.cwd(), key, model, kind)

@@ -48,7 +48,7 @@ from polyculture.placement import (
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
 from polyculture.plan import check_budget
-from polyculture.plan.shards import shard_count
+from polyculture.plan.work import shard_count
 from polyculture.prefetch import hub_items, item_slug
 from polyculture.release import check_repo_id
 from polyculture.summary import TABLES as SUMMARY_TABLES

@@ -53,7 +53,7 @@ class TokenCounter:
         #: Where the built-in models are built (results/models): their tokenizers are read there.
         self.builtin_dir = builtin_dir
         #: Count every model by the character approximation (the same count on every host, no
-        #: tokenizer loaded: what the workflow's shard counts use, polyculture.plan.shards).
+        #: tokenizer loaded: what the workflow's shard counts use, polyculture.plan.work.shard_count).
         self.approximate_all = approximate
         self._tokenizers: dict[str, Any] = {}
         #: Specs counted by the character approximation.

@@ -24,7 +24,7 @@ Per rule (the stages that run a model; the others do no model work):
   training steps); their busy time is the start-up alone and the plan says so.
 Output tokens are the sampling limit (`max_new_tokens`), or the measured mean of an earlier
 run's outputs where they exist. A shard count `auto` is the count the workflow chose
-(polyculture.plan.shards). With `Context.config_only` nothing of an earlier run is read (the
+(:func:`shard_count`). With `Context.config_only` nothing of an earlier run is read (the
 English prompts, the sampling limits): the estimates of the workflow's shard counts, which must
 be the same on every parse of the workflow, before and during a run. Where the inputs do not exist yet, the work is unknown and the
 plan says so (its GPU-hours busy are then the engine start-up alone)."""
@@ -41,8 +41,10 @@ from typing import Any
 import polars as pl
 
 from polyculture.backends.spec import parse_model_spec
+from polyculture.errors import ConfigError
 from polyculture.io import shard_bounds
 from polyculture.plan.dag import Job
+from polyculture.plan.tables import lookup_throughput, params_billions, throughput_rows
 from polyculture.plan.tokens import CHARS_PER_TOKEN, TokenCounter
 
 #: The WVS survey's stop ('11.') ends a response after its 10th numbered item.
@@ -150,8 +152,6 @@ def _shard(items: Sequence[Any], job: Job, n_shards: int) -> Sequence[Any]:
 
 def _shards(ctx: Context, key: str, model: str, job: Job) -> int:
     """The shard count of `key` for `model` that the job's workflow chose (gpu kind: the job's)."""
-    from polyculture.plan.shards import shard_count
-
     return shard_count(ctx.config, ctx.workdir, key, model, job.resources.get("gpu_model") or None)
 
 
@@ -420,3 +420,86 @@ def job_work(job: Job, ctx: Context) -> Work | None:
 def rules_without_estimate(jobs: Sequence[Job]) -> list[str]:
     """GPU rules whose work the plan does not estimate (busy = engine start-up only)."""
     return sorted({j.rule for j in jobs if j.gpus and j.rule not in ESTIMATORS})
+
+
+def busy_hours(job: Job, work: Work | None, gpu_kind: str, ctx: Context) -> float:
+    """GPU-hours a GPU job keeps its GPUs busy: start-up plus input and output tokens at the
+    throughput row of its model's size (work unknown: start-up alone); 0 for a CPU job."""
+    if not job.gpus:
+        return 0.0
+    rows = throughput_rows(ctx.config.get("plan") or {})
+    size = params_billions(work.model if work else job.wildcards.get("model", ""))
+    row = lookup_throughput(rows, gpu_kind, size)
+    seconds = row.startup_s
+    if work:
+        seconds += work.input_tokens / row.input_tok_s + work.output_tokens / row.output_tok_s
+    return seconds * job.gpus / 3600.0
+
+
+# Shard counts that follow the work: `wvs.shards`, `wvs.judge_shards` and `consensus.shards`
+# take `auto` besides a number. `auto` is one job per model and stage, split into
+# ceil(hours / `cluster.job_hours`) shards where the plan's estimate of that one job's hours
+# (engine start-up plus its tokens at the throughput of its model size and GPU kind,
+# busy_hours) is longer than the target; at least one.
+#
+# The workflow computes the counts when it is parsed, before anything runs, and again in every
+# cluster job's own parse: so the estimate reads the config and its input files alone, never an
+# earlier run's tables (Context.config_only: the English prompts, the sampling limits, the
+# consensus pairs estimated from its sources' files), and counts tokens by the character
+# approximation (polyculture.plan.tokens.CHARS_PER_TOKEN: the same on every host, no tokenizer to
+# load). A job that holds no GPU (an API model) and a run without a cluster site (no GPU kind, no
+# runtime limit: the local profile) keep one job; so does `cluster.job_hours: null` (no target).
+
+#: Shard keys → (the stage's rule, its wildcard of the model).
+SHARD_KEYS: Mapping[str, tuple[str, str]] = {
+    "wvs.shards": ("wvs_survey", "model"),
+    "wvs.judge_shards": ("wvs_judge", "model"),
+    "consensus.shards": ("sample_responses", "model"),
+}
+
+
+def _section_key(key: str) -> tuple[str, str]:
+    section, name = key.split(".")
+    return section, name
+
+
+def stage_spec(config: Mapping[str, Any], key: str, model: str) -> str:
+    """The model spec a job of the stage of `key` runs (`model`: an eval model's name for the
+    WVS survey and judge, the generator's spec for consensus sampling)."""
+    if key == "wvs.shards":
+        return eval_model_spec(config, model)
+    if key == "wvs.judge_shards":
+        return str(config["wvs"]["judge"])
+    return str(config["consensus"]["generator"])
+
+
+def stage_hours(
+    config: Mapping[str, Any], workdir: Path, key: str, model: str, gpu_kind: str
+) -> float:
+    """Estimated hours of ONE job doing the whole stage of `key` for `model` on one engine of
+    GPU kind `gpu_kind` (start-up once, then every token), from the config and its inputs."""
+    section, name = _section_key(key)
+    single = {**config, section: {**config[section], name: 1}}
+    ctx = Context(single, workdir, TokenCounter(approximate=True), config_only=True)
+    rule, wildcard = SHARD_KEYS[key]
+    job = Job(rule, 0, {wildcard: model, "shard": "0"}, resources={"gpu": "1"})
+    return busy_hours(job, job_work(job, ctx), gpu_kind, ctx)
+
+
+def shard_count(
+    config: Mapping[str, Any], workdir: Path, key: str, model: str, gpu_kind: str | None
+) -> int:
+    """The shards of `key` (a dotted key of SHARD_KEYS) for `model`: the config's number as it
+    is; for `auto`, ceil(stage_hours / cluster.job_hours), at least 1, and 1 where the job
+    holds no GPU (an API model), where there is no GPU kind (no cluster site) or no target."""
+    section, name = _section_key(key)
+    value = config[section][name]
+    if value != "auto":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(key, f"expected a whole number >= 1 or 'auto', got {value!r}")
+        return value
+    target = (config.get("cluster") or {}).get("job_hours")
+    if not target or not gpu_kind or parse_model_spec(stage_spec(config, key, model)).is_api:
+        return 1
+    hours = stage_hours(config, Path(workdir), key, model, gpu_kind)
+    return max(1, math.ceil(hours / float(target)))
