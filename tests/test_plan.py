@@ -14,6 +14,7 @@ import yaml
 from conftest import copy_workflow, run_snakemake
 
 from polyculture.cli import main
+from polyculture.config_check import config_warnings
 from polyculture.errors import ConfigError, PolycultureError
 from polyculture.plan import (
     budget_problems,
@@ -244,6 +245,11 @@ def test_auto_shards_follow_the_estimated_hours(workdir: Path, env: dict[str, st
             gemma,
             "h200",
         )
+
+    # a target at or over the first try's runtime limit (240 minutes) is warned about
+    assert config_warnings({**config, "cluster": {"job_hours": 3}}) == []
+    (warning,) = config_warnings({**config, "cluster": {"job_hours": 4}})
+    assert warning.startswith("cluster.job_hours: 4") and "240-minute" in warning
 
     # the workflow splits the jobs as computed (the job's files, the plan's count of its work)
     short = workdir / "short.yaml"
