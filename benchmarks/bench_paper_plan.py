@@ -6,7 +6,9 @@ run no local model (goal 0), engine starts per stage (one per GPU job that runs 
 GPU-hours booked and busy and their ratio, API dollars.
 
 Issue 26 measured before: paper-wvs 124 submissions, all on the GPU partition, 76 of them API
-only; BLEnD 80 engine starts for 5 eval models of one base."""
+only; BLEnD 80 engine starts for 5 eval models of one base. Each preset is planned twice: as it
+is (`auto` shard counts under `cluster.job_hours`), and with the fixed shard counts the presets
+had before (`fixed.*`: wvs.shards 4, wvs.judge_shards 4, consensus.shards 16, no job_hours)."""
 
 from __future__ import annotations
 
@@ -49,9 +51,18 @@ def job_model(rule: str, wildcards: dict[str, str], config: dict[str, Any]) -> s
     return None
 
 
-def preset_figures(workdir: Path, name: str, env: dict[str, str]) -> dict[str, dict]:
-    config_path = Path(f"configs/{name}.yaml")
-    plan, jobs, full = plan_details(workdir, [config_path], "profiles/slurm", env=env)
+#: The shard counts the paper presets had before `auto` (an overlay over each preset).
+FIXED_SHARDS = {
+    "paper-wvs": {"wvs": {"shards": 4, "judge_shards": 4}, "cluster": {"job_hours": None}},
+    "paper-consensus": {"consensus": {"shards": 16}, "cluster": {"job_hours": None}},
+}
+
+
+def preset_figures(
+    workdir: Path, name: str, env: dict[str, str], overlay: Path | None = None
+) -> dict[str, dict]:
+    config_paths = [Path(f"configs/{name}.yaml"), *([overlay] if overlay else [])]
+    plan, jobs, full = plan_details(workdir, config_paths, "profiles/slurm", env=env)
     gpu_jobs = [j for j in jobs if j.gpus]
     no_model = []
     engines: Counter[str] = Counter()
@@ -105,7 +116,8 @@ def preset_figures(workdir: Path, name: str, env: dict[str, str]) -> dict[str, d
             "unit": "",
             "compares": " | ".join(plan["notes"]),
         }
-    return {f"{name}.{k}": v for k, v in figures.items()}
+    prefix = f"{name}.fixed" if overlay else name
+    return {f"{prefix}.{k}": v for k, v in figures.items()}
 
 
 def run() -> dict[str, dict]:
@@ -122,6 +134,9 @@ def run() -> dict[str, dict]:
             link.symlink_to(BLEND_DATA)
         for name in PRESETS:
             figures.update(preset_figures(workdir, name, env))
+            overlay = workdir / f"{name}-fixed-shards.yaml"
+            overlay.write_text(yaml.safe_dump(FIXED_SHARDS[name]), encoding="utf-8")
+            figures.update(preset_figures(workdir, name, env, overlay))
     return figures
 
 

@@ -23,6 +23,7 @@ from polyculture.workflow import (
     parse_model_spec,
     placed_resources,
     placed_threads_of,
+    shard_count,
     site_placement,
     usage_path_for,
 )
@@ -214,6 +215,15 @@ def placed(gpus, minutes=240, multi_gpu=False, network=False):
     the network or not (a flag or a function of the wildcards), placed by the site settings
     (polyculture.placement.placed)."""
     return placed_resources(gpus, PLACEMENT, minutes, multi_gpu, network)
+
+
+def stage_shards(key, model):
+    """Shards of `key` (wvs.shards, wvs.judge_shards, consensus.shards) for `model`: the
+    config's number, or for `auto` one job per model and stage, split where the plan estimates
+    it longer than cluster.job_hours on the site's GPU kind (polyculture.plan.work.shard_count).
+    """
+    kind = PLACEMENT["gpu_model"] if PLACEMENT else None
+    return shard_count(config, Path.cwd(), key, model, kind)
 
 
 def placed_threads(gpus):

@@ -182,7 +182,7 @@ rule sample_responses:
         model=consensus_generator,
         backend=CONS_BACKEND,
         n=CONS_CFG["samples"],
-        n_shards=CONS_CFG["shards"],
+        n_shards=len(CONS_SHARDS),
         sampling=CONS_CFG["responses"]["sampling"],
         seed=lambda wildcards: CONS_SEED["responses"] + int(wildcards.shard),
         schema=table_schema("consensus_responses"),

@@ -9,7 +9,10 @@ CONS_BACKEND = generation_params(CONS_CFG["generator"])
 CONS_TRANSLATOR = config["translator"]
 CONS_VARIANTS = CONS_CFG["variants"]
 CONS_SELECTIONS = sorted({v["selection"] for v in CONS_VARIANTS.values()})
-CONS_SHARDS = [str(i) for i in range(CONS_CFG["shards"])]
+#: Sampling and embedding shards (a number, or `auto`: rules/common.smk stage_shards).
+CONS_SHARDS = [
+    str(i) for i in range(stage_shards("consensus.shards", CONS_CFG["generator"]))
+]
 CONS_SEED = stage_seeds("consensus")
 CONS_VARIANT_RE = "|".join(re.escape(v) for v in CONS_VARIANTS)
 CONS_SELECTION_RE = "|".join(CONS_SELECTIONS)

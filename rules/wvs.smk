@@ -2,7 +2,8 @@
 #
 # microdata → coded answers → polarity per country / language / global, human self-consistency
 # topic table × templates → English prompt sample → prompts per language (translated)
-# → survey responses per eval model × language × shard → parsed summaries per model
+# → survey responses per eval model × shard (every language in one engine; a file per language)
+# → parsed summaries per model
 # → judged summaries per model × judge shard → scored responses per model (+ drops tables).
 # The alignment stages (rules/alignment.smk) read polarity.parquet, country_languages.parquet,
 # human_consistency*.parquet and scored/{model}.parquet.
@@ -126,17 +127,19 @@ rule wvs_translate_prompts:
 
 rule wvs_survey:
     input:
-        prompts=f"{WVS}/prompts/{{language}}.parquet",
+        prompts=expand(f"{WVS}/prompts/{{language}}.parquet", language=WVS_LANGUAGES),
         model=lambda w: eval_model_input(w.model),
     output:
-        responses=f"{WVS}/responses/{{model}}/{{language}}/shard{{shard}}.parquet",
+        responses=expand(
+            f"{WVS}/responses/{{{{model}}}}/{{language}}/shard{{{{shard}}}}.parquet",
+            language=WVS_LANGUAGES,
+        ),
     log:
-        f"{LOGS}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.log",
+        f"{LOGS}/wvs_survey/{{model}}/shard{{shard}}.log",
     benchmark:
-        f"{BENCH}/wvs_survey/{{model}}/{{language}}/shard{{shard}}.tsv"
+        f"{BENCH}/wvs_survey/{{model}}/shard{{shard}}.tsv"
     wildcard_constraints:
         model=WVS_LOCAL_MODEL_RE,
-        language=WVS_LANGUAGE_RE,
         shard=r"\d+",
     conda:
         "../envs/wvs.yaml"
@@ -144,14 +147,17 @@ rule wvs_survey:
     resources:
         **placed(lambda w: eval_model_gpus(w.model)),
     params:
+        spec=lambda w: EVAL_MODELS[w.model]["model"],
         model=lambda w: eval_model_params(w.model),
         family=lambda w: wvs_family(w.model),
         backend=generation_params(eval_model=lambda w: w.model),
+        languages=WVS_LANGUAGES,
         sampling=WVS_CFG["sampling"],
         stop=WVS_CFG["stop"],
         samples_per_prompt=WVS_CFG["samples_per_prompt"],
-        n_shards=WVS_CFG["shards"],
+        n_shards=lambda w: len(WVS_SHARDS[w.model]),
         seed=WVS_SEED["survey"],
+        cache_dir=WVS_ANSWER_CACHE,
         schemas={
             "in": table_schema("wvs_prompts"),
             "out": table_schema("wvs_responses"),
@@ -163,7 +169,6 @@ rule wvs_survey:
 use rule wvs_survey as wvs_survey_api with:
     wildcard_constraints:
         model=WVS_API_MODEL_RE,
-        language=WVS_LANGUAGE_RE,
         shard=r"\d+",
     threads: 1
     resources:
@@ -172,11 +177,7 @@ use rule wvs_survey as wvs_survey_api with:
 
 rule wvs_parse:
     input:
-        responses=expand(
-            f"{WVS}/responses/{{{{model}}}}/{{language}}/shard{{shard}}.parquet",
-            language=WVS_LANGUAGES,
-            shard=WVS_SHARDS,
-        ),
+        responses=wvs_survey_outputs,
     output:
         parsed=f"{WVS}/parsed/{{model}}.parquet",
         drops=f"{WVS}/drops/parse/{{model}}.parquet",
@@ -223,7 +224,7 @@ rule wvs_judge:
         mode=WVS_CFG["judge_mode"],
         backend=generation_params(WVS_CFG["judge"]),
         sampling=WVS_CFG["judge_sampling"],
-        n_shards=WVS_CFG["judge_shards"],
+        n_shards=lambda w: len(WVS_JUDGE_SHARDS[w.model]),
         seed=WVS_SEED["judge"],
         schemas={"in": table_schema("wvs_parsed"), "out": table_schema("wvs_judged")},
     script:
@@ -232,10 +233,7 @@ rule wvs_judge:
 
 rule wvs_score:
     input:
-        judged=expand(
-            f"{WVS}/judged/{{{{model}}}}/shard{{shard}}.parquet",
-            shard=WVS_JUDGE_SHARDS,
-        ),
+        judged=wvs_judge_outputs,
     output:
         scored=f"{WVS}/scored/{{model}}.parquet",
         drops=f"{WVS}/drops/judge/{{model}}.parquet",
@@ -262,12 +260,7 @@ rule wvs_report:
     input:
         **wvs_population_inputs(),
         topics=WVS_CFG["topics_path"],
-        responses=expand(
-            f"{WVS}/responses/{{model}}/{{language}}/shard{{shard}}.parquet",
-            model=WVS_MODELS,
-            language=WVS_LANGUAGES,
-            shard=WVS_SHARDS,
-        ),
+        responses=[f for m in WVS_MODELS for f in wvs_survey_files(m)],
         parsed=expand(f"{WVS}/parsed/{{model}}.parquet", model=WVS_MODELS),
         scored=expand(f"{WVS}/scored/{{model}}.parquet", model=WVS_MODELS),
         drops=[

@@ -7,9 +7,17 @@ from polyculture.workflow import ConfigError, wvs_population_needed
 WVS = f"{RESULTS}/wvs"
 WVS_CFG = config["wvs"]
 WVS_LANGUAGES = WVS_CFG["languages"]
-WVS_SHARDS = [str(i) for i in range(WVS_CFG["shards"])]
-WVS_JUDGE_SHARDS = [str(i) for i in range(WVS_CFG["judge_shards"])]
 WVS_MODELS = list(EVAL_MODELS)
+#: Survey and judge shards per eval model (a number, or `auto`: rules/common.smk stage_shards).
+WVS_SHARDS = {
+    m: [str(i) for i in range(stage_shards("wvs.shards", m))] for m in WVS_MODELS
+}
+WVS_JUDGE_SHARDS = {
+    m: [str(i) for i in range(stage_shards("wvs.judge_shards", m))] for m in WVS_MODELS
+}
+#: Where a survey job keeps each finished language's answers (the same cache as BLEnD's,
+#: rules/evaluate_common.smk ANSWER_CACHE), so a rerun after a kill redoes only the rest.
+WVS_ANSWER_CACHE = f"{RESULTS}/answer_cache"
 WVS_SEED = stage_seeds("wvs")
 WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
 # The survey of a local model (wvs_survey) and of an API model (wvs_survey_api: a rule of its
@@ -82,6 +90,28 @@ def wvs_population_reports():
             subcategory="Survey populations",
         ),
     }
+
+
+def wvs_survey_files(model):
+    """Every survey output of eval model `model` (each language's shards)."""
+    return [
+        f"{WVS}/responses/{model}/{language}/shard{shard}.parquet"
+        for language in WVS_LANGUAGES
+        for shard in WVS_SHARDS[model]
+    ]
+
+
+def wvs_survey_outputs(wildcards):
+    """Every survey output of the job's eval model."""
+    return wvs_survey_files(wildcards.model)
+
+
+def wvs_judge_outputs(wildcards):
+    """Every judge shard of one eval model."""
+    return [
+        f"{WVS}/judged/{wildcards.model}/shard{shard}.parquet"
+        for shard in WVS_JUDGE_SHARDS[wildcards.model]
+    ]
 
 
 def wvs_family(model):

@@ -459,6 +459,9 @@ def test_survey_rule_fails_naming_endpoint_and_last_status(
     config["eval_models"] = [{"name": "api-chat", "model": "openai:stub-model"}]
     config["translator"] = {"kind": "llm", "model": "openai:stub-model"}
     config["wvs"]["judge"] = "openai:stub-model"
+    # English alone: the survey job of a model answers every language, and English needs no
+    # translation (which would meet the failing stub first)
+    config["wvs"]["languages"] = ["en"]
     with StubServer(lambda b, c: (500, {}, error(500, "the stub is down"))) as stub:
         config["backend"] = {
             "openai": {
@@ -480,7 +483,7 @@ def test_survey_rule_fails_naming_endpoint_and_last_status(
             env={"STUB_API_KEY": SECRET},
         )
     assert proc.returncode != 0, proc.stdout[-2000:]
-    logs = list((work / "results" / "logs" / "wvs_survey" / "api-chat" / "en").glob("*.log"))
+    logs = list((work / "results" / "logs" / "wvs_survey" / "api-chat").glob("*.log"))
     assert len(logs) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = logs[0].read_text()
     assert f"{stub.base_url}: model 'stub-model': request failed after 2 attempts" in text

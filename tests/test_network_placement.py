@@ -168,20 +168,21 @@ def test_paper_wvs_api_jobs_book_no_gpu_and_run_on_the_submit_host(work: Path) -
         "profiles/slurm",
         env=preset_env(work, "configs/paper-wvs.yaml"),
     )
-    # 3 OpenAI eval models x 4 languages x 4 shards, 6 models x 4 judge shards, 4 languages
+    # one survey job per OpenAI eval model (every language; `auto` shards), one judge job per
+    # eval model (6), one translation per language (4)
     assert {r: len(jobs[r]) for r in API_RULES} == {
-        "wvs_survey_api": 48,
-        "wvs_judge": 24,
+        "wvs_survey_api": 3,
+        "wvs_judge": 6,
         "wvs_translate_prompts": 4,
     }, out[-3000:]
     for r in API_RULES:
         assert all("gpu=0," in res and "network=1" in res for res in jobs[r]), r
     assert set(API_RULES) <= local
-    # the Gemma surveys keep their GPU, on the GPU partition, as cluster jobs
-    assert len(jobs["wvs_survey"]) == 48 and "wvs_survey" not in local
+    # the Gemma surveys keep their GPU, on the GPU partition, as cluster jobs: one engine each
+    assert len(jobs["wvs_survey"]) == 3 and "wvs_survey" not in local
     assert all("gpu=1," in res and "slurm_partition=gpu" in res for res in jobs["wvs_survey"])
     gpu_jobs = [res for rs in jobs.values() for res in rs if re.search(r"\bgpu=[1-9]", res)]
-    assert len(gpu_jobs) == 48  # only the local models' surveys book a GPU
+    assert len(gpu_jobs) == 3  # only the local models' surveys book a GPU
 
 
 def test_paper_wvs_api_jobs_in_the_sites_network_partition(work: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import yaml
 from conftest import copy_workflow, run_snakemake
 
 from polyculture.cli import main
+from polyculture.config_check import config_warnings
 from polyculture.errors import ConfigError, PolycultureError
 from polyculture.plan import (
     budget_problems,
@@ -25,7 +26,7 @@ from polyculture.plan import (
 from polyculture.plan.dag import Job, Profile, parse_jobs, submissions
 from polyculture.plan.tables import DEFAULT_PRICES, cost_usd, params_billions
 from polyculture.plan.tokens import TokenCounter
-from polyculture.plan.work import Context, job_work
+from polyculture.plan.work import Context, job_work, shard_count, stage_hours
 from polyculture.project import add_placeholders, placeholder_env
 
 WVS = "configs/paper-wvs.yaml"
@@ -76,12 +77,13 @@ def test_json_shape_and_the_wvs_bill(
     for a in wvs_plan["api"]:
         assert set(a) == {"model", "rule", "requests", "input_tokens", "output_tokens", "cost_usd"}
     survey, api_survey = rules["wvs_survey"], rules["wvs_survey_api"]
-    # 6 models x 4 languages x 4 shards: the 3 Gemma models' 48 jobs book a GPU each, 240 min;
-    # the 3 OpenAI models' 48 jobs are wvs_survey_api, run on the submit host (no submission)
-    assert survey["jobs"] == 48 and survey["submissions"] == 48
-    assert survey["gpus_per_job"] == 1 and survey["gpu_hours_booked"] == 48 * 4.0
+    # one job per model (every language, `auto` shards under cluster.job_hours 3): the 3 Gemma
+    # models' jobs book a GPU each, 240 min; the 3 OpenAI models' jobs are wvs_survey_api, run
+    # on the submit host (no submission)
+    assert survey["jobs"] == 3 and survey["submissions"] == 3
+    assert survey["gpus_per_job"] == 1 and survey["gpu_hours_booked"] == 3 * 4.0
     assert 0 < survey["gpu_hours_busy"] < survey["gpu_hours_booked"]
-    assert api_survey["jobs"] == 48 and api_survey["submissions"] == 0
+    assert api_survey["jobs"] == 3 and api_survey["submissions"] == 0
     assert api_survey["gpus_per_job"] == 0 and api_survey["gpu_hours_booked"] == 0
     api_rules = {a["rule"] for a in wvs_plan["api"]}
     assert {"wvs_survey_api", "wvs_judge", "wvs_translate_prompts"} <= api_rules
@@ -110,23 +112,23 @@ def test_json_shape_and_the_wvs_bill(
 
 def test_budget_names_the_stages(wvs_plan: dict) -> None:
     problems = budget_problems(wvs_plan, {"max_gpu_hours": 10, "max_api_usd": 1})
-    assert problems[0].startswith("plan.max_gpu_hours") and "wvs_survey 192.0" in problems[0]
+    assert problems[0].startswith("plan.max_gpu_hours") and "wvs_survey 12.0" in problems[0]
     assert problems[1].startswith("plan.max_api_usd") and "wvs_judge $" in problems[1]
     assert budget_problems(wvs_plan, {"max_gpu_hours": 1000, "max_api_usd": 1000}) == []
 
 
 def test_the_workflow_refuses_a_run_over_budget(workdir: Path, env: dict[str, str]) -> None:
     budget = workdir / "budget.yaml"
-    budget.write_text("plan: {max_gpu_hours: 50}\n", encoding="utf-8")
+    budget.write_text("plan: {max_gpu_hours: 5}\n", encoding="utf-8")
     args = ["-n", "--profile", "profiles/slurm", "--workflow-profile", "none"]
     proc = run_snakemake(
         workdir, *args, "--configfile", WVS, str(budget), env=env, check=False, timeout=300
     )
     assert proc.returncode != 0
-    assert "plan.max_gpu_hours" in proc.stderr and "wvs_survey 192.0" in proc.stderr
+    assert "plan.max_gpu_hours" in proc.stderr and "wvs_survey 12.0" in proc.stderr
     assert "plan_override=true" in proc.stderr
     # the override (a string, as --config gives it) skips the check without planning
-    config = {"plan": {"max_gpu_hours": 50}, "plan_override": "true"}
+    config = {"plan": {"max_gpu_hours": 5}, "plan_override": "true"}
     assert check_budget(config, workdir, [WVS], ["snakemake"], environ={}) == []
 
 
@@ -216,3 +218,46 @@ def test_the_plan_of_a_finished_demo_counts_what_it_ran(demo_run: Path) -> None:
             work = job_work(job, ctx)
             shard = pl.read_parquet(results / job.outputs[0].removeprefix("results/"))
             assert work is not None and work.requests == shard.height, job.wildcards
+
+
+def test_auto_shards_follow_the_estimated_hours(workdir: Path, env: dict[str, str]) -> None:
+    """`auto`: one job per model and stage, ceil(estimated hours / cluster.job_hours) where that
+    is longer; a number as it is; one for an API model, without a GPU kind or a target."""
+    config = checked_config([Path(WVS)], workdir, environ=env)
+    gemma = "gemma-2-27b-it"
+    hours = stage_hours(config, workdir, "wvs.shards", gemma, "h200")
+    assert hours > stage_hours(config, workdir, "wvs.shards", "gemma-2-2b-it", "h200") > 0
+    assert shard_count(config, workdir, "wvs.shards", gemma, "h200") == 1  # job_hours 3
+    small = {**config, "cluster": {"job_hours": hours / 2.5}}
+    assert shard_count(small, workdir, "wvs.shards", gemma, "h200") == 3
+    assert shard_count(small, workdir, "wvs.shards", gemma, None) == 1
+    assert shard_count(small, workdir, "wvs.shards", "gpt-4o", "h200") == 1
+    assert shard_count(small, workdir, "wvs.judge_shards", gemma, "h200") == 1  # an API judge
+    none = {**config, "cluster": {"job_hours": None}}
+    assert shard_count(none, workdir, "wvs.shards", gemma, "h200") == 1
+    fixed = {**small, "wvs": {**config["wvs"], "shards": 4}}
+    assert shard_count(fixed, workdir, "wvs.shards", gemma, "h200") == 4
+    with pytest.raises(ConfigError, match=r"wvs\.shards"):
+        shard_count(
+            {**config, "wvs": {**config["wvs"], "shards": "many"}},
+            workdir,
+            "wvs.shards",
+            gemma,
+            "h200",
+        )
+
+    # a target at or over the first try's runtime limit (240 minutes) is warned about
+    assert config_warnings({**config, "cluster": {"job_hours": 3}}) == []
+    (warning,) = config_warnings({**config, "cluster": {"job_hours": 4}})
+    assert warning.startswith("cluster.job_hours: 4") and "240-minute" in warning
+
+    # the workflow splits the jobs as computed (the job's files, the plan's count of its work)
+    short = workdir / "short.yaml"
+    short.write_text(f"cluster: {{job_hours: {hours / 2.5}}}\n", encoding="utf-8")
+    plan, jobs, _ = plan_details(workdir, [Path(WVS), short], "profiles/slurm", env=env)
+    survey = [j for j in jobs if j.rule == "wvs_survey" and j.wildcards["model"] == gemma]
+    assert sorted(j.wildcards["shard"] for j in survey) == ["0", "1", "2"]
+    assert all(len(j.outputs) == len(config["wvs"]["languages"]) for j in survey)
+    ctx = Context(small, workdir, TokenCounter())
+    prompts = sum(job_work(j, ctx).requests for j in survey)  # type: ignore[union-attr]
+    assert prompts == 300 * len(config["wvs"]["languages"])

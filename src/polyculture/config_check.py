@@ -37,6 +37,7 @@ from polyculture.config_eval import lm_eval_skipped as lm_eval_skipped  # re-exp
 from polyculture.errors import ConfigError, ModelSpecError, PolycultureError
 from polyculture.io import read_yaml
 from polyculture.languages import is_language_code, iso639_1
+from polyculture.placement import job_hours_warnings
 
 _walk = walk_config  # one walk over a config's keys (polyculture.backends.spec)
 
@@ -274,7 +275,7 @@ def eval_model_warnings(config: Mapping[str, Any], workdir: Path | None = None) 
 def config_warnings(config: Mapping[str, Any], workdir: Path | None = None) -> list[str]:
     """Every warning about a checked config (printed, never fatal)."""
     try:
-        return list(eval_model_warnings(config, workdir))
+        return [*eval_model_warnings(config, workdir), *job_hours_warnings(config)]
     except (AttributeError, KeyError, TypeError):
         return []  # a section of the wrong shape, which the schema check reports
 

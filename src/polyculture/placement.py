@@ -47,6 +47,10 @@ SITE_KEYS = (
 #: whether compute nodes are offline (absent: true).
 NETWORK_KEYS = ("network_partition", "compute_offline")
 
+#: A job's runtime limit of a first try in minutes under a cluster site (`placed`; training 720),
+#: doubled on a retry: our choice, a few hours per job, which SLURM partitions commonly allow.
+FIRST_TRY_MINUTES = 240
+
 GpuCount = int | Callable[[Any], int]
 Flag = bool | Callable[[Any], bool]
 
@@ -135,7 +139,7 @@ def network_localrules(rules: Any, site: Mapping[str, Any] | None) -> list[str]:
 def placed(
     gpus: GpuCount,
     site: Mapping[str, Any] | None,
-    minutes: int = 240,
+    minutes: int = FIRST_TRY_MINUTES,
     multi_gpu: bool = False,
     network: Flag = False,
 ) -> dict[str, Any]:
@@ -233,3 +237,17 @@ def placed_groups(
         else:
             out[r.name] = group
     return out
+
+
+def job_hours_warnings(config: Mapping[str, Any]) -> list[str]:
+    """A warning where `cluster.job_hours` (the target of `auto` shard counts) is not below
+    the runtime limit of a first try (FIRST_TRY_MINUTES): a shard sized to it would be killed
+    unless the site's resource overrides give its rule more time."""
+    hours = (config.get("cluster") or {}).get("job_hours")
+    if isinstance(hours, (int, float)) and hours * 60 >= FIRST_TRY_MINUTES:
+        return [
+            f"cluster.job_hours: {hours} is not below the {FIRST_TRY_MINUTES}-minute runtime "
+            "limit of a first try (profiles/slurm); lower it, or raise the rules' runtime in "
+            "the site's resource_overrides"
+        ]
+    return []

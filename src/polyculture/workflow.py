@@ -49,6 +49,7 @@ from polyculture.placement import (
 from polyculture.placement import placed as placed_resources
 from polyculture.placement import placed_threads as placed_threads_of
 from polyculture.plan import check_budget
+from polyculture.plan.work import shard_count
 from polyculture.prefetch import hub_items, item_slug
 from polyculture.release import check_repo_id
 from polyculture.summary import TABLES as SUMMARY_TABLES
@@ -57,6 +58,7 @@ from polyculture.wvs.specgrid import expand_grid, grid_size_message, resolve_mix
 
 __all__ = [
     "check_budget",
+    "shard_count",
     "site_placement",
     "announce_localrules",
     "network_localrules",

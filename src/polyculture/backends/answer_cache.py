@@ -255,3 +255,26 @@ def run_calls(
         stats.items_generated,
     )
     return out, stats
+
+
+def generate_calls(
+    open_engine: Callable[[], Any],
+    identity: Mapping[str, Any],
+    requests: Sequence[tuple[Sequence[Any], Any]],
+    n: int,
+    cache: AnswerCache | None,
+    fmt: str = "chat",
+) -> tuple[list[list[Any]], CacheStats]:
+    """The replies to each request (conversations, Sampling): `n` samples per conversation of
+    one model (cache identity `identity`), one Generator.generate call per request, through
+    the cache (:func:`run_calls`: a request whose replies are all cached is not sent, and where
+    none is missing the engine is not loaded); a request without conversations gets none."""
+    calls = [
+        EngineCall(
+            None,
+            item_keys(identity, convs, n, sampling, fmt),
+            lambda g, c=convs, s=sampling: g.generate(list(c), n, s) if c else [],
+        )
+        for convs, sampling in requests
+    ]
+    return run_calls(open_engine, calls, cache)

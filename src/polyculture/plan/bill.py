@@ -13,29 +13,8 @@ from typing import Any
 
 from polyculture.backends.spec import parse_model_spec
 from polyculture.plan.dag import Job, Profile, local_rules, submissions
-from polyculture.plan.tables import (
-    PRICES_DATE,
-    cost_usd,
-    lookup_throughput,
-    params_billions,
-    price_table,
-    throughput_rows,
-)
-from polyculture.plan.work import Context, Work, job_work, model_label
-
-
-def busy_hours(job: Job, work: Work | None, gpu_kind: str, ctx: Context) -> float:
-    """GPU-hours a GPU job keeps its GPUs busy: start-up plus input and output tokens at the
-    throughput row of its model's size (work unknown: start-up alone); 0 for a CPU job."""
-    if not job.gpus:
-        return 0.0
-    rows = throughput_rows(ctx.config.get("plan") or {})
-    size = params_billions(work.model if work else job.wildcards.get("model", ""))
-    row = lookup_throughput(rows, gpu_kind, size)
-    seconds = row.startup_s
-    if work:
-        seconds += work.input_tokens / row.input_tok_s + work.output_tokens / row.output_tok_s
-    return seconds * job.gpus / 3600.0
+from polyculture.plan.tables import PRICES_DATE, cost_usd, price_table
+from polyculture.plan.work import Context, busy_hours, job_work, model_label
 
 
 def make_plan(

@@ -47,9 +47,14 @@ def _openai_encoding(name: str) -> Any:
 class TokenCounter:
     """Token counts per model spec, each spec's tokenizer loaded once."""
 
-    def __init__(self, builtin_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, builtin_dir: str | os.PathLike[str] | None = None, approximate: bool = False
+    ) -> None:
         #: Where the built-in models are built (results/models): their tokenizers are read there.
         self.builtin_dir = builtin_dir
+        #: Count every model by the character approximation (the same count on every host, no
+        #: tokenizer loaded: what the workflow's shard counts use, polyculture.plan.work.shard_count).
+        self.approximate_all = approximate
         self._tokenizers: dict[str, Any] = {}
         #: Specs counted by the character approximation.
         self.approximated: set[str] = set()
@@ -61,6 +66,8 @@ class TokenCounter:
 
     def _load(self, spec: str) -> Any:
         parsed = parse_model_spec(spec)
+        if self.approximate_all:
+            return lambda text: max(1, round(len(text) / CHARS_PER_TOKEN))
         if parsed.is_api and parsed.provider in (None, "openai"):
             enc = _openai_encoding(openai_encoding_name(str(parsed.api_model)))
             return lambda text: len(enc.encode(text))

@@ -2,7 +2,7 @@
 requests, and their input and output tokens.
 
 Per rule (the stages that run a model; the others do no model work):
-- wvs_survey: the shard's prompts (cut as the rule's script cuts them) x
+- wvs_survey: the shard's prompts of every language (cut as the rule's script cuts them) x
   `wvs.samples_per_prompt` requests; the prompts
   are the language's prompt table where an earlier run wrote it, else the English prompts built
   here as wvs_build_prompts builds them (a translation is counted as long as its source).
@@ -14,14 +14,19 @@ Per rule (the stages that run a model; the others do no model work):
 - blend_generate: every prompt of the country's runs (BLEnD's questions x languages x
   templates) where the BLEnD data exists.
 - sample_responses: the shard's question pairs x 2 sides x `consensus.samples`, where an
-  earlier run wrote the pairs; embed_responses: the shard's responses (input only).
+  earlier run wrote the pairs (for the workflow's shard counts, which cannot wait for them:
+  `questions.k` pairs per row of the sources' files, each question `questions.max_chars`
+  long); embed_responses: the shard's responses (input only).
 - write_paragraphs (one request per statement), generate_questions (per paragraph),
   translate_questions and translate_ground_truth (per row, for a model translator), critique
   (per ground-truth row; three calls in the CulFiT method): where their input tables exist.
 - lm_eval and train_lora: not estimated (their work depends on the harness's tasks and on the
   training steps); their busy time is the start-up alone and the plan says so.
 Output tokens are the sampling limit (`max_new_tokens`), or the measured mean of an earlier
-run's outputs where they exist. Where the inputs do not exist yet, the work is unknown and the
+run's outputs where they exist. A shard count `auto` is the count the workflow chose
+(:func:`shard_count`). With `Context.config_only` nothing of an earlier run is read (the
+English prompts, the sampling limits): the estimates of the workflow's shard counts, which must
+be the same on every parse of the workflow, before and during a run. Where the inputs do not exist yet, the work is unknown and the
 plan says so (its GPU-hours busy are then the engine start-up alone)."""
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from typing import Any
 import polars as pl
 
 from polyculture.backends.spec import parse_model_spec
+from polyculture.errors import ConfigError
 from polyculture.io import shard_bounds
 from polyculture.plan.dag import Job
-from polyculture.plan.tokens import TokenCounter
+from polyculture.plan.tables import lookup_throughput, params_billions, throughput_rows
+from polyculture.plan.tokens import CHARS_PER_TOKEN, TokenCounter
 
 #: The WVS survey's stop ('11.') ends a response after its 10th numbered item.
 ITEMS_PER_RESPONSE = 10
@@ -63,6 +70,8 @@ class Context:
     config: Mapping[str, Any]
     workdir: Path
     tokens: TokenCounter
+    #: Read nothing an earlier run wrote (see the module doc).
+    config_only: bool = False
 
     def path(self, rel: str) -> Path:
         """A path of the config relative to the working directory."""
@@ -118,7 +127,8 @@ def _wvs_english_prompts(topics: str, templates: str, keys: tuple[str, ...], n: 
 def wvs_prompts(ctx: Context, language: str) -> list[str]:
     """The survey prompts of `language`: an earlier run's table, else the English ones."""
     wvs, results = ctx.config["wvs"], ctx.config["results"]
-    earlier = _read(ctx.path(f"{results}/wvs/prompts/{language}.parquet"), "prompt")
+    path = ctx.path(f"{results}/wvs/prompts/{language}.parquet")
+    earlier = None if ctx.config_only else _read(path, "prompt")
     if earlier:
         return earlier
     # the seed of wvs_build_prompts: rules/common.smk SEED_OFFSETS["wvs"]["prompts"]
@@ -140,14 +150,22 @@ def _shard(items: Sequence[Any], job: Job, n_shards: int) -> Sequence[Any]:
     return items[start:stop]
 
 
+def _shards(ctx: Context, key: str, model: str, job: Job) -> int:
+    """The shard count of `key` for `model` that the job's workflow chose (gpu kind: the job's)."""
+    return shard_count(ctx.config, ctx.workdir, key, model, job.resources.get("gpu_model") or None)
+
+
 def _wvs_survey(job: Job, ctx: Context) -> Work:
+    """One shard of every language's prompts (a job per model and shard)."""
     wvs, results = ctx.config["wvs"], ctx.config["results"]
-    spec = eval_model_spec(ctx.config, job.wildcards["model"])
-    prompts = _shard(wvs_prompts(ctx, job.wildcards["language"]), job, int(wvs["shards"]))
+    model = job.wildcards["model"]
+    spec = eval_model_spec(ctx.config, model)
+    shards = _shards(ctx, "wvs.shards", model, job)
+    prompts = [p for lang in wvs["languages"] for p in _shard(wvs_prompts(ctx, lang), job, shards)]
     requests = len(prompts) * int(wvs["samples_per_prompt"])
     inputs = ctx.tokens.total(spec, prompts) * int(wvs["samples_per_prompt"])
-    parsed = ctx.path(f"{results}/wvs/parsed/{job.wildcards['model']}.parquet")
-    earlier = _read(parsed, "item_text")
+    parsed = ctx.path(f"{results}/wvs/parsed/{model}.parquet")
+    earlier = None if ctx.config_only else _read(parsed, "item_text")
     if earlier:  # a response is its items: their tokens over the responses parsed
         responses = len(set(_read(parsed, "response_id") or [])) or 1
         per = ctx.tokens.total(spec, earlier) / responses
@@ -174,9 +192,9 @@ def _wvs_judge(job: Job, ctx: Context) -> Work:
 
     wvs, results = ctx.config["wvs"], ctx.config["results"]
     spec = str(wvs["judge"])
-    shards = int(wvs["judge_shards"])
+    shards = _shards(ctx, "wvs.judge_shards", job.wildcards["model"], job)
     parsed = ctx.path(f"{results}/wvs/parsed/{job.wildcards['model']}.parquet")
-    if parsed.is_file() and parsed.stat().st_size:
+    if not ctx.config_only and parsed.is_file() and parsed.stat().st_size:
         items = shard_responses(pl.read_parquet(parsed), int(job.wildcards["shard"]), shards)
         texts = [str(t) for t in items["item_text"].to_list()]
         requests = len(texts)
@@ -242,17 +260,38 @@ def _benchmark_generate(job: Job, ctx: Context) -> Work | None:
 def _sample_responses(job: Job, ctx: Context) -> Work | None:
     cons, results = ctx.config["consensus"], ctx.config["results"]
     spec = str(cons["generator"])
+    n = int(cons["samples"])
+    limit = cons["responses"]["sampling"]["max_new_tokens"]
+    if ctx.config_only:  # one job's sampling of every pair (the shard count's estimate)
+        requests = consensus_pairs_estimate(ctx) * 2 * n
+        per = max(1, round(int(cons["questions"]["max_chars"]) / CHARS_PER_TOKEN))
+        return Work(spec, requests, requests * per, requests * int(limit))
     pairs = _table(ctx, "consensus/question_pairs.parquet", ["question_en", "question_local"])
     if pairs is None:
         return None
-    shards, n = int(cons["shards"]), int(cons["samples"])
+    shards = _shards(ctx, "consensus.shards", spec, job)
     sides = [*_shard(pairs[0], job, shards), *_shard(pairs[1], job, shards)]
     requests = len(sides) * n
     inputs = ctx.tokens.total(spec, sides) * n
     earlier = _read(ctx.path(f"{results}/consensus/responses/shard-*.parquet"), "text")
-    limit = cons["responses"]["sampling"]["max_new_tokens"]
     out, measured = _output(ctx, spec, requests, limit, earlier)
     return Work(spec, requests, inputs, out, measured)
+
+
+def consensus_pairs_estimate(ctx: Context) -> int:
+    """Question pairs of the consensus pipeline from its inputs alone: `questions.k` per row of
+    each source's file (a JSONL line, a CSV row after the header; an upper bound, as the
+    filters and the translation only drop)."""
+    cons = ctx.config["consensus"]
+    rows = 0
+    for source in cons.get("sources") or []:
+        path = ctx.path(str(source["path"]))
+        if not path.is_file():
+            continue
+        with path.open("rb") as f:
+            lines = sum(1 for line in f if line.strip())
+        rows += lines - 1 if path.suffix.lower() in (".csv", ".tsv") else lines
+    return max(0, rows) * int(cons["questions"]["k"])
 
 
 def _table(ctx: Context, rel: str, columns: Sequence[str]) -> list[list[str]] | None:
@@ -381,3 +420,86 @@ def job_work(job: Job, ctx: Context) -> Work | None:
 def rules_without_estimate(jobs: Sequence[Job]) -> list[str]:
     """GPU rules whose work the plan does not estimate (busy = engine start-up only)."""
     return sorted({j.rule for j in jobs if j.gpus and j.rule not in ESTIMATORS})
+
+
+def busy_hours(job: Job, work: Work | None, gpu_kind: str, ctx: Context) -> float:
+    """GPU-hours a GPU job keeps its GPUs busy: start-up plus input and output tokens at the
+    throughput row of its model's size (work unknown: start-up alone); 0 for a CPU job."""
+    if not job.gpus:
+        return 0.0
+    rows = throughput_rows(ctx.config.get("plan") or {})
+    size = params_billions(work.model if work else job.wildcards.get("model", ""))
+    row = lookup_throughput(rows, gpu_kind, size)
+    seconds = row.startup_s
+    if work:
+        seconds += work.input_tokens / row.input_tok_s + work.output_tokens / row.output_tok_s
+    return seconds * job.gpus / 3600.0
+
+
+# Shard counts that follow the work: `wvs.shards`, `wvs.judge_shards` and `consensus.shards`
+# take `auto` besides a number. `auto` is one job per model and stage, split into
+# ceil(hours / `cluster.job_hours`) shards where the plan's estimate of that one job's hours
+# (engine start-up plus its tokens at the throughput of its model size and GPU kind,
+# busy_hours) is longer than the target; at least one.
+#
+# The workflow computes the counts when it is parsed, before anything runs, and again in every
+# cluster job's own parse: so the estimate reads the config and its input files alone, never an
+# earlier run's tables (Context.config_only: the English prompts, the sampling limits, the
+# consensus pairs estimated from its sources' files), and counts tokens by the character
+# approximation (polyculture.plan.tokens.CHARS_PER_TOKEN: the same on every host, no tokenizer to
+# load). A job that holds no GPU (an API model) and a run without a cluster site (no GPU kind, no
+# runtime limit: the local profile) keep one job; so does `cluster.job_hours: null` (no target).
+
+#: Shard keys → (the stage's rule, its wildcard of the model).
+SHARD_KEYS: Mapping[str, tuple[str, str]] = {
+    "wvs.shards": ("wvs_survey", "model"),
+    "wvs.judge_shards": ("wvs_judge", "model"),
+    "consensus.shards": ("sample_responses", "model"),
+}
+
+
+def _section_key(key: str) -> tuple[str, str]:
+    section, name = key.split(".")
+    return section, name
+
+
+def stage_spec(config: Mapping[str, Any], key: str, model: str) -> str:
+    """The model spec a job of the stage of `key` runs (`model`: an eval model's name for the
+    WVS survey and judge, the generator's spec for consensus sampling)."""
+    if key == "wvs.shards":
+        return eval_model_spec(config, model)
+    if key == "wvs.judge_shards":
+        return str(config["wvs"]["judge"])
+    return str(config["consensus"]["generator"])
+
+
+def stage_hours(
+    config: Mapping[str, Any], workdir: Path, key: str, model: str, gpu_kind: str
+) -> float:
+    """Estimated hours of ONE job doing the whole stage of `key` for `model` on one engine of
+    GPU kind `gpu_kind` (start-up once, then every token), from the config and its inputs."""
+    section, name = _section_key(key)
+    single = {**config, section: {**config[section], name: 1}}
+    ctx = Context(single, workdir, TokenCounter(approximate=True), config_only=True)
+    rule, wildcard = SHARD_KEYS[key]
+    job = Job(rule, 0, {wildcard: model, "shard": "0"}, resources={"gpu": "1"})
+    return busy_hours(job, job_work(job, ctx), gpu_kind, ctx)
+
+
+def shard_count(
+    config: Mapping[str, Any], workdir: Path, key: str, model: str, gpu_kind: str | None
+) -> int:
+    """The shards of `key` (a dotted key of SHARD_KEYS) for `model`: the config's number as it
+    is; for `auto`, ceil(stage_hours / cluster.job_hours), at least 1, and 1 where the job
+    holds no GPU (an API model), where there is no GPU kind (no cluster site) or no target."""
+    section, name = _section_key(key)
+    value = config[section][name]
+    if value != "auto":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(key, f"expected a whole number >= 1 or 'auto', got {value!r}")
+        return value
+    target = (config.get("cluster") or {}).get("job_hours")
+    if not target or not gpu_kind or parse_model_spec(stage_spec(config, key, model)).is_api:
+        return 1
+    hours = stage_hours(config, Path(workdir), key, model, gpu_kind)
+    return max(1, math.ceil(hours / float(target)))

@@ -11,7 +11,12 @@
 - :func:`translate_prompts` translates the English prompts into one language (English stays as
   it is); empty translations and, when checked, translations identified as another language
   are dropped and counted.
-- :func:`survey` samples responses of one model to one language's prompts.
+- :func:`survey` samples responses of one model to one language's prompts; a survey job
+  (one model, one shard of every language) is :func:`survey_units` (a unit per language, each
+  with the seed a job per model × language × shard had), :func:`survey_request` (what a unit
+  sends) and :func:`survey_table` (its rows), so that the job's script can send each unit
+  through the answer cache (polyculture.backends.answer_cache) and a rerun after a kill
+  generates only the units not yet answered.
 
 Tables:
 
@@ -38,6 +43,7 @@ import polars as pl
 
 from polyculture.drops import DropCounter
 from polyculture.errors import ConfigError, InputError
+from polyculture.io import shard_bounds
 from polyculture.wvs.surveys import RESPONSE_KEY_SCHEMA, LanguageIdentifier
 from polyculture.wvs.topics import Template, Topic
 
@@ -229,26 +235,29 @@ def cut_at_stops(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
-def survey(
-    generator: Any,
+def survey_request(
+    prompts: pl.DataFrame, sampling: Any, stop: Sequence[str] = ()
+) -> tuple[list[list[dict[str, str]]], Any]:
+    """The conversations a survey sends for `prompts` (one user turn each) and its sampling:
+    the `stop` strings (wvs.stop) joined to the sampling's own (wvs.sampling.stop), so that
+    every backend ends a response there."""
+    stops = tuple(dict.fromkeys([*sampling.stop, *stop]))
+    conversations = [[{"role": "user", "content": p}] for p in prompts["prompt"].to_list()]
+    return conversations, dataclasses.replace(sampling, stop=stops)
+
+
+def survey_table(
     prompts: pl.DataFrame,
+    replies: Sequence[Sequence[str]],
     *,
     model: str,
     family: str,
     language: str,
-    n_samples: int,
-    sampling: Any,
-    stop: Sequence[str] = (),
+    stop: Sequence[str],
 ) -> pl.DataFrame:
-    """`n_samples` responses of `generator` to each prompt, one row per response. The `stop`
-    strings (wvs.stop) join the sampling's own (wvs.sampling.stop) as decoding stops, so every
-    backend ends a response there; each text is then cut before the first of them
-    (:func:`cut_at_stops`) as a guard, which changes nothing where the backend stopped."""
-    stops = tuple(dict.fromkeys([*sampling.stop, *stop]))
-    sampling = dataclasses.replace(sampling, stop=stops)
-    conversations = [[{"role": "user", "content": p}] for p in prompts["prompt"].to_list()]
-    replies = generator.generate(conversations, n_samples, sampling) if conversations else []
-    replies = [[cut_at_stops(t, stops) for t in samples] for samples in replies]
+    """One row per reply of `replies` (per prompt of `prompts`, its samples), each text cut
+    before the first of the `stop` strings (:func:`cut_at_stops`) as a guard, which changes
+    nothing where the backend stopped there."""
     rows: list[dict[str, object]] = []
     for row, samples in zip(prompts.iter_rows(named=True), replies, strict=True):
         for s, text in enumerate(samples):
@@ -264,7 +273,59 @@ def survey(
                     "response_id": f"{model}/{language}/{row['prompt_id']}/{s}",
                     "sample": s,
                     "prompt": row["prompt"],
-                    "response": text,
+                    "response": cut_at_stops(text, stop),
                 }
             )
     return pl.DataFrame(rows, schema=RESPONSE_SCHEMA)
+
+
+def survey(
+    generator: Any,
+    prompts: pl.DataFrame,
+    *,
+    model: str,
+    family: str,
+    language: str,
+    n_samples: int,
+    sampling: Any,
+    stop: Sequence[str] = (),
+) -> pl.DataFrame:
+    """`n_samples` responses of `generator` to each prompt, one row per response
+    (:func:`survey_request`, then :func:`survey_table`)."""
+    conversations, sampling = survey_request(prompts, sampling, stop)
+    replies = generator.generate(conversations, n_samples, sampling) if conversations else []
+    return survey_table(
+        prompts, replies, model=model, family=family, language=language, stop=sampling.stop
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SurveyUnit:
+    """One language's part of a survey job: the language, the shard's prompts and its seed."""
+
+    language: str
+    shard: int
+    prompts: pl.DataFrame
+    seed: int
+    start: int
+
+
+def survey_units(
+    tables: Sequence[tuple[str, pl.DataFrame, object]],
+    shard: int,
+    n_shards: int,
+    base_seed: int,
+    model: str,
+) -> list[SurveyUnit]:
+    """The units of survey job (`model`, `shard`): per (language, prompt table, its source)
+    of `tables`, that language's prompts (:func:`language_prompts`), cut to shard `shard` of
+    `n_shards` (polyculture.io.shard_bounds), with the seed a job of that model × language ×
+    shard alone had (stage_seed(base_seed, model, language, shard)), so the responses are
+    those of per-language jobs."""
+    units = []
+    for language, table, source in tables:
+        prompts = language_prompts(table, language, source)
+        start, stop = shard_bounds(prompts.height, shard, n_shards)
+        seed = stage_seed(base_seed, model, language, str(shard))
+        units.append(SurveyUnit(language, shard, prompts.slice(start, stop - start), seed, start))
+    return units
