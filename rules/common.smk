@@ -69,6 +69,10 @@ RESULTS = config["results"]
 MODELS_DIR = f"{RESULTS}/models"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+#: Answers of finished engine calls (BLEnD per model x country, the WVS survey per language),
+#: kept outside the declared outputs so that a killed or extended job generates only what it
+#: lacks (polyculture.backends.answer_cache).
+ANSWER_CACHE = f"{RESULTS}/answer_cache"
 SEED = config["seed"]
 
 #: Seed offset of every seeded stage, in one table: a stage's seed is the config's `seed` plus its

@@ -59,9 +59,6 @@ BLEND_COUNTRY_RE = "|".join(BLEND_COUNTRIES)
 BLEND_ENGINES = engine_groups(config["eval_models"])
 BLEND_ENGINE_OF = {m: g for g, members in BLEND_ENGINES.items() for m in members}
 BLEND_ENGINE_RE = "|".join(re.escape(g) for g in BLEND_ENGINES) or "(?!)"
-#: Answers of finished (model, country) calls, kept outside the declared outputs so that a
-#: killed or extended job generates only what it lacks (polyculture.backends.answer_cache).
-ANSWER_CACHE = f"{RESULTS}/answer_cache"
 
 
 def check_blend_data():

@@ -157,7 +157,7 @@ rule wvs_survey:
         samples_per_prompt=WVS_CFG["samples_per_prompt"],
         n_shards=lambda w: len(WVS_SHARDS[w.model]),
         seed=WVS_SEED["survey"],
-        cache_dir=WVS_ANSWER_CACHE,
+        cache_dir=ANSWER_CACHE,
         schemas={
             "in": table_schema("wvs_prompts"),
             "out": table_schema("wvs_responses"),

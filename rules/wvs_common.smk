@@ -15,9 +15,6 @@ WVS_SHARDS = {
 WVS_JUDGE_SHARDS = {
     m: [str(i) for i in range(stage_shards("wvs.judge_shards", m))] for m in WVS_MODELS
 }
-#: Where a survey job keeps each finished language's answers (the same cache as BLEnD's,
-#: rules/evaluate_common.smk ANSWER_CACHE), so a rerun after a kill redoes only the rest.
-WVS_ANSWER_CACHE = f"{RESULTS}/answer_cache"
 WVS_SEED = stage_seeds("wvs")
 WVS_MODEL_RE = "|".join(re.escape(m) for m in WVS_MODELS) or "(?!)"
 # The survey of a local model (wvs_survey) and of an API model (wvs_survey_api: a rule of its
