@@ -193,8 +193,9 @@ def test_model_sizes_from_names() -> None:
 
 def test_the_plan_of_a_finished_demo_counts_what_it_ran(demo_run: Path) -> None:
     """Planned again with every job (--forceall, locally), the demo's requests per job are the
-    rows its jobs wrote: BLEnD's answers, the consensus samples, the judged summaries; only the
-    stages the plan does not estimate are named as unknown."""
+    rows its jobs wrote: BLEnD's and the folder benchmark's answers (an engine job's: every
+    model it serves), the consensus samples, the judged summaries; only the stages the plan
+    does not estimate are named as unknown."""
     import polars as pl
 
     plan, jobs, _ = plan_details(demo_run, [Path("config.yaml")], None, forceall=True)
@@ -205,10 +206,13 @@ def test_the_plan_of_a_finished_demo_counts_what_it_ran(demo_run: Path) -> None:
         "train_lora",
         "translate_requests",
     }
+    # the tiny base model and its three adapters: one engine job per generating stage
+    engines = [j.rule for j in jobs if j.rule in ("blend_generate", "benchmark_generate")]
+    assert sorted(engines) == ["benchmark_generate", "blend_generate"]
     ctx = Context(checked_config([Path("config.yaml")], demo_run), demo_run, TokenCounter())
     results = demo_run / "results"
     for job in jobs:
-        if job.rule == "blend_generate":
+        if job.rule in ("blend_generate", "benchmark_generate"):  # one engine: all its models
             work = job_work(job, ctx)
             answers = pl.read_parquet(results / job.outputs[0].removeprefix("results/"))
             assert work is not None and work.requests == answers.height, job.wildcards
