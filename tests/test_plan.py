@@ -220,3 +220,36 @@ def test_the_plan_of_a_finished_demo_counts_what_it_ran(demo_run: Path) -> None:
             work = job_work(job, ctx)
             shard = pl.read_parquet(results / job.outputs[0].removeprefix("results/"))
             assert work is not None and work.requests == shard.height, job.wildcards
+
+
+def test_a_benchmark_engine_job_counts_the_items_of_every_model_it_serves(
+    tmp_path: Path,
+) -> None:
+    """benchmark_generate runs one engine per base model: its work is the benchmark's items
+    once per eval model the engine serves (the demo's base model and its three adapters), the
+    output tokens measured from earlier responses once every model has them."""
+    import polars as pl
+
+    work = copy_workflow(tmp_path / "wf")
+    ctx = Context(checked_config([Path("config.yaml")], work), work, TokenCounter())
+    mcq = work / "results" / "evaluate" / "blend-mcq"
+    mcq.mkdir(parents=True)
+    prompts = ["Which one? A. tea B. coffee", "Which city? A. Athens B. Seoul C. Leeds"]
+    pl.DataFrame({"item_id": ["a", "b"], "group": ["US", "UK"], "prompt": prompts}).write_parquet(
+        mcq / "items.parquet"
+    )
+    job = Job("benchmark_generate", 1, {"benchmark": "blend-mcq", "bench_engine": "tiny-chat"})
+    models = ["tiny-chat", "tiny-chat-full", "tiny-chat-random", "tiny-chat-noregion"]
+    planned = job_work(job, ctx)
+    assert planned is not None and planned.model == "builtin:tiny-chat"
+    assert planned.requests == 2 * len(models) and not planned.measured_output
+    assert planned.output_tokens == planned.requests * 32  # blend-mcq's max_new_tokens
+    for m in models:
+        (mcq / m).mkdir()
+        pl.DataFrame({"response": ['{"answer_choice": "A"}'] * 2}).write_parquet(
+            mcq / m / "responses.parquet"
+        )
+    measured = job_work(job, ctx)
+    assert measured is not None and measured.measured_output
+    assert measured.input_tokens == planned.input_tokens
+    assert measured.output_tokens < planned.output_tokens
