@@ -64,6 +64,7 @@ localrules:
     blend_score,
     compare_models,
     benchmark_items,
+    benchmark_responses,
     benchmark_score,
     benchmark_compare,
     wvs_polarity,

@@ -32,7 +32,7 @@ BLEND_DATA = REPO.parent / "shared" / "data" / "blend"
 
 def job_model(rule: str, wildcards: dict[str, str], config: dict[str, Any]) -> str | None:
     """The model spec a job of `rule` runs (None: no model, or one the job does not load)."""
-    keys = ("model", "blend_engine", "blend_model", "general_model", "bench_model")
+    keys = ("model", "blend_engine", "blend_model", "general_model", "bench_engine", "bench_model")
     eval_model = next((wildcards[k] for k in keys if wildcards.get(k)), None)
     if rule in ("wvs_survey", "wvs_survey_api", "blend_generate", "lm_eval", "benchmark_generate"):
         return eval_model_spec(config, eval_model) if eval_model else None

@@ -1,11 +1,14 @@
 # Rules of the benchmarks listed in evaluate.benchmarks, generic over the benchmark folders of
-# src/polyculture/evals/ (issue 27): each benchmark's items, one generation job per eval model
-# (every group in one call, one engine), its per-item scores, then per benchmark the aggregates
-# (per group, macro, pooled), the paired comparison of every (model, base) pair with results,
-# and the summaries results/evaluate/<benchmark>/summary.{md,json}.
+# src/polyculture/evals/ (issue 27): each benchmark's items, one generation job per engine (a base
+# model and its unmerged adapters in one engine, every group of every item in one call per eval
+# model, through the answer cache: issue 26), each eval model's responses out of its engine's
+# table, its per-item scores, then per benchmark the aggregates (per group, macro, pooled), the
+# paired comparison of every (model, base) pair with results, and the summaries
+# results/evaluate/<benchmark>/summary.{md,json}.
 #
-# benchmark_items → benchmark_generate (benchmark × model) → benchmark_score (benchmark × model)
-# → benchmark_compare (benchmark). Settings and helpers are in benchmarks_common.smk.
+# benchmark_items → benchmark_generate (benchmark × engine) → benchmark_responses (benchmark ×
+# model) → benchmark_score (benchmark × model) → benchmark_compare (benchmark). Settings and
+# helpers are in benchmarks_common.smk.
 
 
 include: "benchmarks_common.smk"
@@ -33,32 +36,55 @@ rule benchmark_items:
 rule benchmark_generate:
     input:
         item_table=f"{EVAL_DIR}/{{benchmark}}/items.parquet",
-        model=lambda w: eval_model_input(w.bench_model),
+        model=benchmark_engine_input,
+    output:
+        responses=f"{EVAL_DIR}/{{benchmark}}/engines/{{bench_engine}}.parquet",
+    log:
+        f"{LOGS}/benchmark_generate/{{benchmark}}/{{bench_engine}}.log",
+    benchmark:
+        f"{BENCH}/benchmark_generate/{{benchmark}}/{{bench_engine}}.tsv"
+    wildcard_constraints:
+        benchmark=BENCHMARK_RE,
+        bench_engine=BENCHMARK_ENGINE_RE,
+    conda:
+        "../envs/evaluate.yaml"
+    threads: placed_threads(lambda w: eval_model_gpus(w.bench_engine))
+    resources:
+        **placed(
+            lambda w: eval_model_gpus(w.bench_engine),
+            network=lambda w: eval_model_network(w.bench_engine),
+        ),
+    params:
+        spec=lambda w: EVAL_MODELS[w.bench_engine]["model"],
+        model=lambda w: eval_model_params(w.bench_engine)["model"],
+        members=benchmark_engine_members,
+        backend=generation_params(eval_model=lambda w: w.bench_engine),
+        generation=benchmark_generation,
+        seed=benchmark_seed,
+        cache_dir=ANSWER_CACHE,
+    script:
+        "../scripts/benchmark_generate.py"
+
+
+rule benchmark_responses:
+    input:
+        responses=benchmark_engine_responses,
     output:
         responses=f"{EVAL_DIR}/{{benchmark}}/{{bench_model}}/responses.parquet",
         drops=f"{EVAL_DIR}/{{benchmark}}/{{bench_model}}/generate_drops.parquet",
     log:
-        f"{LOGS}/benchmark_generate/{{benchmark}}/{{bench_model}}.log",
+        f"{LOGS}/benchmark_responses/{{benchmark}}/{{bench_model}}.log",
     benchmark:
-        f"{BENCH}/benchmark_generate/{{benchmark}}/{{bench_model}}.tsv"
+        f"{BENCH}/benchmark_responses/{{benchmark}}/{{bench_model}}.tsv"
     wildcard_constraints:
         benchmark=BENCHMARK_RE,
         bench_model=EVAL_MODEL_RE,
     conda:
         "../envs/evaluate.yaml"
-    threads: placed_threads(lambda w: eval_model_gpus(w.bench_model))
-    resources:
-        **placed(
-            lambda w: eval_model_gpus(w.bench_model),
-            network=lambda w: eval_model_network(w.bench_model),
-        ),
     params:
-        model=lambda w: eval_model_params(w.bench_model),
-        backend=generation_params(eval_model=lambda w: w.bench_model),
-        generation=benchmark_generation,
-        seed=benchmark_seed,
+        max_drop_rate=lambda w: benchmark_generation(w).get("max_drop_rate"),
     script:
-        "../scripts/benchmark_generate.py"
+        "../scripts/benchmark_responses.py"
 
 
 rule benchmark_score:

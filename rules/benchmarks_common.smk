@@ -3,7 +3,12 @@
 # evaluate.benchmarks lists those to run, each a name or {name, ...overrides}.
 import re
 
-from polyculture.workflow import benchmark_entries, benchmark_inputs, check_benchmark
+from polyculture.workflow import (
+    benchmark_entries,
+    benchmark_inputs,
+    check_benchmark,
+    engine_groups,
+)
 
 BENCHMARKS = {
     b.name: b for b in benchmark_entries(config["evaluate"].get("benchmarks", []))
@@ -19,6 +24,49 @@ def benchmark_models(name):
     (log-likelihoods)."""
     needs_weights = BENCHMARKS[name].settings.get("needs_weights", False)
     return [m for m in EVAL_MODELS if not (needs_weights and m in LM_EVAL_SKIPPED)]
+
+
+#: One generation job (one engine) per benchmark and group of its eval models sharing a base model
+#: and its backend settings: the base model and its unmerged adapters
+#: (polyculture.backends.engine.engine_groups), named by the group's first eval model.
+BENCHMARK_ENGINES = {
+    name: engine_groups(
+        [m for m in config["eval_models"] if m["name"] in benchmark_models(name)]
+    )
+    for name in BENCHMARKS
+}
+BENCHMARK_ENGINE_RE = (
+    "|".join(
+        re.escape(g)
+        for g in dict.fromkeys(g for e in BENCHMARK_ENGINES.values() for g in e)
+    )
+    or "(?!)"
+)
+
+
+def benchmark_engine_input(wildcards):
+    """Base model (built-in) and adapters of every eval model one benchmark engine serves."""
+    files = []
+    for name in BENCHMARK_ENGINES[wildcards.benchmark][wildcards.bench_engine]:
+        files += [f for f in eval_model_input(name) if f not in files]
+    return files
+
+
+def benchmark_engine_members(wildcards):
+    """Name and load settings of every eval model one benchmark engine serves, in config order."""
+    return [
+        {"name": name, **eval_model_params(name)}
+        for name in BENCHMARK_ENGINES[wildcards.benchmark][wildcards.bench_engine]
+    ]
+
+
+def benchmark_engine_responses(wildcards):
+    """The responses table of the engine that serves the eval model of a per-model rule."""
+    engines = BENCHMARK_ENGINES[wildcards.benchmark]
+    engine = next(
+        g for g, members in engines.items() if wildcards.bench_model in members
+    )
+    return f"{benchmark_dir(wildcards.benchmark)}/engines/{engine}.parquet"
 
 
 def benchmark_dir(name):

@@ -243,3 +243,56 @@ def test_adapter_with_its_own_tokenizer_gets_an_engine_of_its_own(
     assert plans[1].kwargs["adapter"] == str(own) and "adapters" not in plans[1].kwargs
     with pytest.raises(InputError, match="brings its own tokenizer"):
         check_shared_tokenizer({"own": str(own)})
+
+
+def test_benchmark_engine_rerun_generates_only_missing_items(
+    tiny: Path,
+    adapters: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A folder benchmark's engine job (benchmark_generate: one call per eval model, all groups)
+    over a cache that holds the base model's answers generates only the adapter's items (as a
+    rerun after a kill, or with an adapter added), gives the answers of an uncached run, and
+    splits into per-model responses with their drops (benchmark_responses)."""
+    from polyculture.backends.engine_job import EngineJob
+    from polyculture.evals import load_benchmark
+    from polyculture.evals.tables import engine_responses, generate_responses, model_responses
+
+    groups = {"values": ["US", "Greece"]}
+    spec = load_benchmark("blend-mcq", {"data": {"path": str(DATA)}, "groups": groups})
+    items = spec.implementation().items(spec.settings).head(6)
+    backend = {"generation": "hf", "batch_size": 4}
+    everyone = [
+        {"name": "base", "adapter": None, "merge_adapter": False},
+        {"name": "a", "adapter": adapters["a"], "merge_adapter": False},
+    ]
+
+    def run(members: list[dict[str, Any]], cache: AnswerCache | None) -> pl.DataFrame:
+        caplog.clear()
+        job = EngineJob("builtin:tiny-chat", str(tiny), members, backend)
+        with caplog.at_level("INFO", logger="polyculture.backends.answer_cache"):
+            return engine_responses(job, items, GREEDY, "chat", cache)
+
+    clean = run(everyone, None)
+    assert clean["model"].to_list() == ["base"] * 6 + ["a"] * 6
+    run(everyone[:1], AnswerCache(tmp_path, "e"))  # the base model's call, then the job ends
+    assert "0 calls cached (0 items), 1 calls run (6 items)" in caplog.text
+    table = run(everyone, AnswerCache(tmp_path, "e"))
+    assert "1 calls cached (6 items), 1 calls run (6 items)" in caplog.text
+    assert table.equals(clean)
+    assert run(everyone, AnswerCache(tmp_path, "e")).equals(clean)
+    assert "2 calls cached (12 items), 0 calls run (0 items)" in caplog.text
+
+    path = tmp_path / "engine.parquet"
+    table.write_parquet(path)
+    single = load_generator(str(tiny), backend="hf", batch_size=4, adapter=adapters["a"])
+    alone, alone_drops = generate_responses(
+        single, items, GREEDY, prompt_format="chat", stage="benchmark_generate", group="mcq/a"
+    )
+    single.close()
+    responses, drops = model_responses(path, "mcq", "a")
+    assert responses.equals(alone)  # the adapter's own job would have answered the same
+    assert drops.to_frame().equals(alone_drops.to_frame())
+    with pytest.raises(InputError, match="no answers"):
+        model_responses(path, "mcq", "b")

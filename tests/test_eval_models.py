@@ -355,6 +355,21 @@ def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> No
     assert any("general_model=tiny-mine" in j for j in jobs), out[-3000:]
     assert "is an API model; the lm-eval task(s) demo_hellaswag_en" in out and "refused" in out
     assert str(lora) in out  # the adapter directory is the job's input, as it is
+    # one benchmark engine per base model: the base with its adapter, and the API model alone,
+    # which books no GPU and needs the network
+    engines = {
+        block.split("wildcards: ")[1].split("\n")[0]: block.split("resources: ")[1].split("\n")[0]
+        for block in out.split("rule benchmark_generate:")[1:]
+    }
+    assert set(engines) == {
+        "benchmark=blend-mcq, bench_engine=tiny",
+        "benchmark=blend-mcq, bench_engine=served",
+    }
+    assert "gpu=0" in engines["benchmark=blend-mcq, bench_engine=served"]
+    assert "network=1" in engines["benchmark=blend-mcq, bench_engine=served"]
+    assert "gpu=1" in engines["benchmark=blend-mcq, bench_engine=tiny"]
+    assert "results/evaluate/blend-mcq/engines/tiny.parquet" in out
+    assert any("benchmark=blend-mcq, bench_model=tiny-mine" in j for j in jobs), out[-3000:]
     # evaluation alone: only evaluate rules, the built base model and the report's summaries
     # (the demo's leftover embedder, generator and judge are not built)
     stats = out.split("Job stats:")[1].strip().split("\n\n")[0].splitlines()[2:]
@@ -362,7 +377,7 @@ def test_dry_run_plans_an_outside_adapter_without_training(tmp_path: Path) -> No
     evaluate_rules = {"blend_generate", "blend_answers", "blend_score", "lm_eval", "compare_models"}
     # the demo config's folder benchmark (blend-mcq) runs for every eval model too
     evaluate_rules |= {"benchmark_items", "benchmark_generate", "benchmark_score"}
-    evaluate_rules |= {"benchmark_compare"}
+    evaluate_rules |= {"benchmark_responses", "benchmark_compare"}
     assert planned == evaluate_rules | {
         "build_tiny_chat", "api_usage", "drops_summary", "run_summary", "all"
     }, planned  # fmt: skip

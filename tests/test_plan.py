@@ -195,8 +195,9 @@ def test_model_sizes_from_names() -> None:
 
 def test_the_plan_of_a_finished_demo_counts_what_it_ran(demo_run: Path) -> None:
     """Planned again with every job (--forceall, locally), the demo's requests per job are the
-    rows its jobs wrote: BLEnD's answers, the consensus samples, the judged summaries; only the
-    stages the plan does not estimate are named as unknown."""
+    rows its jobs wrote: BLEnD's and the folder benchmark's answers (an engine job's: every
+    model it serves), the consensus samples, the judged summaries; only the stages the plan
+    does not estimate are named as unknown."""
     import polars as pl
 
     plan, jobs, _ = plan_details(demo_run, [Path("config.yaml")], None, forceall=True)
@@ -207,10 +208,13 @@ def test_the_plan_of_a_finished_demo_counts_what_it_ran(demo_run: Path) -> None:
         "train_lora",
         "translate_requests",
     }
+    # the tiny base model and its three adapters: one engine job per generating stage
+    engines = [j.rule for j in jobs if j.rule in ("blend_generate", "benchmark_generate")]
+    assert sorted(engines) == ["benchmark_generate", "blend_generate"]
     ctx = Context(checked_config([Path("config.yaml")], demo_run), demo_run, TokenCounter())
     results = demo_run / "results"
     for job in jobs:
-        if job.rule == "blend_generate":
+        if job.rule in ("blend_generate", "benchmark_generate"):  # one engine: all its models
             work = job_work(job, ctx)
             answers = pl.read_parquet(results / job.outputs[0].removeprefix("results/"))
             assert work is not None and work.requests == answers.height, job.wildcards
@@ -261,3 +265,36 @@ def test_auto_shards_follow_the_estimated_hours(workdir: Path, env: dict[str, st
     ctx = Context(small, workdir, TokenCounter())
     prompts = sum(job_work(j, ctx).requests for j in survey)  # type: ignore[union-attr]
     assert prompts == 300 * len(config["wvs"]["languages"])
+
+
+def test_a_benchmark_engine_job_counts_the_items_of_every_model_it_serves(
+    tmp_path: Path,
+) -> None:
+    """benchmark_generate runs one engine per base model: its work is the benchmark's items
+    once per eval model the engine serves (the demo's base model and its three adapters), the
+    output tokens measured from earlier responses once every model has them."""
+    import polars as pl
+
+    work = copy_workflow(tmp_path / "wf")
+    ctx = Context(checked_config([Path("config.yaml")], work), work, TokenCounter())
+    mcq = work / "results" / "evaluate" / "blend-mcq"
+    mcq.mkdir(parents=True)
+    prompts = ["Which one? A. tea B. coffee", "Which city? A. Athens B. Seoul C. Leeds"]
+    pl.DataFrame({"item_id": ["a", "b"], "group": ["US", "UK"], "prompt": prompts}).write_parquet(
+        mcq / "items.parquet"
+    )
+    job = Job("benchmark_generate", 1, {"benchmark": "blend-mcq", "bench_engine": "tiny-chat"})
+    models = ["tiny-chat", "tiny-chat-full", "tiny-chat-random", "tiny-chat-noregion"]
+    planned = job_work(job, ctx)
+    assert planned is not None and planned.model == "builtin:tiny-chat"
+    assert planned.requests == 2 * len(models) and not planned.measured_output
+    assert planned.output_tokens == planned.requests * 32  # blend-mcq's max_new_tokens
+    for m in models:
+        (mcq / m).mkdir()
+        pl.DataFrame({"response": ['{"answer_choice": "A"}'] * 2}).write_parquet(
+            mcq / m / "responses.parquet"
+        )
+    measured = job_work(job, ctx)
+    assert measured is not None and measured.measured_output
+    assert measured.input_tokens == planned.input_tokens
+    assert measured.output_tokens < planned.output_tokens

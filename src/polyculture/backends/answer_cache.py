@@ -234,12 +234,15 @@ def run_calls(
     open_engine: Callable[[], Any], calls: Sequence[EngineCall], cache: AnswerCache | None
 ) -> tuple[list[list[Any]], CacheStats]:
     """The answers of every call, in order, through the cache (:func:`cached_call`), the engine
-    loaded by `open_engine()` at the first call that is not cached (never where all are) and
-    switched to each call's adapter where it serves several (Generator.use_adapter)."""
+    loaded by `open_engine()` at the first call that is not cached and asks anything (never
+    where all are) and switched to each call's adapter where it serves several
+    (Generator.use_adapter)."""
     stats = CacheStats()
     engine: list[Any] = []
 
     def run(call: EngineCall) -> list[Any]:
+        if not call.keys:  # nothing to ask: no engine to load
+            return []
         if not engine:
             engine.append(open_engine())
         if engine[0].adapters:

@@ -9,6 +9,8 @@ from typing import Any
 
 import polars as pl
 
+from polyculture.backends.engine_job import PROMPT_FORMATS as PROMPT_FORMATS  # re-exported
+from polyculture.backends.engine_job import single_turn_answers
 from polyculture.blend.cleaning import clean_response
 from polyculture.blend.data import (
     Question,
@@ -18,7 +20,7 @@ from polyculture.blend.data import (
     questions_path,
 )
 from polyculture.drops import DropCounter
-from polyculture.errors import ConfigError, InputError
+from polyculture.errors import InputError
 from polyculture.languages import BLEND_REGIONS, normalize_region
 
 SKIP_NO_ANSWER_NA = 3  # skip when no-answer + not-applicable >= this
@@ -118,31 +120,15 @@ def country_prompts(
     )
 
 
-PROMPT_FORMATS = ("chat", "raw")
-
-
 def generate_answers(
     generator: Any, texts: Sequence[str], sampling: Any, prompt_format: str = "chat"
 ) -> list[str]:
     """One answer per prompt text, in order: each as the one user turn of a conversation
     rendered by the model's chat template (`chat`), or as plain text without it (`raw`), the two
     ways BLEnD's code sends its prompts (chat models / base models and raw completion)."""
-    if prompt_format not in PROMPT_FORMATS:
-        raise ConfigError(
-            "evaluate.blend.prompt_format",
-            f"'{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}",
-        )
-    texts = list(texts)
-    if not texts:
-        outputs = []
-    elif prompt_format == "raw":
-        outputs = generator.generate_raw(texts, n=1, sampling=sampling)
-    else:
-        conversations = [[{"role": "user", "content": p}] for p in texts]
-        outputs = generator.generate(conversations, n=1, sampling=sampling)
-    if len(outputs) != len(texts):
-        raise RuntimeError(f"generator returned {len(outputs)} outputs for {len(texts)} prompts")
-    return [out[0] if out else "" for out in outputs]
+    return single_turn_answers(
+        generator, texts, sampling, prompt_format, "evaluate.blend.prompt_format"
+    )
 
 
 def answer_drops(answers: Sequence[str], group: str) -> DropCounter:

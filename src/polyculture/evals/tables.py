@@ -4,6 +4,7 @@ base) pairs stratified by group, and the per-benchmark summaries (Markdown and J
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from polyculture.backends.answer_cache import AnswerCache
+from polyculture.backends.engine_job import (
+    AnswerSettings,
+    EngineJob,
+    job_answers,
+    member_rows,
+    single_turn_answers,
+)
 from polyculture.backends.generation.base import adapter_load_notes, adapter_record
 from polyculture.compare.pairs import (
     ALL_COUNTRIES,
@@ -22,12 +31,12 @@ from polyculture.compare.pairs import (
     stratified_paired_bootstrap,
 )
 from polyculture.drops import DropCounter
-from polyculture.errors import ConfigError, InputError
+from polyculture.errors import InputError
 from polyculture.evals.base import ITEM_SCHEMA, SCORE_SCHEMA, BenchmarkSpec
 from polyculture.io import read_table
 from polyculture.stats import paired_bootstrap
 
-PROMPT_FORMATS = ("chat", "raw")
+log = logging.getLogger(__name__)
 
 #: A model's answers: one per item.
 RESPONSE_SCHEMA = {**ITEM_SCHEMA, "response": pl.String}
@@ -62,6 +71,29 @@ COMPARISON_SCHEMA = {
 }
 
 
+#: Every answer of one engine job (benchmark_generate): the eval model's name, then its responses.
+ENGINE_SCHEMA = {"model": pl.String, **RESPONSE_SCHEMA}
+
+#: The config key of a benchmark's prompt format (named in errors).
+FORMAT_KEY = "generation.prompt_format"
+
+
+def response_table(
+    items: pl.DataFrame, answers: Sequence[str], *, stage: str, group: str
+) -> tuple[pl.DataFrame, DropCounter]:
+    """The items' responses (RESPONSE_SCHEMA) and their drop counts: empty answers are counted
+    as drops ('empty_response') and kept, the scorer scores them as wrong."""
+    drops = DropCounter(stage=stage, group=group)
+    drops.seen(len(answers))
+    empty = sum(1 for a in answers if not a.strip())
+    if empty:
+        drops.drop("empty_response", empty)
+    table = items.select(list(ITEM_SCHEMA)).with_columns(
+        response=pl.Series(list(answers), dtype=pl.String)
+    )
+    return table.cast(RESPONSE_SCHEMA), drops
+
+
 def generate_responses(
     generator: Any,
     items: pl.DataFrame,
@@ -72,34 +104,37 @@ def generate_responses(
     group: str,
 ) -> tuple[pl.DataFrame, DropCounter]:
     """Ask the model every item's prompt once (all groups in one call): as the one user turn of
-    a conversation (`chat`) or as plain text (`raw`). Empty answers are counted as drops
-    ('empty_response') and kept: the scorer scores them as wrong."""
-    if prompt_format not in PROMPT_FORMATS:
-        raise ConfigError(
-            "generation.prompt_format",
-            f"'{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}",
-        )
+    a conversation (`chat`) or as plain text (`raw`); the responses and drops (response_table)."""
     texts = items["prompt"].to_list()
-    if not texts:
-        outputs: list[list[str]] = []
-    elif prompt_format == "raw":
-        outputs = generator.generate_raw(texts, n=1, sampling=sampling)
-    else:
-        outputs = generator.generate(
-            [[{"role": "user", "content": t}] for t in texts], n=1, sampling=sampling
-        )
-    if len(outputs) != items.height:
-        raise RuntimeError(f"generator returned {len(outputs)} outputs for {items.height} prompts")
-    answers = [out[0] if out else "" for out in outputs]
-    drops = DropCounter(stage=stage, group=group)
-    drops.seen(len(answers))
-    empty = sum(1 for a in answers if not a.strip())
-    if empty:
-        drops.drop("empty_response", empty)
-    table = items.select(list(ITEM_SCHEMA)).with_columns(
-        response=pl.Series(answers, dtype=pl.String)
+    answers = single_turn_answers(generator, texts, sampling, prompt_format, FORMAT_KEY)
+    return response_table(items, answers, stage=stage, group=group)
+
+
+def engine_responses(
+    job: EngineJob,
+    items: pl.DataFrame,
+    sampling: Any,
+    prompt_format: str,
+    cache: AnswerCache | None,
+) -> pl.DataFrame:
+    """Every response of one benchmark_generate job (ENGINE_SCHEMA): each eval model of the
+    engine job answers every item in one call (all groups), in one engine where they are a base
+    and its adapters, through the answer cache (polyculture.backends.engine_job.job_answers)."""
+    how = AnswerSettings(sampling, prompt_format, FORMAT_KEY, ENGINE_SCHEMA)
+    return job_answers(job, {"items": items.select(list(ITEM_SCHEMA))}, how, cache)
+
+
+def model_responses(
+    engine_table: str | Path, benchmark: str, model: str
+) -> tuple[pl.DataFrame, DropCounter]:
+    """One eval model's responses (RESPONSE_SCHEMA) and their drop counts (stage
+    benchmark_generate), out of an engine job's table (a Parquet file, ENGINE_SCHEMA)."""
+    rows = member_rows(pl.read_parquet(engine_table), model, RESPONSE_SCHEMA)
+    table, drops = response_table(
+        rows, rows["response"].to_list(), stage="benchmark_generate", group=f"{benchmark}/{model}"
     )
-    return table.cast(RESPONSE_SCHEMA), drops
+    log.info("%s: %d responses, %d empty", model, table.height, drops.dropped)
+    return table, drops
 
 
 def check_scores(scores: pl.DataFrame, spec: BenchmarkSpec, items: pl.DataFrame) -> pl.DataFrame:

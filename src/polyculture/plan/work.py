@@ -12,7 +12,9 @@ Per rule (the stages that run a model; the others do no model work):
   exists, else every response split into 10 items (the survey's stop '11.' ends a response
   after item 10); the judge's real chat (polyculture.wvs.stances.judge_conversation).
 - blend_generate: every prompt of the country's runs (BLEnD's questions x languages x
-  templates) where the BLEnD data exists.
+  templates) where the BLEnD data exists, for every eval model of the job's engine.
+- benchmark_generate: a folder benchmark's items (its items table, where an earlier run built
+  it), for every eval model of the job's engine.
 - sample_responses: the shard's question pairs x 2 sides x `consensus.samples`, where an
   earlier run wrote the pairs (for the workflow's shard counts, which cannot wait for them:
   `questions.k` pairs per row of the sources' files, each question `questions.max_chars`
@@ -237,7 +239,9 @@ def _blend_generate(job: Job, ctx: Context) -> Work | None:
 
 
 def _benchmark_generate(job: Job, ctx: Context) -> Work | None:
-    """A folder benchmark's items (its items table, where built) for one eval model."""
+    """A folder benchmark's items (its items table, where built) for every eval model the job's
+    engine serves (base and adapters)."""
+    from polyculture.backends.engine import engine_groups
     from polyculture.evals import benchmark_entries
 
     name = job.wildcards["benchmark"]
@@ -246,15 +250,17 @@ def _benchmark_generate(job: Job, ctx: Context) -> Work | None:
     prompts = _table(ctx, f"evaluate/{name}/items.parquet", ["prompt"])
     if prompts is None or name not in spec_of:
         return None
-    spec = eval_model_spec(ctx.config, job.wildcards["bench_model"])
+    # an engine serves one base model: its group is the same among the benchmark's models
+    members = engine_groups(ctx.config.get("eval_models") or [])[job.wildcards["bench_engine"]]
+    spec = eval_model_spec(ctx.config, members[0])
     limit = spec_of[name].settings["generation"]["sampling"]["max_new_tokens"]
-    earlier = _table(
-        ctx, f"evaluate/{name}/{job.wildcards['bench_model']}/responses.parquet", ["response"]
-    )
-    out, measured = _output(
-        ctx, spec, len(prompts[0]), limit, None if earlier is None else earlier[0]
-    )
-    return Work(spec, len(prompts[0]), ctx.tokens.total(spec, prompts[0]), out, measured)
+    earlier: list[str] | None = []
+    for model in members:
+        before = _table(ctx, f"evaluate/{name}/{model}/responses.parquet", ["response"])
+        earlier = None if earlier is None or before is None else earlier + before[0]
+    asked = prompts[0] * len(members)
+    out, measured = _output(ctx, spec, len(asked), limit, earlier)
+    return Work(spec, len(asked), ctx.tokens.total(spec, asked), out, measured)
 
 
 def _sample_responses(job: Job, ctx: Context) -> Work | None:
