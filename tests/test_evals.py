@@ -49,6 +49,11 @@ def test_bad_benchmark_folders_fail_naming_the_key_and_file(tmp_path: Path) -> N
         load_benchmark("blend-mcq", {"headline": {"metric": "f1"}})
     with pytest.raises(ConfigError, match=r"evaluate.benchmarks\[1\].*listed twice"):
         benchmark_entries(["blend-mcq", {"name": "blend-mcq"}])
+    # BLEnD short answers run through the workflow's own rules (both would write evaluate/blend/)
+    with pytest.raises(
+        ConfigError, match=r"evaluate.benchmarks\[1\].*configured in evaluate.blend"
+    ):
+        benchmark_entries(["blend-mcq", "blend"])
 
 
 def test_overrides_merge_key_by_key() -> None:

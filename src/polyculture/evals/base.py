@@ -174,7 +174,15 @@ def benchmark_entries(entries: Sequence[str | Mapping[str, Any]]) -> list[Benchm
             )
         if any(s.name == name for s in specs):
             raise ConfigError(f"evaluate.benchmarks[{i}]", f"'{name}' is listed twice")
-        specs.append(load_benchmark(name, overrides))
+        spec = load_benchmark(name, overrides)
+        section = spec.settings.get("workflow_section")
+        if section:
+            raise ConfigError(
+                f"evaluate.benchmarks[{i}]",
+                f"'{name}' runs through the workflow's own rules, configured in {section} "
+                f"({spec.folder / CONFIG_FILE}); set it there instead of listing it here",
+            )
+        specs.append(spec)
     return specs
 
 
