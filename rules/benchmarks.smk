@@ -6,12 +6,32 @@
 # paired comparison of every (model, base) pair with results, and the summaries
 # results/evaluate/<benchmark>/summary.{md,json}.
 #
-# benchmark_items → benchmark_generate (benchmark × engine) → benchmark_responses (benchmark ×
+# [benchmark_fetch: data.hub_dataset] → benchmark_items → benchmark_generate (benchmark × engine) → benchmark_responses (benchmark ×
 # model) → benchmark_score (benchmark × model) → benchmark_compare (benchmark). Settings and
 # helpers are in benchmarks_common.smk.
 
 
 include: "benchmarks_common.smk"
+
+
+rule benchmark_fetch:
+    output:
+        data=directory(f"{EVAL_DIR}/{{benchmark}}/data"),
+    log:
+        f"{LOGS}/benchmark_fetch/{{benchmark}}.log",
+    benchmark:
+        f"{BENCH}/benchmark_fetch/{{benchmark}}.tsv"
+    wildcard_constraints:
+        benchmark=FETCHED_BENCHMARK_RE,
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        **placed(0, network=True),
+    params:
+        settings=benchmark_settings,
+    script:
+        "../scripts/benchmark_fetch.py"
 
 
 rule benchmark_items:

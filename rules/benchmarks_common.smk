@@ -2,21 +2,36 @@
 # A benchmark is one folder under src/polyculture/evals/ (polyculture.evals.base); the config's
 # evaluate.benchmarks lists those to run, each a name or {name, ...overrides}.
 import re
+from pathlib import Path
 
 from polyculture.workflow import (
     benchmark_entries,
     benchmark_inputs,
     check_benchmark,
     engine_groups,
+    fetches_data,
+    with_fetched_data,
 )
 
 BENCHMARKS = {
     b.name: b for b in benchmark_entries(config["evaluate"].get("benchmarks", []))
 }
+#: Benchmarks whose data rule benchmark_fetch downloads (data.hub_dataset, no local data); they
+#: read it from results/evaluate/<benchmark>/data, checked once it is there.
+FETCHED_BENCHMARKS = {name for name, spec in BENCHMARKS.items() if fetches_data(spec)}
+for _name in FETCHED_BENCHMARKS:
+    BENCHMARKS[_name] = with_fetched_data(BENCHMARKS[_name], f"{EVAL_DIR}/{_name}/data")
 if config["pipelines"]["evaluate"]:
-    for _spec in BENCHMARKS.values():
-        check_benchmark(_spec)
+    for _name, _spec in BENCHMARKS.items():
+        if (
+            _name not in FETCHED_BENCHMARKS
+            or Path(_spec.settings["data"]["path"]).is_dir()
+        ):
+            check_benchmark(_spec)
 BENCHMARK_RE = "|".join(re.escape(b) for b in BENCHMARKS) or "(?!)"
+FETCHED_BENCHMARK_RE = (
+    "|".join(re.escape(b) for b in sorted(FETCHED_BENCHMARKS)) or "(?!)"
+)
 
 
 def benchmark_models(name):
@@ -74,8 +89,12 @@ def benchmark_dir(name):
 
 
 def benchmark_data_input(wildcards):
-    """The local files a benchmark's items are built from."""
-    return benchmark_inputs(BENCHMARKS[wildcards.benchmark])
+    """The local files a benchmark's items are built from (the downloaded folder where
+    benchmark_fetch makes it)."""
+    name = wildcards.benchmark
+    if name in FETCHED_BENCHMARKS:
+        return [BENCHMARKS[name].settings["data"]["path"]]
+    return benchmark_inputs(BENCHMARKS[name])
 
 
 def benchmark_settings(wildcards):

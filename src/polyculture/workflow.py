@@ -36,7 +36,14 @@ from polyculture.consensus.config import check_self_supervision
 from polyculture.consensus.dialogues import check_requests
 from polyculture.consensus.statements import check_sources
 from polyculture.errors import ConfigError
-from polyculture.evals import benchmark_entries, benchmark_inputs, check_benchmark, load_benchmark
+from polyculture.evals import (
+    benchmark_entries,
+    benchmark_inputs,
+    check_benchmark,
+    fetches_data,
+    load_benchmark,
+    with_fetched_data,
+)
 from polyculture.evals.blend import overrides_from_config as blend_overrides
 from polyculture.logs import OFFLINE_ENV
 from polyculture.placement import (
@@ -81,6 +88,7 @@ __all__ = [
     "blend_overrides",
     "benchmark_inputs",
     "check_benchmark",
+    "fetches_data",
     "load_benchmark",
     "api_models_used",
     "builtin_models_used",
@@ -107,5 +115,6 @@ __all__ = [
     "run_languages",
     "settings_from_config",
     "usage_path_for",
+    "with_fetched_data",
     "wvs_population_needed",
 ]

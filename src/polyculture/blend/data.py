@@ -199,34 +199,32 @@ def fetch_blend(
     """Download the BLEnD release's data/{questions,annotations,prompts} files from a Hugging Face
     dataset repository into `dest` (the local layout) and check the countries' files are there.
 
-    Only the release layout is read (the prompt templates are part of it); a repository without
-    it fails naming what is missing and how to point the workflow at a local copy instead."""
+    The download goes through the hub client's cache, so a copy prefetched there (on a machine
+    with the network) is used offline. Only the release layout is read (the prompt templates are
+    part of it); a repository without it fails naming what is missing and how to point the
+    workflow at a local copy instead."""
     import shutil
-    import tempfile
 
     from huggingface_hub import snapshot_download
 
     dest = Path(dest)
     patterns = [f"data/{sub}/*" for sub in BLEND_SUBDIRS]
-    with tempfile.TemporaryDirectory() as tmp:
+    snapshot = Path(
         snapshot_download(
-            repo_id=dataset,
-            repo_type="dataset",
-            revision=revision,
-            allow_patterns=patterns,
-            local_dir=tmp,
+            repo_id=dataset, repo_type="dataset", revision=revision, allow_patterns=patterns
         )
-        for sub in BLEND_SUBDIRS:
-            src = Path(tmp) / "data" / sub
-            if not src.is_dir():
-                raise InputError(
-                    f"{dataset}@{revision}",
-                    f"no data/{sub}/ folder: the repository does not hold the BLEnD release "
-                    "layout (questions/, annotations/, prompts/ under data/); set "
-                    "evaluate.blend.data_path to a copy of the release's data/ folder "
-                    "(github.com/nlee0212/BLEnD) or hub_dataset to a repository that holds it",
-                )
-            shutil.copytree(src, dest / sub, dirs_exist_ok=True)
+    )
+    for sub in BLEND_SUBDIRS:
+        src = snapshot / "data" / sub
+        if not src.is_dir():
+            raise InputError(
+                f"{dataset}@{revision}",
+                f"no data/{sub}/ folder: the repository does not hold the BLEnD release "
+                "layout (questions/, annotations/, prompts/ under data/); set "
+                "evaluate.blend.data_path to a copy of the release's data/ folder "
+                "(github.com/nlee0212/BLEnD) or hub_dataset to a repository that holds it",
+            )
+        shutil.copytree(src, dest / sub, dirs_exist_ok=True)
     for country in countries:
         for path in (
             questions_path(dest, country),

@@ -10,8 +10,10 @@ from polyculture.evals.base import (
     benchmark_inputs,
     benchmark_names,
     check_benchmark,
+    fetches_data,
     load_benchmark,
     spec_from_settings,
+    with_fetched_data,
 )
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "benchmark_inputs",
     "benchmark_names",
     "check_benchmark",
+    "fetches_data",
     "load_benchmark",
     "spec_from_settings",
+    "with_fetched_data",
 ]

@@ -4,7 +4,9 @@ whose name is the benchmark's name with ``-`` written ``_``) holding:
 - ``benchmark.yaml``: its settings (data source, groups, prompt templates, generation settings,
   the headline aggregation); a config's ``evaluate.benchmarks`` entry may override any of them;
 - ``README.md``: what it measures, where each default comes from, deviations from the source;
-- ``__init__.py``: ``BENCHMARK``, an object with the :class:`Benchmark` methods.
+- ``__init__.py``: ``BENCHMARK``, an object with the :class:`Benchmark` methods, and optionally
+  ``inputs(settings)`` (the files its items are built from) and ``fetch(settings, dest)`` (the
+  download of ``data.hub_dataset`` into ``dest``, which the workflow then passes as data.path).
 
 Everything else (generation, aggregation, the paired comparison, summaries) is generic over the
 per-item score table the benchmark returns (:mod:`polyculture.evals.tables`)."""
@@ -203,6 +205,21 @@ def benchmark_inputs(spec: BenchmarkSpec) -> list[str]:
     return [str(data[k]) for k in ("path", "mc_questions_file") if data.get(k)]
 
 
+def fetches_data(spec: BenchmarkSpec) -> bool:
+    """Whether the workflow downloads the benchmark's data (rule benchmark_fetch): it names no
+    local data (data.path, data.mc_questions_file) but a Hub dataset (data.hub_dataset), and
+    its implementation has ``fetch(settings, dest)``."""
+    data = spec.settings["data"]
+    local = data.get("path") or data.get("mc_questions_file")
+    return bool(not local and data.get("hub_dataset") and hasattr(spec.implementation(), "fetch"))
+
+
+def with_fetched_data(spec: BenchmarkSpec, dest: str) -> BenchmarkSpec:
+    """`spec` reading its data from `dest`, where benchmark_fetch downloads it."""
+    settings = deep_merge(spec.settings, {"data": {"path": dest}})
+    return BenchmarkSpec(spec.name, spec.folder, settings)
+
+
 def check_benchmark(spec: BenchmarkSpec) -> None:
     """The config-time check of one benchmark: its implementation exists and its data holds
     what its settings ask for."""
@@ -216,7 +233,8 @@ def benchmark_problems(config: Mapping[str, Any]) -> list[str]:
         return []
     try:
         for spec in benchmark_entries(config.get("evaluate", {}).get("benchmarks", [])):
-            check_benchmark(spec)
+            if not fetches_data(spec):  # a download is checked once it is there
+                check_benchmark(spec)
     except (ConfigError, InputError) as exc:
         return [str(exc)]
     return []

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from polyculture.blend import annotations_path, questions_path
+from polyculture.blend import annotations_path, fetch_blend, questions_path
 from polyculture.errors import ConfigError
 from polyculture.evals.blend_mcq.construction import (
     MC_COLUMNS,
@@ -38,7 +38,8 @@ class BlendMCQ:
         if not data.get("path"):
             raise ConfigError(
                 "evaluate.benchmarks[blend-mcq].data.path",
-                "no BLEnD data directory (or data.mc_questions_file) is set",
+                "no BLEnD data directory (or data.mc_questions_file, or data.hub_dataset to "
+                "download the release) is set",
             )
         for country in countries:
             for path in (
@@ -62,6 +63,17 @@ class BlendMCQ:
             for c in settings["groups"]["values"]
             for f in (questions_path, annotations_path)
         ]
+
+    def fetch(self, settings: Mapping[str, Any], dest: Path) -> None:
+        """Download the short-answer release (data.hub_dataset at data.hub_revision) into `dest`,
+        the layout data.path names (BLEnD's own download: polyculture.blend.fetch_blend)."""
+        data = settings["data"]
+        fetch_blend(
+            data["hub_dataset"],
+            dest,
+            revision=data.get("hub_revision") or "main",
+            countries=settings["groups"]["values"],
+        )
 
     def items(self, settings: Mapping[str, Any]) -> pl.DataFrame:
         data, build = settings["data"], settings["construction"]
