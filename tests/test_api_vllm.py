@@ -277,10 +277,11 @@ def test_wvs_workflow_resumes_after_the_server_dies(
     assert set(usage["rule"]) == {"wvs_translate_prompts", "wvs_survey_api", "wvs_judge", "TOTAL"}
     total = usage.filter(pl.col("rule") == "TOTAL").row(0, named=True)
     assert total["sent"] == total["replies"] > 0 and total["completion_tokens"] > 0
+    # one survey job answers every language (en, da): its usage sits beside its first output
     survey_usage = json.loads(
-        (clean / "results/wvs/responses/api-chat/da/shard0.parquet.api-usage.json").read_text()
+        (clean / "results/wvs/responses/api-chat/en/shard0.parquet.api-usage.json").read_text()
     )
-    assert survey_usage["model"] == SERVED and survey_usage["sent"] == 8 * 2
+    assert survey_usage["model"] == SERVED and survey_usage["sent"] == 8 * 2 * 2
 
     # the same run, its server killed while the survey jobs send their requests
     work = copy_workflow(tmp_path_factory.mktemp("api-killed"))
